@@ -1,0 +1,1 @@
+"""Runtime helpers shared by the ingress and the workers: logging, settings, broker topology."""

@@ -1,0 +1,45 @@
+"""Reading typed settings from the environment.
+
+A bad value stops the process at start-up with the variable's name, never later at first use.
+"""
+
+import os
+from collections.abc import Mapping
+
+
+class SettingError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, default)
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingError(f"{name}: expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingError(f"{name}: must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingError(f"{name}: must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def process_env() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,117 @@
+"""The normalized result event: one schema for every vendor, published as JSON.
+
+Consumers rely on this shape. Adding an optional field is a minor change; anything else bumps
+SCHEMA_VERSION and the `schema` string, so that a consumer can tell which shape it holds.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+import msgspec
+
+from schemas.vendor import Vendor
+
+SCHEMA_VERSION: Final = 1
+SCHEMA_ID: Final = f"resultbus.result-event/v{SCHEMA_VERSION}"
+
+
+class Status(StrEnum):
+    """The normalized exam status vocabulary, shared by every vendor."""
+
+    STARTED = "started"
+    FINISHED = "finished"  # submitted, awaiting grading
+    IN_REVIEW = "in_review"
+    TECHNICAL_DIFFICULTY = "technical_difficulty"
+    COMPLETED = "completed"  # graded
+    RELEASED = "released"  # results released to the candidate
+    INVALIDATED = "invalidated"
+    RESET = "reset"
+    DISABLED = "disabled"
+
+
+# Event type of a vendor event that is not a status change; the vendor's own name follows it:
+# `event.qti_export_ready`.
+VENDOR_EVENT_PREFIX: Final = "event."
+
+
+class ExamRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Which exam (attempt, test event) an event is about; `key` is unique per vendor."""
+
+    key: str
+    test_id: str | None = None
+    attempt_id: str | None = None
+    title: str | None = None
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str | None = None
+    # The caller's own reference for the candidate (iTEP `OID`, Testpress `institute_attempt_id`).
+    external_id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    username: str | None = None
+
+
+class Section(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    name: str
+    score: float | None = None
+    percent: float | None = None
+    level: float | None = None
+    cefr: str | None = None
+
+
+class Grade(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    label: str
+    passed: bool | None = None
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    score: float | None = None
+    max_score: float | None = None
+    percent: float | None = None
+    level: float | None = None
+    cefr: str | None = None
+    grade: Grade | None = None
+    correct: int | None = None
+    incorrect: int | None = None
+    unanswered: int | None = None
+    duration_minutes: float | None = None
+    report_url: str | None = None
+    sections: list[Section] = []
+
+
+class ResultEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A normalized event. `id` is stable: the same vendor event always gets the same id."""
+
+    schema: str = SCHEMA_ID
+    id: str
+    type: str  # a Status value, or VENDOR_EVENT_PREFIX + the vendor's event name
+    vendor: Vendor
+    source: str
+    webhook_id: str
+    vendor_event: str  # the vendor's own name for what happened (iTEP Status, Inspera event, …)
+    received_at: datetime
+    occurred_at: datetime | None = None  # the vendor's timestamp, when it sends one
+    status: Status | None = None
+    exam: ExamRef | None = None
+    candidate: Candidate | None = None
+    result: Result | None = None
+    # Vendor ids that do not fit the fields above (Inspera marketplace, object types, …).
+    attributes: dict[str, str | int | float | bool | None] = {}
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ResultEvent)
+
+
+def encode_event(event: ResultEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> ResultEvent:
+    return _decoder.decode(data)
+
+
+def event_json_schema() -> dict[str, object]:
+    return msgspec.json.schema(ResultEvent)

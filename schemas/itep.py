@@ -1,0 +1,48 @@
+"""iTEP results webhook: the JSON inside the form field `data`.
+
+iTEP sends most numbers as strings ("4.5") and a few as numbers (`Writing_Question_Count`), so every
+number field accepts both; an empty string means "not given".
+"""
+
+import msgspec
+
+# A JSON number or its string form; `workers` turns it into a float (or None for "").
+Numeric = float | str | None
+
+
+class ItepResult(msgspec.Struct, frozen=True, kw_only=True):
+    OID: str | int | None = None
+    TestID: str
+    Status: str
+    Duration: Numeric = None
+    TestDate: str | None = None
+    TestMonth: Numeric = None
+    TestDay: Numeric = None
+    TestYear: Numeric = None
+    score_report_url: str | None = None
+    Overall_Level: Numeric = None
+    Overall_cefr: str | None = None
+    Grammar_Level: Numeric = None
+    Grammar_Score: Numeric = None
+    Grammar_Percent: Numeric = None
+    Grammar_cefr: str | None = None
+    Listening_Level: Numeric = None
+    Listening_Score: Numeric = None
+    Listening_Percent: Numeric = None
+    Listening_cefr: str | None = None
+    Reading_Level: Numeric = None
+    Reading_Score: Numeric = None
+    Reading_Percent: Numeric = None
+    Reading_cefr: str | None = None
+    Writing_Level: Numeric = None
+    Writing_Score: Numeric = None
+    Writing_Percent: Numeric = None
+    Writing_cefr: str | None = None
+    Writing_Question_Count: Numeric = None
+    Speaking_Level: Numeric = None
+    Speaking_Score: Numeric = None
+    Speaking_Percent: Numeric = None
+    Speaking_cefr: str | None = None
+
+
+ITEP_SECTIONS = ("Grammar", "Listening", "Reading", "Writing", "Speaking")
