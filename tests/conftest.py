@@ -1,0 +1,66 @@
+"""Shared fixtures. Every test that touches a service gets a world of its own: a unique broker
+prefix (exchanges and queues) and a unique PostgreSQL schema, both removed afterwards."""
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import asyncpg
+import pytest
+
+from schemas.topology import Topology
+
+AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+DATABASE_URL = os.environ.get("RESULTBUS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return AMQP_URL
+
+
+@pytest.fixture
+def database_url() -> str:
+    return DATABASE_URL
+
+
+@pytest.fixture
+async def topology() -> AsyncIterator[Topology]:
+    topo = Topology(prefix=f"rbtest-{uuid.uuid4().hex[:12]}")
+    yield topo
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        # Queues first: deleting an exchange leaves queues behind.
+        for queue in (topo.raw_queue, *_extra_queues(topo)):
+            await channel.queue_delete(queue)
+        for exchange in (topo.raw_exchange, topo.results_exchange):
+            await channel.exchange_delete(exchange)
+
+
+def _extra_queues(topo: Topology) -> list[str]:
+    # Queues that tests themselves create carry the prefix too; the broker has no prefix
+    # listing over AMQP, so tests register them in this list via `scratch_queue_name`.
+    return _CREATED.pop(topo.prefix, [])
+
+
+_CREATED: dict[str, list[str]] = {}
+
+
+def scratch_queue_name(topo: Topology, label: str) -> str:
+    name = f"{topo.prefix}.test.{label}"
+    _CREATED.setdefault(topo.prefix, []).append(name)
+    return name
+
+
+@pytest.fixture
+async def db_schema() -> AsyncIterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield schema
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
