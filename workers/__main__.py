@@ -1,0 +1,94 @@
+"""`python -m workers router|migrate`: one process per role, each its own container."""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+import aio_pika
+import structlog
+
+from common.broker import declare_raw, declare_results
+from common.env import SettingError, process_env
+from common.logs import configure_logging
+from workers.db import connect, create_pool, ensure_database
+from workers.migrate import migrate
+from workers.router import Router
+from workers.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+
+async def run_migrate(settings: WorkerSettings) -> None:
+    await ensure_database(settings)
+    conn = await connect(settings)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    log.info("migrations up to date", applied=applied)
+
+
+async def run_router(settings: WorkerSettings) -> None:
+    stop = _stop_on_signals()
+    pool = await create_pool(settings)
+    connection = await aio_pika.connect_robust(settings.amqp_url)
+    try:
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=settings.prefetch)
+        _, queue = await declare_raw(consuming, settings.topology)
+        publishing = await connection.channel(publisher_confirms=True)
+        results = await declare_results(publishing, settings.topology)
+        log.info("router consuming", queue=queue.name, prefetch=settings.prefetch)
+        router = Router(settings, pool, queue, results)
+        task = asyncio.create_task(router.run(stop))
+        await stop.wait()
+        # Drain: the batch in hand is finished and the rest returned; past the timeout, cancel.
+        try:
+            await asyncio.wait_for(task, settings.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown timeout reached, cancelling the batch in hand")
+    finally:
+        # Closing the channel returns every unacked message to the queue: nothing is lost.
+        await connection.close()
+        await pool.close()
+    log.info("router stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+COMMANDS = {"migrate": run_migrate, "router": run_router}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    env = process_env()
+    try:
+        settings = WorkerSettings.from_env(env)
+    except SettingError as error:
+        print(f"resultbus: bad setting: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, json=_json_logs(env.get("RESULTBUS_LOG_JSON")))
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(COMMANDS[args.command](settings))
+    return 0
+
+
+def _json_logs(value: str | None) -> bool | None:
+    return None if value is None else value.lower() in {"1", "true", "yes"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

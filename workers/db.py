@@ -1,0 +1,56 @@
+"""PostgreSQL connections for the workers."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from workers.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+# What the store functions take: a plain connection or one borrowed from a pool.
+DbConn = asyncpg.Connection | PoolConnectionProxy
+
+
+def _server_settings(settings: WorkerSettings) -> dict[str, str]:
+    return {"search_path": settings.database_schema} if settings.database_schema else {}
+
+
+async def connect(settings: WorkerSettings) -> asyncpg.Connection:
+    return await asyncpg.connect(settings.database_url, server_settings=_server_settings(settings))
+
+
+async def create_pool(settings: WorkerSettings, *, size: int = 4) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=size,
+        server_settings=_server_settings(settings),
+    )
+    assert pool is not None
+    return pool
+
+
+async def ensure_database(settings: WorkerSettings) -> None:
+    """Creates the database (and schema) when missing, so a fresh machine needs no manual step."""
+    try:
+        conn = await asyncpg.connect(settings.database_url)
+    except asyncpg.InvalidCatalogNameError:
+        url = urlsplit(settings.database_url)
+        name = url.path.lstrip("/")
+        admin = await asyncpg.connect(urlunsplit(url._replace(path="/postgres")))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            log.info("database created", database=name)
+        except asyncpg.DuplicateDatabaseError:
+            pass  # another container created it first
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(settings.database_url)
+    try:
+        if settings.database_schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,40 @@
+"""Worker settings, read once from the environment at start-up."""
+
+from collections.abc import Mapping
+
+import msgspec
+
+from common.env import SettingError, env_float, env_int, env_str
+from schemas.topology import DEFAULT_PREFIX, Topology
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    topology: Topology = Topology()
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/resultbus"
+    # A schema of its own inside the database (tests, or several deployments in one database).
+    database_schema: str | None = None
+    prefetch: int = 512
+    batch_size: int = 256
+    publish_timeout: float = 5.0
+    shutdown_timeout: float = 10.0
+    retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "WorkerSettings":
+        schema = env.get("RESULTBUS_DATABASE_SCHEMA") or None
+        if schema is not None and not schema.replace("_", "").isalnum():
+            raise SettingError(f"RESULTBUS_DATABASE_SCHEMA: not a plain identifier: {schema!r}")
+        d = cls()  # the defaults: on a Struct class, `cls.field` is a descriptor, not the default
+        return cls(
+            amqp_url=env_str(env, "RESULTBUS_AMQP_URL", d.amqp_url),
+            topology=Topology(env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)),
+            database_url=env_str(env, "RESULTBUS_DATABASE_URL", d.database_url),
+            database_schema=schema,
+            prefetch=env_int(env, "RESULTBUS_PREFETCH", d.prefetch, minimum=1),
+            batch_size=env_int(env, "RESULTBUS_BATCH_SIZE", d.batch_size, minimum=1),
+            publish_timeout=env_float(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
+            shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
+            log_level=env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level),
+        )

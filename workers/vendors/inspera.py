@@ -1,0 +1,77 @@
+"""Inspera Assessment: thin JSON events named by `event`; unknown event names are normal and kept."""
+
+import msgspec
+
+from schemas.envelope import RawEnvelope
+from schemas.event import Candidate, ExamRef, ResultEvent, Status
+from schemas.inspera import InsperaEvent
+from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
+
+_decoder = msgspec.json.Decoder(InsperaEvent)
+
+# Inspera events that are an exam status change; every other event is kept as a vendor event.
+STATUSES: dict[str, Status] = {
+    "confirm_final_grades": Status.COMPLETED,
+}
+
+_EXAM_CONTEXT = "ASSESSMENT_RUN"
+_CANDIDATE_TYPES = {"CANDIDATE", "USER_ASSESSMENT"}
+
+
+def normalize(envelope: RawEnvelope) -> list[Normalized]:
+    try:
+        sent = _decoder.decode(envelope.body)
+    except msgspec.MsgspecError as error:
+        raise decode_failure("inspera", error) from None
+
+    context = f"{sent.contextObjectType}:{sent.contextObjectId}"
+    associated = (
+        f"{sent.associatedObjectType}:{sent.associatedObjectId}"
+        if sent.associatedObjectId is not None
+        else ""
+    )
+    natural_key = f"{sent.event}|{context}|{associated}|{sent.timestamp.isoformat()}"
+    status = STATUSES.get(sent.event)
+
+    exam = None
+    candidate = None
+    if sent.contextObjectType == _EXAM_CONTEXT:
+        # For an assessment run the context object is the test; a candidate makes it one attempt.
+        on_candidate = sent.associatedObjectType in _CANDIDATE_TYPES and associated
+        exam = ExamRef(
+            key=f"{context}/{associated}" if on_candidate else context,
+            test_id=str(sent.contextObjectId),
+        )
+        if on_candidate:
+            candidate = Candidate(id=str(sent.associatedObjectId))
+
+    attributes: dict[str, str | int | float | bool | None] = {
+        "marketplace_id": sent.marketplaceId,
+        "context_object_type": sent.contextObjectType,
+        "context_object_id": sent.contextObjectId,
+    }
+    if sent.associatedObjectId is not None:
+        attributes["associated_object_type"] = sent.associatedObjectType
+        attributes["associated_object_id"] = sent.associatedObjectId
+    if sent.triggeringUserId is not None:
+        attributes["triggering_user_id"] = sent.triggeringUserId
+    if sent.extraInfo is not None:
+        attributes["extra_info_type"] = sent.extraInfo.type
+        if isinstance(sent.extraInfo.value, str | int | float | bool):
+            attributes["extra_info_value"] = sent.extraInfo.value
+
+    event = ResultEvent(
+        id=event_id(envelope, natural_key),
+        type=status.value if status else vendor_event_type(sent.event),
+        vendor=envelope.vendor,
+        source=envelope.source,
+        webhook_id=envelope.id,
+        vendor_event=sent.event,
+        received_at=envelope.received_at,
+        occurred_at=sent.timestamp,
+        status=status,
+        exam=exam,
+        candidate=candidate,
+        attributes=attributes,
+    )
+    return [Normalized(natural_key, event)]
