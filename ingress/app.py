@@ -1,0 +1,177 @@
+"""The aiohttp application: `POST /hooks/{source}`, `GET /healthz`, `GET /readyz`.
+
+The webhook handler checks, in this order and each as cheaply as it can: the source exists, the
+caller's address is allowed, the method, the content type, the size (by Content-Length before
+reading, and again while reading a chunked body), the authentication. It then wraps the raw body in
+an envelope and answers 200 only once the broker confirmed it.
+"""
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final, Protocol
+
+import structlog
+from aiohttp import hdrs, web
+
+from ingress.errors import (
+    CallerNotAllowed,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnknownSource,
+    UnsupportedMediaType,
+)
+from ingress.middleware import OUTCOME, QUIET, error_response, make_middleware
+from ingress.settings import IngressSettings
+from ingress.sources import Source
+from schemas.envelope import RawEnvelope, encode_envelope
+from schemas.inspera import is_verification_ping
+from schemas.topology import raw_routing_key
+from schemas.vendor import Vendor
+
+# The media types each vendor sends (parameters such as charset or boundary are allowed).
+ACCEPTED_MEDIA_TYPES: Final[Mapping[Vendor, frozenset[str]]] = {
+    # iTEP's text says "form encoded", its captured headers show multipart: both.
+    Vendor.ITEP: frozenset({"application/x-www-form-urlencoded", "multipart/form-data"}),
+    # Inspera's verification ping is a Java map string, not JSON.
+    Vendor.INSPERA: frozenset({"application/json", "text/plain"}),
+    Vendor.SYNAP: frozenset({"application/json"}),
+    Vendor.TESTPRESS: frozenset({"application/json"}),
+}
+
+_JSON: Final = "application/json"
+_VERIFIED: Final = b'{"status":"verified"}'
+_ALIVE: Final = b'{"status":"alive"}'
+_READY: Final = b'{"status":"ready"}'
+
+
+class EnvelopePublisher(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    async def publish(self, envelope: bytes, message_id: str, routing_key: str) -> None: ...
+
+
+class Readiness:
+    """Mutable on purpose: the app is frozen once started, this flag is flipped at shutdown."""
+
+    __slots__ = ("draining",)
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
+READINESS: Final = web.AppKey("resultbus.readiness", Readiness)
+
+
+def mark_draining(app: web.Application) -> None:
+    """Shutdown has begun: /readyz answers 503 from now on so that no new traffic is routed here."""
+    app[READINESS].draining = True
+
+
+class _Route:
+    """A source with what the handler derives from it, computed once."""
+
+    __slots__ = ("media_types", "routing_key", "source")
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.routing_key = raw_routing_key(source.vendor, source.id)
+        self.media_types = ACCEPTED_MEDIA_TYPES[source.vendor]
+
+
+def create_app(
+    settings: IngressSettings, sources: Mapping[str, Source], publisher: EnvelopePublisher
+) -> web.Application:
+    routes = {source_id: _Route(source) for source_id, source in sources.items()}
+    readiness = Readiness()
+    bind = structlog.contextvars.bind_contextvars
+
+    async def hook(request: web.Request) -> web.Response:
+        segment = request.match_info["source"]
+        route = routes.get(segment)
+        if route is None:
+            raise UnknownSource(f"no source {segment[:64]!r}")
+        source = route.source
+        webhook_id = str(uuid.uuid4())
+        bind(webhook_id=webhook_id, source=source.id, vendor=source.vendor.value)
+        remote = request.remote
+        if not source.allows(remote):
+            raise CallerNotAllowed(f"{remote} is not in the allowlist")
+        if request.method != hdrs.METH_POST:
+            raise MethodNotAllowed(request.method)
+        content_type = request.headers.get(hdrs.CONTENT_TYPE)
+        if content_type is None:
+            raise UnsupportedMediaType("no Content-Type")
+        if content_type.partition(";")[0].strip().lower() not in route.media_types:
+            raise UnsupportedMediaType(f"Content-Type {content_type[:100]!r}")
+        body = await _read_body(request, source.max_body_bytes)
+
+        if source.vendor is Vendor.INSPERA and is_verification_ping(body):
+            # Answered before the signature check on purpose: Inspera sends one verification per
+            # endpoint, not per subscription, and documents no signature for it; a 401 here would
+            # make Inspera unsubscribe the endpoint. It is never enqueued, so it can do no harm.
+            request[OUTCOME] = "verification_ping"
+            return web.Response(body=_VERIFIED, content_type=_JSON)
+
+        source.authenticator.check(request.headers, body)
+        envelope = RawEnvelope(
+            id=webhook_id,
+            source=source.id,
+            vendor=source.vendor,
+            received_at=datetime.now(UTC),
+            # As sent, parameters included: the worker needs a multipart boundary to parse the body.
+            content_type=content_type,
+            body=body,
+            event=source.event,
+            remote=remote,
+        )
+        await publisher.publish(encode_envelope(envelope), webhook_id, route.routing_key)
+        request[OUTCOME] = "enqueued"
+        return web.Response(body=b'{"id":"%s"}' % webhook_id.encode(), content_type=_JSON)
+
+    async def healthz(request: web.Request) -> web.Response:
+        request[QUIET] = True
+        return web.Response(body=_ALIVE, content_type=_JSON)
+
+    async def readyz(request: web.Request) -> web.Response:
+        request[QUIET] = True
+        if readiness.draining:
+            return error_response(503, "shutting down")
+        if not publisher.ready:
+            return error_response(503, "broker not connected")
+        return web.Response(body=_READY, content_type=_JSON)
+
+    largest = max((source.max_body_bytes for source in sources.values()), default=1)
+    app = web.Application(
+        middlewares=[make_middleware(retry_after=settings.retry_after)],
+        # Each source enforces its own limit before reading; this only keeps aiohttp's own cap
+        # from being the tighter one.
+        client_max_size=largest,
+    )
+    app[READINESS] = readiness
+    app.router.add_route("*", "/hooks/{source}", hook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    length = request.content_length
+    if length is not None:
+        # Refused before reading a byte; aiohttp's parser never delivers more than Content-Length.
+        if length > limit:
+            raise PayloadTooLarge(f"Content-Length {length} > {limit}")
+        return await request.read()
+    # Chunked, no length announced: read until the end or one byte past the limit, whichever first.
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"chunked body > {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)

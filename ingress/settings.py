@@ -1,0 +1,82 @@
+"""Ingress settings, read once from the environment at start-up; a bad value stops the boot."""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from common.env import SettingError, env_float, env_int, env_str
+from schemas.topology import DEFAULT_PREFIX, Topology
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _env_optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingError(f"{name}: expected true or false, got {raw!r}")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngressSettings:
+    # The URL may carry the broker password: kept out of the repr.
+    amqp_url: str = field(repr=False)
+    topology: Topology
+    sources_path: str
+    host: str
+    port: int
+    confirm_timeout: float
+    retry_after: int
+    connect_timeout: float
+    shutdown_timeout: float
+    log_level: str
+    log_json: bool | None
+
+    @property
+    def amqp_url_redacted(self) -> str:
+        return redact_url(self.amqp_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "IngressSettings":
+        port = env_int(env, "RESULTBUS_INGRESS_PORT", 8080, minimum=1)
+        if port > 65535:
+            raise SettingError(f"RESULTBUS_INGRESS_PORT: must be at most 65535, got {port}")
+        log_level = env_str(env, "RESULTBUS_LOG_LEVEL", "INFO").upper()
+        if log_level not in logging.getLevelNamesMapping():
+            raise SettingError(f"RESULTBUS_LOG_LEVEL: unknown level {log_level!r}")
+        prefix = env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)
+        if not prefix:
+            raise SettingError("RESULTBUS_AMQP_PREFIX: must not be empty")
+        confirm_timeout = env_float(env, "RESULTBUS_CONFIRM_TIMEOUT", 2.0, minimum=0.001)
+        return cls(
+            amqp_url=env_str(env, "RESULTBUS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            topology=Topology(prefix),
+            sources_path=env_str(env, "RESULTBUS_SOURCES", "deploy/sources.example.toml"),
+            host=env_str(env, "RESULTBUS_INGRESS_HOST", "127.0.0.1"),
+            port=port,
+            confirm_timeout=confirm_timeout,
+            retry_after=env_int(env, "RESULTBUS_RETRY_AFTER", 5, minimum=0),
+            # How long a boot keeps retrying an unreachable broker before giving up (0: one try).
+            connect_timeout=env_float(env, "RESULTBUS_AMQP_CONNECT_TIMEOUT", 30.0),
+            # How long a shutdown waits for in-flight requests.
+            shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", 10.0),
+            log_level=log_level,
+            log_json=_env_optional_bool(env, "RESULTBUS_LOG_JSON"),
+        )
