@@ -47,7 +47,11 @@ def form_data_field(content_type: str, body: bytes) -> bytes:
     media_type = content_type.split(";", 1)[0].strip().lower()
     values: list[bytes]
     if media_type == "application/x-www-form-urlencoded":
-        values = [v for k, v in parse_qsl(body, keep_blank_values=True) if k == b"data"]
+        try:
+            fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise RejectedWebhook("itep: form body is not UTF-8") from None
+        values = [v.encode("utf-8") for k, v in fields if k == "data"]
     elif media_type == "multipart/form-data":
         message = _mime_parser.parsebytes(
             b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body

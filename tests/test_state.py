@@ -1,0 +1,55 @@
+"""The exam state machine, without I/O."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.event import Status
+from workers.state import ExamState, applies
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def at(status: Status, minutes: int | None = None) -> ExamState:
+    return ExamState(status, None if minutes is None else T0 + timedelta(minutes=minutes))
+
+
+def test_first_event_always_applies() -> None:
+    assert applies(None, Status.COMPLETED, None)
+
+
+def test_late_finished_after_completed_is_not_applied() -> None:
+    assert not applies(at(Status.COMPLETED), Status.FINISHED, None)
+
+
+def test_forward_moves_apply() -> None:
+    assert applies(at(Status.FINISHED), Status.COMPLETED, None)
+    assert applies(at(Status.COMPLETED), Status.RELEASED, None)
+    assert applies(at(Status.FINISHED), Status.IN_REVIEW, None)
+
+
+@pytest.mark.parametrize("forced", [Status.RESET, Status.INVALIDATED])
+@pytest.mark.parametrize("current", [Status.COMPLETED, Status.RELEASED, Status.DISABLED])
+def test_reset_and_invalidation_move_back(forced: Status, current: Status) -> None:
+    assert applies(at(current), forced, None)
+
+
+def test_after_a_reset_the_exam_starts_over() -> None:
+    assert applies(at(Status.RESET), Status.FINISHED, None)
+
+
+def test_invalidated_exam_is_not_completed_by_a_late_event() -> None:
+    assert not applies(at(Status.INVALIDATED), Status.COMPLETED, None)
+
+
+def test_vendor_time_decides_when_both_have_it() -> None:
+    # An older reset does not undo a newer completion...
+    assert not applies(at(Status.COMPLETED, 10), Status.RESET, T0 + timedelta(minutes=5))
+    # ...but a newer one does.
+    assert applies(at(Status.COMPLETED, 10), Status.RESET, T0 + timedelta(minutes=15))
+
+
+def test_same_status_again_updates_unless_older() -> None:
+    assert applies(at(Status.COMPLETED), Status.COMPLETED, None)
+    assert applies(at(Status.COMPLETED, 1), Status.COMPLETED, T0 + timedelta(minutes=2))
+    assert not applies(at(Status.COMPLETED, 2), Status.COMPLETED, T0 + timedelta(minutes=1))
