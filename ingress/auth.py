@@ -181,7 +181,7 @@ def _as_sent(raw: msgspec.Raw, field: str) -> str:
     raise MalformedBody(f"Testpress field {field!r} is not a string or a number")
 
 
-def testpress_message(values: tuple[str, ...], private_key: str, *, percent_encode: bool) -> bytes:
+def signed_message(values: tuple[str, ...], private_key: str, *, percent_encode: bool) -> bytes:
     """The signed message: key|attempt_id|correct|PRIVATE_KEY|incorrect|unanswered|percentage|score|user_id.
 
     `values` are the eight body values in that order without the private key.
@@ -229,8 +229,8 @@ class TestpressHashAuth:
         expected: list[bytes] = []
         for secret in self._private_keys.values:
             private_key = secret.decode("utf-8", "surrogateescape")
-            plain = testpress_message(values, private_key, percent_encode=False)
-            encoded = testpress_message(values, private_key, percent_encode=True)
+            plain = signed_message(values, private_key, percent_encode=False)
+            encoded = signed_message(values, private_key, percent_encode=True)
             for message in (plain, encoded) if encoded != plain else (plain,):
                 expected.append(hmac.new(secret, message, hashlib.sha512).hexdigest().encode())
         hash_ok = _matches_any(given, tuple(expected))

@@ -1,0 +1,59 @@
+"""Ingress settings from the environment: defaults, overrides, and a bad value named at boot."""
+
+import pytest
+
+from common.env import SettingError
+from ingress.settings import IngressSettings, redact_url
+from schemas.topology import Topology
+
+
+def test_defaults() -> None:
+    s = IngressSettings.from_env({})
+    assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert s.topology == Topology("resultbus")
+    assert (s.host, s.port, s.confirm_timeout, s.retry_after) == ("127.0.0.1", 8080, 2.0, 5)
+    assert s.sources_path == "deploy/sources.example.toml"
+    assert s.log_json is None and s.log_level == "INFO"
+
+
+def test_overrides_and_no_password_in_repr() -> None:
+    s = IngressSettings.from_env(
+        {
+            "RESULTBUS_AMQP_URL": "amqp://svc:hunter2@broker:5672/vh",
+            "RESULTBUS_AMQP_PREFIX": "rb2",
+            "RESULTBUS_INGRESS_PORT": "9000",
+            "RESULTBUS_CONFIRM_TIMEOUT": "0.5",
+            "RESULTBUS_RETRY_AFTER": "30",
+            "RESULTBUS_LOG_LEVEL": "debug",
+            "RESULTBUS_LOG_JSON": "true",
+        }
+    )
+    assert s.topology.raw_exchange == "rb2.raw"
+    assert (s.port, s.confirm_timeout, s.retry_after, s.log_level, s.log_json) == (
+        9000,
+        0.5,
+        30,
+        "DEBUG",
+        True,
+    )
+    assert "hunter2" not in repr(s)
+    assert s.amqp_url_redacted == "amqp://svc:***@broker:5672/vh"
+    assert redact_url("amqp://broker/") == "amqp://broker/"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RESULTBUS_INGRESS_PORT", "http"),
+        ("RESULTBUS_INGRESS_PORT", "70000"),
+        ("RESULTBUS_CONFIRM_TIMEOUT", "soon"),
+        ("RESULTBUS_CONFIRM_TIMEOUT", "0"),
+        ("RESULTBUS_RETRY_AFTER", "-1"),
+        ("RESULTBUS_LOG_LEVEL", "LOUD"),
+        ("RESULTBUS_LOG_JSON", "maybe"),
+        ("RESULTBUS_AMQP_PREFIX", ""),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingError, match=name):
+        IngressSettings.from_env({name: value})
