@@ -6,6 +6,7 @@ with its traceback).
 """
 
 import time
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -16,9 +17,9 @@ from ingress.errors import BrokerUnavailable, IngressError
 log = structlog.get_logger("ingress")
 
 # Set by a handler on the request to say how it ended (`enqueued`, `verification_ping`, …).
-OUTCOME = "resultbus.outcome"
+OUTCOME: Final = web.RequestKey("resultbus.outcome", str)
 # Set by a handler to log its success at debug level (health probes every few seconds).
-QUIET = "resultbus.quiet"
+QUIET: Final = web.RequestKey("resultbus.quiet", bool)
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
