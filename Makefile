@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install services migrate run test check lint typecheck pytest bench demo schema clean
+
+# The environment is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+services:
+	bash deploy/ensure-services.sh
+
+migrate: install services
+	$(PY) -m workers migrate
+
+## make run: the whole pipeline (migrations, ingress, router) on the local RabbitMQ and PostgreSQL.
+run: migrate
+	bash deploy/run-local.sh
+
+## make test: lint, types and the whole suite against the real services.
+test: install services check pytest
+
+check: lint typecheck
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install services
+	$(PY) -m pytest
+
+## make bench: throughput and latency figures against same-run baselines (not part of make test).
+bench: install services
+	$(PY) -m bench
+
+## make demo: one signed sample of each vendor to a running ingress (start it with make run).
+demo: install
+	$(PY) deploy/demo.py
+
+## make schema: regenerate docs/event.schema.json from the Structs.
+schema: install
+	$(PY) -m schemas > docs/event.schema.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline on this machine: one ingress and one router (more can be started beside
+# them), against the local RabbitMQ and PostgreSQL unless RESULTBUS_* variables say otherwise.
+# Ctrl-C (or SIGTERM) stops every process gracefully.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+
+# Demo secrets for the example sources, only where the variable is not already set.
+while IFS='=' read -r name value; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  [[ -z "${!name:-}" ]] && export "$name=$value"
+done < deploy/demo.env
+export RESULTBUS_SOURCES=${RESULTBUS_SOURCES:-deploy/sources.example.toml}
+
+pids=()
+stopped=
+stop() {
+  trap - INT TERM
+  [[ -n "$stopped" ]] && return
+  stopped=1
+  echo "run-local: stopping ${#pids[@]} processes"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM
+
+for role in ${RESULTBUS_ROLES:-router}; do
+  "$PY" -m workers "$role" &
+  pids+=($!)
+done
+"$PY" -m ingress &
+pids+=($!)
+
+echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>; try 'make demo'"
+# Any process exiting stops the rest: a half-running pipeline is worse than a stopped one.
+wait -n "${pids[@]}" || true
+stop
