@@ -1,25 +1,59 @@
 """Declaring the broker topology. Idempotent: every process declares what it uses at start-up, so
 no process depends on another having started first."""
 
+from collections.abc import Sequence
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from schemas.topology import Topology
+
+# Quorum queues: replicated when the broker is a cluster. Dead-lettering "at least once" (which needs
+# reject-publish overflow) so that a message moving to the dead-letter or back from a retry tier is
+# never dropped on the way.
+_QUORUM_AT_LEAST_ONCE = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+# A message redelivered this often is killing its consumer: it goes to the dead-letter queue.
+RAW_DELIVERY_LIMIT = 20
 
 
 async def declare_raw(channel: AbstractChannel, topology: Topology) -> tuple[AbstractExchange, AbstractQueue]:
     exchange = await channel.declare_exchange(
         topology.raw_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
-    # A quorum queue: replicated when the broker is a cluster, and its delivery limit stops a
-    # message that kills its consumer from being redelivered for ever.
+    await channel.declare_queue(topology.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
     queue = await channel.declare_queue(
         topology.raw_queue,
         durable=True,
-        arguments={"x-queue-type": "quorum", "x-delivery-limit": 20},
+        arguments={
+            **_QUORUM_AT_LEAST_ONCE,
+            "x-delivery-limit": RAW_DELIVERY_LIMIT,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": topology.dead_queue,
+        },
     )
     await queue.bind(exchange, routing_key="#")
     return exchange, queue
+
+
+async def declare_retry_tiers(channel: AbstractChannel, topology: Topology, delays: Sequence[float]) -> None:
+    """One queue per delay. Nothing consumes them: each message waits out the TTL and is dead-lettered
+    to the raw exchange, and so back into the raw queue."""
+    for delay in delays:
+        await channel.declare_queue(
+            topology.retry_queue(delay),
+            durable=True,
+            arguments={
+                **_QUORUM_AT_LEAST_ONCE,
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": topology.raw_exchange,
+                "x-dead-letter-routing-key": "retry",
+            },
+        )
 
 
 async def declare_results(channel: AbstractChannel, topology: Topology) -> AbstractExchange:

@@ -43,3 +43,17 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0
 
 def process_env() -> Mapping[str, str]:
     return os.environ
+
+
+def env_floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """A comma-separated list of non-negative numbers, such as a retry schedule: `5,30,120`."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        values = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingError(f"{name}: expected comma-separated numbers, got {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise SettingError(f"{name}: numbers must not be negative, got {raw!r}")
+    return values

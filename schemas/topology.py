@@ -29,6 +29,30 @@ class Topology(msgspec.Struct, frozen=True):
         """Topic exchange of normalized events; downstream services bind their own queues here."""
         return f"{self.prefix}.results"
 
+    @property
+    def dead_queue(self) -> str:
+        """Raw webhooks that failed every retry, or were redelivered too often: inspect, then replay."""
+        return f"{self.prefix}.dead"
+
+    def retry_queue(self, delay_seconds: float) -> str:
+        """A delay tier: messages wait out the queue's TTL, then dead-letter back to the raw queue.
+        Named by its delay, so a changed schedule declares new queues rather than clashing."""
+        return f"{self.prefix}.retry.{delay_seconds:g}s"
+
+    @property
+    def deliveries_queue(self) -> str:
+        """The delivery workers' own queue on the results exchange (bound with `#`)."""
+        return f"{self.prefix}.deliveries"
+
+    @property
+    def delivery_attempts_queue(self) -> str:
+        """One message per (delivery, attempt) to make now; the retry tiers dead-letter back here."""
+        return f"{self.prefix}.delivery.attempts"
+
+    def delivery_retry_queue(self, delay_ms: int) -> str:
+        """A delay tier: messages wait here `delay_ms` (queue TTL), then go back to the attempts queue."""
+        return f"{self.prefix}.delivery.retry.{delay_ms}ms"
+
 
 def raw_routing_key(vendor: Vendor, source: str) -> str:
     return f"{vendor.value}.{source}"

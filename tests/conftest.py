@@ -33,7 +33,7 @@ async def topology() -> AsyncIterator[Topology]:
     async with connection:
         channel = await connection.channel()
         # Queues first: deleting an exchange leaves queues behind.
-        for queue in (topo.raw_queue, *_extra_queues(topo)):
+        for queue in (topo.raw_queue, topo.dead_queue, *_extra_queues(topo)):
             await channel.queue_delete(queue)
         for exchange in (topo.raw_exchange, topo.results_exchange):
             await channel.exchange_delete(exchange)
@@ -48,8 +48,9 @@ def _extra_queues(topo: Topology) -> list[str]:
 _CREATED: dict[str, list[str]] = {}
 
 
-def scratch_queue_name(topo: Topology, label: str) -> str:
-    name = f"{topo.prefix}.test.{label}"
+def scratch_queue_name(topo: Topology, label: str, *, name: str | None = None) -> str:
+    """A queue name for the test to use (or `name`, registered as is): deleted after the test."""
+    name = name or f"{topo.prefix}.test.{label}"
     _CREATED.setdefault(topo.prefix, []).append(name)
     return name
 

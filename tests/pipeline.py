@@ -9,7 +9,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
-from common.broker import declare_raw, declare_results
+from common.broker import declare_raw, declare_results, declare_retry_tiers
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.event import ResultEvent, decode_event
 from schemas.topology import Topology, raw_routing_key
@@ -84,10 +84,13 @@ async def running_router(
         raw_exchange, queue = await declare_raw(channel, topology)
         results_channel = await connection.channel(publisher_confirms=True)
         results_exchange = await declare_results(results_channel, topology)
+        await declare_retry_tiers(results_channel, topology, settings.retry_delays)
+        for delay in settings.retry_delays:
+            scratch_queue_name(topology, "", name=topology.retry_queue(delay))
         probe = await channel.declare_queue(scratch_queue_name(topology, "results"), durable=False)
         await probe.bind(results_exchange, routing_key="#")
         stop = asyncio.Event()
-        router = Router(settings, pool, queue, results_exchange)
+        router = Router(settings, pool, queue, results_exchange, results_channel.default_exchange)
         task = asyncio.create_task(router.run(stop))
         try:
             yield RunningRouter(settings, pool, channel, raw_exchange, probe)

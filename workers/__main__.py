@@ -9,7 +9,7 @@ import sys
 import aio_pika
 import structlog
 
-from common.broker import declare_raw, declare_results
+from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from workers.db import connect, create_pool, ensure_database
@@ -40,8 +40,9 @@ async def run_router(settings: WorkerSettings) -> None:
         _, queue = await declare_raw(consuming, settings.topology)
         publishing = await connection.channel(publisher_confirms=True)
         results = await declare_results(publishing, settings.topology)
+        await declare_retry_tiers(publishing, settings.topology, settings.retry_delays)
         log.info("router consuming", queue=queue.name, prefetch=settings.prefetch)
-        router = Router(settings, pool, queue, results)
+        router = Router(settings, pool, queue, results, publishing.default_exchange)
         task = asyncio.create_task(router.run(stop))
         await stop.wait()
         # Drain: the batch in hand is finished and the rest returned; past the timeout, cancel.

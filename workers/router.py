@@ -26,6 +26,13 @@ from workers.vendors.base import Normalized
 
 log = structlog.get_logger("router")
 
+# Headers of a deferred or dead-lettered message: why, how often and since when.
+ATTEMPTS = "x-resultbus-attempts"
+FIRST_FAILED_AT = "x-resultbus-first-failed-at"
+LAST_FAILED_AT = "x-resultbus-last-failed-at"
+REASON = "x-resultbus-reason"
+ROUTING_KEY = "x-resultbus-routing-key"
+
 # Failures of the database or the broker themselves, not of the data: worth trying again later.
 TRANSIENT = (
     OSError,
@@ -57,11 +64,15 @@ class Router:
         pool: asyncpg.Pool,
         queue: AbstractQueue,
         results: AbstractExchange,
+        deferrals: AbstractExchange,
     ) -> None:
+        """`results` and `deferrals` (the default exchange) must be on a channel with publisher
+        confirms: a message is acked only once what replaces it is safely on the broker."""
         self._settings = settings
         self._pool = pool
         self._queue = queue
         self._results = results
+        self._deferrals = deferrals
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -91,31 +102,76 @@ class Router:
     async def handle(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         started = time.perf_counter()
         items = [self._decode(message) for message in batch]
-        for attempt, delay in enumerate((*self._settings.retry_delays, None)):
+        error = await self._store_and_publish_retrying(items, stop)
+        if error is None:
+            outcomes = ["rejected" if item.raw.reason else "stored" for item in items]
+        else:
             try:
-                await self._store_and_publish(items)
-                break
-            except TRANSIENT as error:
-                if delay is None or stop.is_set():
-                    # Returned to the queue: stored rows are idempotent, so a redelivery is safe.
-                    log.error("batch returned to the queue", error=repr(error), size=len(items))
-                    for item in items:
-                        await item.message.nack(requeue=True)
-                    return
-                log.warning("batch failed, retrying", error=repr(error), attempt=attempt + 1, delay=delay)
-                await asyncio.sleep(delay)
-        # Every message of the channel up to the last of this batch: all of them are done.
+                outcomes = [await self._defer(item, error) for item in items]
+            except TRANSIENT as broker_error:
+                # The broker is in trouble too: hand everything back; it is redelivered later.
+                log.error(
+                    "could not defer the batch, returning it", error=repr(broker_error), size=len(items)
+                )
+                for message in batch:
+                    await message.nack(requeue=True)
+                return
+        # Every message of the channel up to the last of this batch: all of them are done with.
         await batch[-1].ack(multiple=True)
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        for item in items:
+        for item, outcome in zip(items, outcomes, strict=True):
             item.log.info(
                 "webhook routed",
-                outcome="rejected" if item.raw.reason else "stored",
+                outcome=outcome,
                 reason=item.raw.reason,
                 events=len(item.events),
                 batch=len(items),
                 duration_ms=duration_ms,
             )
+
+    async def _store_and_publish_retrying(
+        self, items: list[Item], stop: asyncio.Event
+    ) -> BaseException | None:
+        """None once the batch is stored and published; the last error when quick retries ran out."""
+        for delay in (*self._settings.quick_retries, None):
+            try:
+                await self._store_and_publish(items)
+                return None
+            except TRANSIENT as error:
+                if delay is None or stop.is_set():
+                    return error
+                log.warning("batch failed, retrying", error=repr(error), size=len(items), delay=delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _defer(self, item: Item, error: BaseException) -> str:
+        """Moves a message to its next delay tier, or to the dead-letter queue after the last one."""
+        message = item.message
+        headers = dict(message.headers or {})
+        previous = headers.get(ATTEMPTS, 0)
+        attempts = (previous if isinstance(previous, int) else 0) + 1
+        now = datetime.now(UTC).isoformat()
+        headers.setdefault(FIRST_FAILED_AT, now)
+        headers.setdefault(ROUTING_KEY, message.routing_key or "")
+        headers.update({ATTEMPTS: attempts, LAST_FAILED_AT: now, REASON: repr(error)[:500]})
+        delays = self._settings.retry_delays
+        if attempts <= len(delays):
+            target, outcome = self._settings.topology.retry_queue(delays[attempts - 1]), "deferred"
+        else:
+            target, outcome = self._settings.topology.dead_queue, "dead-lettered"
+        await self._deferrals.publish(
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                timestamp=message.timestamp,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=target,
+            timeout=self._settings.publish_timeout,
+        )
+        return outcome
 
     def _decode(self, message: AbstractIncomingMessage) -> Item:
         try:
@@ -189,7 +245,7 @@ class Router:
 def _unreadable(message: AbstractIncomingMessage, reason: str) -> RawRow:
     """A message that is not a raw envelope at all is still kept, with what the broker knows of it."""
     return RawRow(
-        id=str(uuid.uuid4()),
+        id=_uuid_or_new(message.message_id),
         source=message.routing_key or "unknown",
         vendor="unknown",
         received_at=message.timestamp or datetime.now(UTC),
@@ -197,3 +253,11 @@ def _unreadable(message: AbstractIncomingMessage, reason: str) -> RawRow:
         body=message.body,
         reason=reason,
     )
+
+
+def _uuid_or_new(value: str | None) -> str:
+    """The message's own id when it has one (so a replay of it is recognised), else a new one."""
+    try:
+        return str(uuid.UUID(value)) if value else str(uuid.uuid4())
+    except ValueError:
+        return str(uuid.uuid4())

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_float, env_int, env_str
+from common.env import SettingError, env_float, env_floats, env_int, env_str
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -18,7 +18,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 256
     publish_timeout: float = 5.0
     shutdown_timeout: float = 10.0
-    retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+    # In-process retries of a failed batch, for blips (a failover, a dropped connection)...
+    quick_retries: tuple[float, ...] = (0.2, 1.0)
+    # ...then each message waits in the broker's delay tiers, and after the last lands in the
+    # dead-letter queue (about 1.7 hours by default).
+    retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     log_level: str = "INFO"
 
     @classmethod
@@ -36,5 +40,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             batch_size=env_int(env, "RESULTBUS_BATCH_SIZE", d.batch_size, minimum=1),
             publish_timeout=env_float(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
             shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
+            quick_retries=env_floats(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
+            retry_delays=env_floats(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
             log_level=env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level),
         )

@@ -58,7 +58,9 @@ INSERT INTO raw_webhooks (id, source, vendor, received_at, content_type, body, v
                           outcome, reason)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[],
                      $7::text[], $8::text[], $9::text[], $10::text[])
-ON CONFLICT (id) DO NOTHING
+-- A redelivery changes nothing; a replay of a rejected webhook records its new outcome.
+ON CONFLICT (id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, stored_at = now()
+WHERE raw_webhooks.outcome = 'rejected'
 """
 
 _INSERT_EVENTS = """
@@ -136,6 +138,9 @@ async def mark_published(conn: DbConn, ids: list[str]) -> None:
 
 
 async def _insert_raw(conn: DbConn, rows: list[RawRow]) -> None:
+    # A redelivered message may share a batch with its first delivery; an upsert may not touch one
+    # row twice in a statement.
+    rows = list({r.id: r for r in reversed(rows)}.values())
     await conn.execute(
         _INSERT_RAW,
         [r.id for r in rows],

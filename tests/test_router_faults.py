@@ -1,0 +1,89 @@
+"""The router under faults, on the real broker and database: a database cut (retry tiers, then
+everything lands), exhausted retries (dead-letter queue with the reasons, then replay)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from schemas.topology import Topology
+from schemas.vendor import Vendor
+from tests import samples
+from tests.pipeline import running_router
+from tests.proxy import TcpProxy
+from workers.replay import replay_dead_letters
+
+
+@pytest.fixture
+async def pg_proxy(database_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    url = urlsplit(database_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
+    yield proxy, urlunsplit(url._replace(netloc=netloc))
+    await proxy.close()
+
+
+def envelopes(count: int) -> list[samples.RawEnvelope]:
+    return [
+        samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress(attempt_id=1000 + n)))
+        for n in range(count)
+    ]
+
+
+async def test_database_cut_defers_then_everything_lands(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    proxy, proxied_url = pg_proxy
+    sent = envelopes(30)
+    async with running_router(
+        amqp_url, proxied_url, topology, db_schema, quick_retries=(0.05,), retry_delays=(0.3, 0.6, 1.0, 2.0)
+    ) as router:
+        proxy.cut()
+        for env in sent:
+            await router.publish_raw(env)
+        # While the database is away, the messages wait in the broker's delay tiers...
+        await asyncio.sleep(1.0)
+        assert not router.received
+        proxy.restore()
+        # ...and all land once it is back: each stored once, each event published.
+        events = await router.events(30, timeout=30)
+        assert {e.webhook_id for e in events} == {e.id for e in sent}
+        assert await router.pool.fetchval("SELECT count(*) FROM raw_webhooks") == 30
+        assert await router.pool.fetchval("SELECT count(*) FROM events") == 30
+        dead = await router.channel.declare_queue(topology.dead_queue, passive=True)
+        assert dead.declaration_result.message_count == 0
+
+
+async def test_exhausted_retries_dead_letter_with_reasons_then_replay(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    proxy, proxied_url = pg_proxy
+    sent = envelopes(5)
+    async with running_router(
+        amqp_url, proxied_url, topology, db_schema, quick_retries=(), retry_delays=(0.1, 0.2)
+    ) as router:
+        proxy.cut()
+        for env in sent:
+            await router.publish_raw(env)
+        dead = await router.channel.declare_queue(topology.dead_queue, passive=True)
+        async with asyncio.timeout(15):
+            while dead.declaration_result.message_count < 5:
+                await asyncio.sleep(0.1)
+                dead = await router.channel.declare_queue(topology.dead_queue, passive=True)
+        message = await dead.get()
+        headers = message.headers
+        assert headers["x-resultbus-attempts"] == 3  # the first try and two delay tiers
+        assert "x-resultbus-first-failed-at" in headers and "x-resultbus-last-failed-at" in headers
+        assert headers["x-resultbus-routing-key"] == "testpress.testpress-main"
+        assert headers["x-resultbus-reason"]
+        await message.nack(requeue=True)
+
+        proxy.restore()
+        replayed = await replay_dead_letters(router.channel, topology)
+        assert replayed == 5
+        events = await router.events(5, timeout=20)
+        assert {e.webhook_id for e in events} == {e.id for e in sent}
+        # A second replay finds nothing; the dead-letter queue is empty.
+        assert await replay_dead_letters(router.channel, topology) == 0

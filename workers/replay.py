@@ -1,0 +1,110 @@
+"""Replay, for operators after a fix: dead-lettered messages and rejected webhooks go back through the
+raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated."""
+
+from datetime import datetime
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel
+
+from common.broker import declare_raw
+from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
+from schemas.topology import Topology, raw_routing_key
+from schemas.vendor import Vendor
+from workers.db import DbConn
+
+log = structlog.get_logger("replay")
+
+_RETRY_HEADERS = ("x-resultbus-attempts", "x-resultbus-first-failed-at", "x-resultbus-last-failed-at")
+
+
+async def replay_dead_letters(
+    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+) -> int:
+    """Moves what is in the dead-letter queue now back to the raw exchange; returns how many.
+
+    `channel` must have publisher confirms: each message leaves the dead-letter queue only after the
+    broker confirmed its copy."""
+    exchange, _ = await declare_raw(channel, topology)
+    dead = await channel.declare_queue(topology.dead_queue, passive=True)
+    # Only what is there now: a message that fails again must not be replayed in a loop.
+    waiting = dead.declaration_result.message_count or 0
+    count = min(waiting, limit) if limit is not None else waiting
+    moved = 0
+    for _ in range(count):
+        message = await dead.get(fail=False)
+        if message is None:
+            break
+        headers = {k: v for k, v in (message.headers or {}).items() if k not in _RETRY_HEADERS}
+        routing_key = str(headers.get("x-resultbus-routing-key") or "replay")
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                timestamp=message.timestamp,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+        )
+        await message.ack()
+        moved += 1
+    log.info("dead letters replayed", count=moved)
+    return moved
+
+
+_REJECTED = """
+SELECT id::text, source, vendor, received_at, content_type, body, vendor_event, remote
+FROM raw_webhooks
+WHERE outcome = 'rejected'
+  AND ($1::timestamptz IS NULL OR received_at >= $1)
+  AND ($2::text IS NULL OR source = $2)
+  AND ($3::uuid[] IS NULL OR id = ANY($3))
+ORDER BY received_at
+"""
+
+
+async def replay_rejected(
+    conn: DbConn,
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    ids: list[str] | None = None,
+) -> int:
+    """Sends rejected webhooks through the router again, under their original ids: one that now
+    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason."""
+    exchange, _ = await declare_raw(channel, topology)
+    rows = await conn.fetch(_REJECTED, since, source, ids)
+    for row in rows:
+        if row["vendor"] in Vendor._value2member_map_:
+            vendor = Vendor(row["vendor"])
+            body = encode_envelope(
+                RawEnvelope(
+                    id=row["id"],
+                    source=row["source"],
+                    vendor=vendor,
+                    received_at=row["received_at"],
+                    content_type=row["content_type"],
+                    body=bytes(row["body"]),
+                    event=row["vendor_event"],
+                    remote=row["remote"],
+                )
+            )
+            routing_key = raw_routing_key(vendor, row["source"])
+        else:
+            # Not an envelope at all when it arrived: send back exactly what was received.
+            body, routing_key = bytes(row["body"]), row["source"]
+        await exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=row["id"],
+                content_type=ENVELOPE_CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+        )
+    log.info("rejected webhooks replayed", count=len(rows))
+    return len(rows)
