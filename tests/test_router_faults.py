@@ -2,6 +2,8 @@
 everything lands), exhausted retries (dead-letter queue with the reasons, then replay)."""
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +25,15 @@ async def pg_proxy(database_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     netloc = f"{url.username or 'postgres'}@127.0.0.1:{port}"
     yield proxy, urlunsplit(url._replace(netloc=netloc))
     await proxy.close()
+
+
+async def run_cli(env: dict[str, str], *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    return out.decode()
 
 
 def envelopes(count: int) -> list[samples.RawEnvelope]:
@@ -81,8 +92,13 @@ async def test_exhausted_retries_dead_letter_with_reasons_then_replay(
         await message.nack(requeue=True)
 
         proxy.restore()
-        replayed = await replay_dead_letters(router.channel, topology)
-        assert replayed == 5
+        # What an operator runs: list them, then replay them.
+        env = {**os.environ, "RESULTBUS_AMQP_URL": amqp_url, "RESULTBUS_AMQP_PREFIX": topology.prefix}
+        listing = await run_cli(env, "inspect", "dead")
+        assert listing.splitlines()[0] == f"5 messages in {topology.dead_queue}"
+        assert sorted(line.split()[0] for line in listing.splitlines()[1:]) == sorted(e.id for e in sent)
+        assert "attempts=3" in listing and "key=testpress.testpress-main" in listing
+        assert (await run_cli(env, "replay", "dead")).strip() == "replayed 5 dead-lettered messages"
         events = await router.events(5, timeout=20)
         assert {e.webhook_id for e in events} == {e.id for e in sent}
         # A second replay finds nothing; the dead-letter queue is empty.

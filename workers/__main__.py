@@ -13,6 +13,7 @@ from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from workers.db import connect, create_pool, ensure_database
+from workers import operator_cli
 from workers.migrate import migrate
 from workers.router import Router
 from workers.settings import WorkerSettings
@@ -70,7 +71,10 @@ COMMANDS = {"migrate": run_migrate, "router": run_router}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in sorted(COMMANDS):
+        sub.add_parser(name)
+    operator_cli.add_commands(sub)
     args = parser.parse_args(argv)
     env = process_env()
     try:
@@ -83,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         uvloop.install()
-    asyncio.run(COMMANDS[args.command](settings))
+    if args.command in COMMANDS:
+        asyncio.run(COMMANDS[args.command](settings))
+    else:
+        asyncio.run(operator_cli.run(settings, args))
     return 0
 
 
