@@ -12,8 +12,8 @@ import structlog
 from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
-from workers.db import connect, create_pool, ensure_database
 from workers import operator_cli
+from workers.db import connect, create_pool, ensure_database
 from workers.migrate import migrate
 from workers.router import Router
 from workers.settings import WorkerSettings
