@@ -28,7 +28,15 @@ async def serve(settings: IngressSettings, sources: Mapping[str, Source]) -> Non
     await publisher.connect(retry_for=settings.connect_timeout)
     try:
         app = create_app(settings, sources, publisher)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=settings.shutdown_timeout,
+            # Vendors send a handful of short headers; anything far beyond is refused by the parser.
+            max_line_size=8190,
+            max_field_size=8190,
+            max_headers=64,
+        )
         await runner.setup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ reading, and again while reading a chunked body), the authentication. It then wr
 an envelope and answers 200 only once the broker confirmed it.
 """
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from ingress.errors import (
     CallerNotAllowed,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UnknownSource,
     UnsupportedMediaType,
 )
@@ -105,7 +107,11 @@ def create_app(
             raise UnsupportedMediaType("no Content-Type")
         if content_type.partition(";")[0].strip().lower() not in route.media_types:
             raise UnsupportedMediaType(f"Content-Type {content_type[:100]!r}")
-        body = await _read_body(request, source.max_body_bytes)
+        try:
+            async with asyncio.timeout(settings.read_timeout):
+                body = await _read_body(request, source.max_body_bytes)
+        except TimeoutError:
+            raise RequestTimeout(f"body not received within {settings.read_timeout}s") from None
 
         if source.vendor is Vendor.INSPERA and is_verification_ping(body):
             # Answered before the signature check on purpose: Inspera sends one verification per

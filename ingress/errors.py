@@ -44,6 +44,11 @@ class MethodNotAllowed(IngressError):
     headers = {"Allow": "POST"}
 
 
+class RequestTimeout(IngressError):
+    status = 408
+    reason = "request body too slow"
+
+
 class PayloadTooLarge(IngressError):
     status = 413
     reason = "payload too large"

@@ -48,6 +48,8 @@ class IngressSettings:
     shutdown_timeout: float
     log_level: str
     log_json: bool | None
+    # A sender that takes longer than this to deliver its body gets 408 (a slow-loris guard).
+    read_timeout: float = 10.0
 
     @property
     def amqp_url_redacted(self) -> str:
@@ -79,4 +81,5 @@ class IngressSettings:
             shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", 10.0),
             log_level=log_level,
             log_json=_env_optional_bool(env, "RESULTBUS_LOG_JSON"),
+            read_timeout=env_float(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
         )
