@@ -1,4 +1,4 @@
-"""`python -m workers router|migrate`: one process per role, each its own container."""
+"""`python -m workers router|delivery|migrate`: one process per role, each its own container."""
 
 import argparse
 import asyncio
@@ -14,6 +14,7 @@ from common.env import SettingError, process_env
 from common.logs import configure_logging
 from workers import operator_cli
 from workers.db import connect, create_pool, ensure_database
+from workers.delivery import run_delivery
 from workers.migrate import migrate
 from workers.router import Router
 from workers.settings import WorkerSettings
@@ -66,7 +67,7 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-COMMANDS = {"migrate": run_migrate, "router": run_router}
+COMMANDS = {"migrate": run_migrate, "router": run_router, "delivery": run_delivery}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""The admin API (`python -m admin`): subscriptions, look-ups and replay, on its own port."""

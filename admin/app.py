@@ -1,0 +1,347 @@
+"""The admin API as an aiohttp application. Routes and the OpenAPI document come from one table."""
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+import msgspec
+import structlog
+from aiohttp import web
+
+from admin import store, wire
+from admin.errors import NotFound, Unprocessable
+from admin.event_types import event_types
+from admin.middleware import make_middleware
+from admin.openapi import Operation, document
+from schemas.delivery import DeliveryTask
+from schemas.event import decode_event, encode_event
+from workers.delivery.endpoint import InvalidEndpoint, normalize_endpoint
+from workers.delivery.signing import InvalidSecret, generate_secret, secret_key
+from workers.delivery.ssrf import ForbiddenAddress, check_host
+
+log = structlog.get_logger("admin")
+
+T = TypeVar("T")
+_UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_encoder: Final = msgspec.json.Encoder()
+
+
+class TaskSink(Protocol):
+    """Where replays go: the delivery workers' attempts queue (workers.delivery.broker.TaskPublisher)."""
+
+    async def now(self, task: DeliveryTask) -> None: ...
+
+
+def _json(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
+
+
+class Handlers:
+    def __init__(self, pool: asyncpg.Pool, tasks: TaskSink, *, allow_private: bool) -> None:
+        self._pool = pool
+        self._tasks = tasks
+        self._allow_private = allow_private
+        self._decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _body(self, request: web.Request, kind: type[T]) -> T:
+        decoder = self._decoders.get(kind)
+        if decoder is None:
+            decoder = self._decoders[kind] = msgspec.json.Decoder(kind)
+        result: T = decoder.decode(await request.read())
+        return result
+
+    @staticmethod
+    def _query(request: web.Request, kind: type[T]) -> T:
+        return msgspec.convert(dict(request.query), kind, strict=False)
+
+    @staticmethod
+    def _id(request: web.Request) -> str:
+        value = request.match_info["id"]
+        if not _UUID.match(value):
+            raise NotFound("no such subscription")
+        return value
+
+    async def _endpoint(self, url: str) -> str:
+        try:
+            endpoint = normalize_endpoint(url)
+        except InvalidEndpoint as error:
+            raise Unprocessable(f"url: {error}") from None
+        host, port = _host_port(endpoint)
+        try:
+            await check_host(host, port, allow_private=self._allow_private)
+        except ForbiddenAddress as error:
+            raise Unprocessable(f"url: {error}") from None
+        return endpoint
+
+    @staticmethod
+    def _secret(given: str | None) -> str:
+        if given is None:
+            return generate_secret()
+        try:
+            secret_key(given)
+        except InvalidSecret as error:
+            raise Unprocessable(f"secret: {error}") from None
+        return given
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json(wire.Health("alive"))
+
+    async def event_types(self, request: web.Request) -> web.Response:
+        return _json(wire.EventTypes(event_types()))
+
+    async def create_subscription(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.SubscriptionCreate)
+        endpoint = await self._endpoint(body.url)
+        secret = self._secret(body.secret)
+        async with self._pool.acquire() as conn:
+            created = await store.create_subscription(conn, body, endpoint, secret)
+        log.info("subscription created", subscription_id=created.id, endpoint=endpoint)
+        return _json(wire.SubscriptionCreated(subscription=created, secret=secret), status=201)
+
+    async def list_subscriptions(self, request: web.Request) -> web.Response:
+        query = self._query(request, wire.SubscriptionsQuery)
+        async with self._pool.acquire() as conn:
+            return _json(wire.Subscriptions(await store.list_subscriptions(conn, query)))
+
+    async def get_subscription(self, request: web.Request) -> web.Response:
+        async with self._pool.acquire() as conn:
+            found = await store.get_subscription(conn, self._id(request))
+        if found is None:
+            raise NotFound("no such subscription")
+        return _json(found)
+
+    async def update_subscription(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        body = await self._body(request, wire.SubscriptionUpdate)
+        endpoint = None if body.url is None else await self._endpoint(body.url)
+        async with self._pool.acquire() as conn:
+            updated = await store.update_subscription(conn, subscription_id, body, endpoint)
+        if updated is None:
+            raise NotFound("no such subscription")
+        log.info("subscription updated", subscription_id=subscription_id, status=updated.status)
+        return _json(updated)
+
+    async def delete_subscription(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        async with self._pool.acquire() as conn:
+            if not await store.delete_subscription(conn, subscription_id):
+                raise NotFound("no such subscription")
+        log.info("subscription deleted", subscription_id=subscription_id)
+        return web.Response(status=204)
+
+    async def rotate_secret(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        body = await self._body(request, wire.RotateSecret)
+        secret = self._secret(body.secret)
+        async with self._pool.acquire() as conn:
+            until = await store.rotate_secret(conn, subscription_id, secret, body.overlap_seconds)
+        if until is None:
+            raise NotFound("no such subscription")
+        log.info("secret rotated", subscription_id=subscription_id, overlap_seconds=body.overlap_seconds)
+        return _json(wire.SecretRotated(secret=secret, previous_expires_at=until))
+
+    async def deliveries(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        query = self._query(request, wire.DeliveriesQuery)
+        async with self._pool.acquire() as conn:
+            if await store.subscription_status(conn, subscription_id) is None:
+                raise NotFound("no such subscription")
+            return _json(wire.Deliveries(await store.deliveries(conn, subscription_id, query)))
+
+    async def replay(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        body = await self._body(request, wire.Replay)
+        if (body.event_id is None) == (body.since is None):
+            raise Unprocessable("give either event_id or since")
+        async with self._pool.acquire() as conn:
+            status = await store.subscription_status(conn, subscription_id)
+            if status is None:
+                raise NotFound("no such subscription")
+            if status != "active":
+                raise Unprocessable(f"the subscription is {status}: enable it first")
+            if body.event_id is not None:
+                found = await store.replay_one(conn, subscription_id, body.event_id)
+                if found is None:
+                    raise NotFound("no such event")
+                todo = [(found[0], body.event_id, found[1])]
+            else:
+                assert body.since is not None
+                todo = await store.replay_failed(conn, subscription_id, body.since)
+        for delivery_id, event_id, payload in todo:
+            # The stored event, encoded as the router encodes it: the same bytes it published.
+            event_body = encode_event(decode_event(payload.encode()))
+            await self._tasks.now(
+                DeliveryTask(
+                    delivery_id=delivery_id,
+                    subscription_id=subscription_id,
+                    event_id=event_id,
+                    body=event_body,
+                )
+            )
+        log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
+        return _json(wire.Replayed([d for d, _, _ in todo]), status=202)
+
+    async def exam(self, request: web.Request) -> web.Response:
+        query = self._query(request, wire.ExamQuery)
+        async with self._pool.acquire() as conn:
+            found = await store.get_exam(conn, query.vendor.value, query.key)
+        if found is None:
+            raise NotFound("no such exam")
+        return _json(found)
+
+    async def events(self, request: web.Request) -> web.Response:
+        query = self._query(request, wire.EventsQuery)
+        async with self._pool.acquire() as conn:
+            return _json(wire.Events(await store.query_events(conn, query)))
+
+    async def rejected(self, request: web.Request) -> web.Response:
+        query = self._query(request, wire.RejectedQuery)
+        async with self._pool.acquire() as conn:
+            return _json(wire.RejectedWebhooks(await store.rejected_webhooks(conn, query)))
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+Route = tuple[Operation, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+
+def routes(h: Handlers) -> list[Route]:
+    sub = "/v1/subscriptions/{id}"
+    return [
+        (Operation("GET", "/healthz", "liveness", 200, wire.Health, public=True), h.healthz),
+        (
+            Operation(
+                "GET", "/v1/event-types", "event types a subscription can filter on", 200, wire.EventTypes
+            ),
+            h.event_types,
+        ),
+        (
+            Operation(
+                "GET",
+                "/v1/subscriptions",
+                "list subscriptions",
+                200,
+                wire.Subscriptions,
+                query=wire.SubscriptionsQuery,
+            ),
+            h.list_subscriptions,
+        ),
+        (
+            Operation(
+                "POST",
+                "/v1/subscriptions",
+                "create a subscription; its secret is shown this once",
+                201,
+                wire.SubscriptionCreated,
+                body=wire.SubscriptionCreate,
+            ),
+            h.create_subscription,
+        ),
+        (Operation("GET", sub, "get a subscription", 200, wire.Subscription), h.get_subscription),
+        (
+            Operation(
+                "PATCH",
+                sub,
+                "update a subscription (status active re-enables it)",
+                200,
+                wire.Subscription,
+                body=wire.SubscriptionUpdate,
+            ),
+            h.update_subscription,
+        ),
+        (
+            Operation("DELETE", sub, "delete a subscription and its deliveries", 204, None),
+            h.delete_subscription,
+        ),
+        (
+            Operation(
+                "POST",
+                sub + "/secret/rotate",
+                "add a new signing secret; the old ones sign on for the overlap",
+                200,
+                wire.SecretRotated,
+                body=wire.RotateSecret,
+            ),
+            h.rotate_secret,
+        ),
+        (
+            Operation(
+                "GET",
+                sub + "/deliveries",
+                "deliveries of a subscription, newest first, with every attempt",
+                200,
+                wire.Deliveries,
+                query=wire.DeliveriesQuery,
+            ),
+            h.deliveries,
+        ),
+        (
+            Operation(
+                "POST",
+                sub + "/replay",
+                "resend one event, or every failed delivery since a time",
+                202,
+                wire.Replayed,
+                body=wire.Replay,
+            ),
+            h.replay,
+        ),
+        (
+            Operation(
+                "GET",
+                "/v1/exams",
+                "an exam's current state and its history",
+                200,
+                wire.Exam,
+                query=wire.ExamQuery,
+            ),
+            h.exam,
+        ),
+        (
+            Operation(
+                "GET",
+                "/v1/events",
+                "stored events by vendor, exam, type and time",
+                200,
+                wire.Events,
+                query=wire.EventsQuery,
+            ),
+            h.events,
+        ),
+        (
+            Operation(
+                "GET",
+                "/v1/rejected-webhooks",
+                "raw webhooks stored as rejected, with the reason",
+                200,
+                wire.RejectedWebhooks,
+                query=wire.RejectedQuery,
+            ),
+            h.rejected,
+        ),
+    ]
+
+
+def create_app(
+    pool: asyncpg.Pool, tasks: TaskSink, *, token: str | None, allow_private: bool
+) -> web.Application:
+    table = routes(Handlers(pool, tasks, allow_private=allow_private))
+    spec = _encoder.encode(document([op for op, _ in table]))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app = web.Application(middlewares=[make_middleware(token)], client_max_size=64 * 1024)
+    app.router.add_get("/openapi.json", openapi, allow_head=False)
+    for op, handler in table:
+        app.router.add_route(op.method, op.path, handler)
+    return app

@@ -1,0 +1,320 @@
+"""The admin API's reads and writes in PostgreSQL. Rows become the Structs of admin.wire."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from admin import wire
+from schemas.event import decode_event
+from workers.db import DbConn
+from workers.delivery.signing import mask_secret
+
+_SUBSCRIPTION = """
+SELECT s.id::text, s.url, e.url AS endpoint, s.description, s.vendors, s.sources, s.event_types,
+       s.status, s.status_reason, s.status_changed_at, s.created_at, s.updated_at,
+       coalesce((SELECT json_agg(json_build_object('secret', k.secret, 'created_at', k.created_at,
+                                                   'expires_at', k.expires_at)
+                                 ORDER BY k.created_at DESC, k.id DESC)
+                 FROM subscription_secrets k
+                 WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())),
+                '[]'::json)::text AS secrets
+FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
+"""
+
+# An endpoint that is subscribed (again) starts afresh: its failure count is forgotten.
+_ENDPOINT = """
+INSERT INTO endpoints (url) VALUES ($1)
+ON CONFLICT (url) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, last_error = NULL
+RETURNING id
+"""
+
+
+class _Secret(msgspec.Struct, frozen=True):
+    secret: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+_secrets = msgspec.json.Decoder(list[_Secret])
+
+
+def _subscription(row: Any) -> wire.Subscription:
+    record = dict(row)
+    secrets = _secrets.decode(record.pop("secrets"))
+    record["secrets"] = [
+        wire.SecretInfo(masked=mask_secret(s.secret), created_at=s.created_at, expires_at=s.expires_at)
+        for s in secrets
+    ]
+    return msgspec.convert(record, wire.Subscription)
+
+
+async def create_subscription(
+    conn: DbConn, body: wire.SubscriptionCreate, endpoint: str, secret: str
+) -> wire.Subscription:
+    subscription_id = str(uuid.uuid4())
+    async with conn.transaction():
+        endpoint_id = await conn.fetchval(_ENDPOINT, endpoint)
+        await conn.execute(
+            "INSERT INTO subscriptions (id, url, endpoint_id, description, vendors, sources, event_types)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            subscription_id,
+            body.url,
+            endpoint_id,
+            body.description,
+            [v.value for v in body.vendors],
+            body.sources,
+            body.event_types,
+        )
+        await conn.execute(
+            "INSERT INTO subscription_secrets (subscription_id, secret) VALUES ($1, $2)",
+            subscription_id,
+            secret,
+        )
+    found = await get_subscription(conn, subscription_id)
+    assert found is not None
+    return found
+
+
+async def get_subscription(conn: DbConn, subscription_id: str) -> wire.Subscription | None:
+    row = await conn.fetchrow(_SUBSCRIPTION + " WHERE s.id = $1::uuid", subscription_id)
+    return None if row is None else _subscription(row)
+
+
+async def list_subscriptions(conn: DbConn, query: wire.SubscriptionsQuery) -> list[wire.Subscription]:
+    rows = await conn.fetch(
+        _SUBSCRIPTION + " WHERE ($1::text IS NULL OR s.status = $1) ORDER BY s.created_at, s.id LIMIT $2",
+        query.status,
+        query.limit,
+    )
+    return [_subscription(row) for row in rows]
+
+
+async def update_subscription(
+    conn: DbConn, subscription_id: str, body: wire.SubscriptionUpdate, endpoint: str | None
+) -> wire.Subscription | None:
+    async with conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT status, endpoint_id FROM subscriptions WHERE id = $1::uuid FOR UPDATE", subscription_id
+        )
+        if current is None:
+            return None
+        endpoint_id = current["endpoint_id"]
+        reactivated = body.status == "active" and current["status"] != "active"
+        if endpoint is not None:
+            endpoint_id = await conn.fetchval(_ENDPOINT, endpoint)
+        elif reactivated:
+            await conn.execute(
+                "UPDATE endpoints SET consecutive_failures = 0, failing_since = NULL, last_error = NULL WHERE id = $1",
+                endpoint_id,
+            )
+        status_changed = body.status is not None and body.status != current["status"]
+        await conn.execute(
+            """
+            UPDATE subscriptions SET
+                url = coalesce($2, url),
+                endpoint_id = $3,
+                description = coalesce($4, description),
+                vendors = coalesce($5, vendors),
+                sources = coalesce($6, sources),
+                event_types = coalesce($7, event_types),
+                status = coalesce($8, status),
+                status_reason = CASE WHEN $9 THEN $10 ELSE status_reason END,
+                status_changed_at = CASE WHEN $9 THEN now() ELSE status_changed_at END,
+                updated_at = now()
+            WHERE id = $1::uuid
+            """,
+            subscription_id,
+            body.url,
+            endpoint_id,
+            body.description,
+            None if body.vendors is None else [v.value for v in body.vendors],
+            body.sources,
+            body.event_types,
+            body.status,
+            status_changed,
+            "disabled by an operator" if body.status == "disabled" else None,
+        )
+    return await get_subscription(conn, subscription_id)
+
+
+async def delete_subscription(conn: DbConn, subscription_id: str) -> bool:
+    return (
+        await conn.fetchval("DELETE FROM subscriptions WHERE id = $1::uuid RETURNING true", subscription_id)
+        is not None
+    )
+
+
+async def rotate_secret(
+    conn: DbConn, subscription_id: str, secret: str, overlap_seconds: int
+) -> datetime | None:
+    """Adds `secret` as the current one; the live ones keep signing for `overlap_seconds`. Returns when
+    they stop, or None if there is no such subscription."""
+    async with conn.transaction():
+        found = await conn.fetchval(
+            "SELECT now() + make_interval(secs => $2) FROM subscriptions WHERE id = $1::uuid FOR UPDATE",
+            subscription_id,
+            float(overlap_seconds),
+        )
+        if found is None:
+            return None
+        await conn.execute(
+            "UPDATE subscription_secrets SET expires_at = least(coalesce(expires_at, 'infinity'), $2)"
+            " WHERE subscription_id = $1::uuid AND (expires_at IS NULL OR expires_at > now())",
+            subscription_id,
+            found,
+        )
+        await conn.execute(
+            "INSERT INTO subscription_secrets (subscription_id, secret) VALUES ($1, $2)",
+            subscription_id,
+            secret,
+        )
+        await conn.execute("UPDATE subscriptions SET updated_at = now() WHERE id = $1::uuid", subscription_id)
+    return found  # type: ignore[no-any-return]
+
+
+_EVENT_COLUMNS = """
+SELECT id::text, vendor, type, status, exam_key, occurred_at, received_at, stored_at, applied,
+       published_at, payload::text AS payload
+FROM events
+"""
+
+
+def _stored_event(row: Any) -> wire.StoredEvent:
+    record = dict(row)
+    record["event"] = decode_event(record.pop("payload").encode())
+    return msgspec.convert(record, wire.StoredEvent, from_attributes=True)
+
+
+async def query_events(conn: DbConn, query: wire.EventsQuery) -> list[wire.StoredEvent]:
+    rows = await conn.fetch(
+        _EVENT_COLUMNS
+        + """
+        WHERE ($1::text IS NULL OR vendor = $1) AND ($2::text IS NULL OR exam_key = $2)
+          AND ($3::text IS NULL OR type = $3) AND ($4::timestamptz IS NULL OR stored_at >= $4)
+          AND ($5::timestamptz IS NULL OR stored_at < $5)
+        ORDER BY stored_at, id LIMIT $6
+        """,
+        query.vendor.value if query.vendor else None,
+        query.exam_key,
+        query.type,
+        query.since,
+        query.until,
+        query.limit,
+    )
+    return [_stored_event(row) for row in rows]
+
+
+async def get_exam(conn: DbConn, vendor: str, key: str) -> wire.Exam | None:
+    row = await conn.fetchrow(
+        "SELECT vendor, exam_key, status, occurred_at, event_id::text, updated_at FROM exams"
+        " WHERE vendor = $1 AND exam_key = $2",
+        vendor,
+        key,
+    )
+    if row is None:
+        return None
+    history = await conn.fetch(
+        _EVENT_COLUMNS + " WHERE vendor = $1 AND exam_key = $2 ORDER BY stored_at, id", vendor, key
+    )
+    return msgspec.convert(
+        {**dict(row), "history": [_stored_event(r) for r in history]}, wire.Exam, from_attributes=True
+    )
+
+
+async def rejected_webhooks(
+    conn: DbConn, query: wire.RejectedQuery, preview: int = 2048
+) -> list[wire.RejectedWebhook]:
+    rows = await conn.fetch(
+        """
+        SELECT id::text, source, vendor, received_at, stored_at, content_type, remote, reason,
+               length(body) AS size, substring(body FROM 1 FOR $4) AS head
+        FROM raw_webhooks
+        WHERE outcome = 'rejected' AND ($1::text IS NULL OR source = $1)
+          AND ($2::timestamptz IS NULL OR stored_at >= $2)
+        ORDER BY stored_at, id LIMIT $3
+        """,
+        query.source,
+        query.since,
+        query.limit,
+        preview,
+    )
+    found = []
+    for row in rows:
+        record = dict(row)
+        record["body_preview"] = bytes(record.pop("head")).decode("utf-8", "replace")
+        found.append(msgspec.convert(record, wire.RejectedWebhook))
+    return found
+
+
+async def deliveries(conn: DbConn, subscription_id: str, query: wire.DeliveriesQuery) -> list[wire.Delivery]:
+    rows = await conn.fetch(
+        """
+        SELECT id::text, event_id::text, event_type, status, attempts, last_status, last_error,
+               next_attempt_at, created_at, updated_at
+        FROM deliveries
+        WHERE subscription_id = $1::uuid AND ($2::text IS NULL OR status = $2)
+          AND ($3::timestamptz IS NULL OR created_at >= $3)
+        ORDER BY created_at DESC, id LIMIT $4
+        """,
+        subscription_id,
+        query.status,
+        query.since,
+        query.limit,
+    )
+    attempts: dict[str, list[wire.AttemptRow]] = {row["id"]: [] for row in rows}
+    if attempts:
+        for a in await conn.fetch(
+            "SELECT delivery_id::text, attempt, attempted_at, status_code, latency_ms, error, outcome,"
+            " next_attempt_at FROM delivery_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY attempt, id",
+            list(attempts),
+        ):
+            record = dict(a)
+            attempts[record.pop("delivery_id")].append(msgspec.convert(record, wire.AttemptRow))
+    return [msgspec.convert({**dict(row), "attempt_log": attempts[row["id"]]}, wire.Delivery) for row in rows]
+
+
+async def subscription_status(conn: DbConn, subscription_id: str) -> str | None:
+    status = await conn.fetchval("SELECT status FROM subscriptions WHERE id = $1::uuid", subscription_id)
+    return None if status is None else str(status)
+
+
+async def replay_one(conn: DbConn, subscription_id: str, event_id: str) -> tuple[str, str] | None:
+    """(delivery id, event JSON) of the event's delivery to the subscription, set pending again;
+    None if the event is unknown."""
+    async with conn.transaction():
+        event = await conn.fetchrow("SELECT type, payload::text FROM events WHERE id = $1::uuid", event_id)
+        if event is None:
+            return None
+        delivery_id = await conn.fetchval(
+            """
+            INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (subscription_id, event_id)
+            DO UPDATE SET status = 'pending', next_attempt_at = NULL, updated_at = now()
+            RETURNING id::text
+            """,
+            str(uuid.uuid4()),
+            subscription_id,
+            event_id,
+            event["type"],
+        )
+    return str(delivery_id), event["payload"]
+
+
+async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> list[tuple[str, str, str]]:
+    """(delivery id, event id, event JSON) of every failed delivery since `since`, set pending again."""
+    rows = await conn.fetch(
+        """
+        WITH again AS (
+            UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, updated_at = now()
+            WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
+            RETURNING d.id, d.event_id
+        )
+        SELECT again.id::text, again.event_id::text, e.payload::text
+        FROM again JOIN events e ON e.id = again.event_id
+        """,
+        subscription_id,
+        since,
+    )
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,218 @@
+"""The admin API's JSON shapes, as msgspec Structs: request bodies and query strings are decoded and
+validated by them, responses encoded from them, and the OpenAPI document generated from them."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.event import ResultEvent
+from schemas.vendor import Vendor
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Filter = Annotated[list[Name], Meta(max_length=50)]
+Limit = Annotated[int, Meta(ge=1, le=500)]
+Uuid = Annotated[
+    str, Meta(pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+]
+Url = Annotated[str, Meta(min_length=1, max_length=2048, description="http(s) URL of the subscriber")]
+Secret = Annotated[str, Meta(pattern="^whsec_[A-Za-z0-9+/=]+$", max_length=200)]
+Description = Annotated[str, Meta(max_length=500)]
+
+
+class Error(msgspec.Struct, frozen=True):
+    error: str
+
+
+class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: Url
+    description: Description | None = None
+    vendors: Annotated[list[Vendor], Meta(max_length=10)] = []
+    sources: Filter = []
+    # Exact types (`completed`, `event.qti_export_ready`) or a prefix ending in `*` (`event.*`).
+    event_types: Filter = []
+    secret: Secret | None = None  # generated when not given
+
+
+class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fields left out stay as they are. `status: active` re-enables (and starts the endpoint afresh)."""
+
+    url: Url | None = None
+    description: Description | None = None
+    vendors: Annotated[list[Vendor], Meta(max_length=10)] | None = None
+    sources: Filter | None = None
+    event_types: Filter | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
+class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
+    masked: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    url: str
+    endpoint: str  # the URL normalized: subscriptions on one endpoint share its health checks
+    description: str | None = None
+    vendors: list[str]
+    sources: list[str]
+    event_types: list[str]
+    status: Literal["active", "disabled", "unsubscribed"]
+    status_reason: str | None = None
+    status_changed_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    secrets: list[SecretInfo]
+
+
+class SubscriptionCreated(msgspec.Struct, frozen=True, kw_only=True):
+    subscription: Subscription
+    secret: str  # shown in full this once
+
+
+class Subscriptions(msgspec.Struct, frozen=True):
+    subscriptions: list[Subscription]
+
+
+class SubscriptionsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["active", "disabled", "unsubscribed"] | None = None
+    limit: Limit = 100
+
+
+class RotateSecret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    secret: Secret | None = None  # generated when not given
+    # How long the secrets in use keep signing beside the new one.
+    overlap_seconds: Annotated[int, Meta(ge=0, le=30 * 86400)] = 86400
+
+
+class SecretRotated(msgspec.Struct, frozen=True, kw_only=True):
+    secret: str
+    previous_expires_at: datetime
+
+
+class EventType(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    kind: Literal["status", "vendor_event", "pattern"]
+    description: str
+    vendors: list[str]
+
+
+class EventTypes(msgspec.Struct, frozen=True):
+    event_types: list[EventType]
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    vendor: str
+    type: str
+    status: str | None = None
+    exam_key: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime
+    stored_at: datetime
+    applied: bool
+    published_at: datetime | None = None
+    event: ResultEvent
+
+
+class Events(msgspec.Struct, frozen=True):
+    events: list[StoredEvent]
+
+
+class EventsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    vendor: Vendor | None = None
+    exam_key: Name | None = None
+    type: Name | None = None
+    since: datetime | None = None  # stored at or after
+    until: datetime | None = None  # stored before
+    limit: Limit = 100
+
+
+class Exam(msgspec.Struct, frozen=True, kw_only=True):
+    vendor: str
+    exam_key: str
+    status: str | None = None
+    occurred_at: datetime | None = None
+    event_id: str | None = None
+    updated_at: datetime
+    history: list[StoredEvent]  # every event of the exam, applied or not, oldest first
+
+
+class ExamQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    vendor: Vendor
+    key: Name
+
+
+class RejectedWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    source: str
+    vendor: str
+    received_at: datetime
+    stored_at: datetime
+    content_type: str
+    remote: str | None = None
+    reason: str | None = None
+    size: int
+    body_preview: str  # the first bytes, as text (invalid UTF-8 replaced)
+
+
+class RejectedWebhooks(msgspec.Struct, frozen=True):
+    rejected: list[RejectedWebhook]
+
+
+class RejectedQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    source: Name | None = None
+    since: datetime | None = None
+    limit: Limit = 100
+
+
+class AttemptRow(msgspec.Struct, frozen=True, kw_only=True):
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+    outcome: str
+    next_attempt_at: datetime | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "failed", "cancelled"]
+    attempts: int
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    attempt_log: list[AttemptRow]
+
+
+class Deliveries(msgspec.Struct, frozen=True):
+    deliveries: list[Delivery]
+
+
+class DeliveriesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["pending", "succeeded", "failed", "cancelled"] | None = None
+    since: datetime | None = None  # created at or after
+    limit: Limit = 100
+
+
+class Replay(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Either one event (`event_id`) or every failed delivery of the subscription since `since`."""
+
+    event_id: Uuid | None = None
+    since: datetime | None = None
+
+
+class Replayed(msgspec.Struct, frozen=True):
+    deliveries: list[str]  # the ids of the deliveries queued again
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str

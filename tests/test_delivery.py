@@ -1,0 +1,381 @@
+"""Delivery workers against the real broker, database and HTTP subscribers on loopback; signatures
+checked with the `standardwebhooks` package, an implementation independent of ours."""
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from standardwebhooks import Webhook
+
+from admin import store as admin_store
+from admin import wire
+from common.broker import declare_results
+from schemas.delivery import DELIVERY_FAILED_KEY, SUBSCRIPTION_DISABLED_KEY
+from schemas.event import ExamRef, ResultEvent, Status, encode_event
+from schemas.topology import Topology, result_routing_key
+from schemas.vendor import Vendor
+from workers.db import create_pool
+from workers.delivery.broker import delivery_queue_names
+from workers.delivery.endpoint import normalize_endpoint
+from workers.delivery.run import DeliveryWorker
+from workers.delivery.schedule import Schedule
+from workers.delivery.settings import DeliverySettings
+from workers.delivery.signing import generate_secret
+from workers.migrate import migrate
+from workers.settings import WorkerSettings
+
+Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def ok(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+@dataclass
+class Received:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Subscriber:
+    """A loopback HTTP server; each path answers with its behaviour and records what it got."""
+
+    server: TestServer
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    received: dict[str, list[Received]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def wait(self, path: str, count: int, timeout: float = 10.0) -> list[Received]:
+        async with asyncio.timeout(timeout):
+            while len(self.received.get(path, [])) < count:
+                await asyncio.sleep(0.01)
+        return self.received[path]
+
+
+@contextlib.asynccontextmanager
+async def subscriber() -> AsyncIterator[Subscriber]:
+    holder: list[Subscriber] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sub = holder[0]
+        body = await request.read()
+        sub.received.setdefault(request.path, []).append(
+            Received(time.monotonic(), dict(request.headers), body)
+        )
+        return await sub.behaviours.get(request.path, ok)(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    holder.append(Subscriber(server))
+    try:
+        yield holder[0]
+    finally:
+        await server.close()
+
+
+@dataclass
+class World:
+    settings: WorkerSettings
+    config: DeliverySettings
+    pool: asyncpg.Pool
+    results: aio_pika.abc.AbstractExchange
+    operational: aio_pika.abc.AbstractQueue
+
+    async def subscribe(self, url: str, secret: str | None = None, **filters: Any) -> tuple[str, str]:
+        secret = secret or generate_secret()
+        body = wire.SubscriptionCreate(url=url, **filters)
+        async with self.pool.acquire() as conn:
+            created = await admin_store.create_subscription(conn, body, normalize_endpoint(url), secret)
+        return created.id, secret
+
+    async def publish(self, event: ResultEvent) -> bytes:
+        body = encode_event(event)
+        await self.results.publish(
+            aio_pika.Message(body, message_id=event.id, content_type="application/json"),
+            routing_key=result_routing_key(event.vendor, event.type),
+        )
+        return body
+
+    async def delivery(self, subscription_id: str, status: str, timeout: float = 10.0) -> asyncpg.Record:
+        async with asyncio.timeout(timeout):
+            while True:
+                row = await self.pool.fetchrow(
+                    "SELECT * FROM deliveries WHERE subscription_id = $1 AND status = $2",
+                    uuid.UUID(subscription_id),
+                    status,
+                )
+                if row is not None:
+                    return row
+                await asyncio.sleep(0.02)
+
+    async def attempts(self, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt", delivery_id
+            )
+        )
+
+    async def operational_event(self, timeout: float = 10.0) -> aio_pika.abc.AbstractIncomingMessage:
+        async with asyncio.timeout(timeout):
+            while (message := await self.operational.get(fail=False)) is None:
+                await asyncio.sleep(0.02)
+        await message.ack()
+        return message
+
+
+def make_event(
+    vendor: Vendor = Vendor.ITEP, type_: str = "completed", source: str = "itep-acme"
+) -> ResultEvent:
+    return ResultEvent(
+        id=str(uuid.uuid4()),
+        type=type_,
+        vendor=vendor,
+        source=source,
+        webhook_id=str(uuid.uuid4()),
+        vendor_event="Complete",
+        received_at=datetime.now(UTC),
+        status=Status.COMPLETED if type_ == "completed" else None,
+        exam=ExamRef(key="T1"),
+    )
+
+
+FAST = DeliverySettings(
+    schedule=Schedule((0, 0.2, 0.4), jitter=0.0, park=0.05),
+    timeout=1.0,
+    per_endpoint=2,
+    allow_private=True,  # the subscribers are on loopback
+)
+
+
+@contextlib.asynccontextmanager
+async def world(
+    amqp_url: str, database_url: str, topology: Topology, schema: str, delivery: DeliverySettings = FAST
+) -> AsyncIterator[World]:
+    settings = WorkerSettings(
+        amqp_url=amqp_url,
+        topology=topology,
+        database_url=database_url,
+        database_schema=schema,
+        shutdown_timeout=2.0,
+    )
+    pool = await create_pool(settings)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    connection = await aio_pika.connect(amqp_url)
+    probe_name = f"{topology.prefix}.test.operational"
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        results = await declare_results(channel, topology)
+        probe = await channel.declare_queue(probe_name, durable=False)
+        await probe.bind(results, routing_key="resultbus.#")
+        async with DeliveryWorker(settings, delivery):
+            yield World(settings, delivery, pool, results, probe)
+    finally:
+        with contextlib.suppress(Exception):
+            cleanup = await connection.channel()
+            for name in (*delivery_queue_names(topology, delivery.schedule), probe_name):
+                await cleanup.queue_delete(name)
+        await connection.close()
+        await pool.close()
+
+
+@pytest.fixture
+async def w(amqp_url: str, database_url: str, topology: Topology, db_schema: str) -> AsyncIterator[World]:
+    async with world(amqp_url, database_url, topology, db_schema) as running:
+        yield running
+
+
+async def test_signed_delivery_verifies_with_standardwebhooks(w: World) -> None:
+    async with subscriber() as sub:
+        subscription_id, secret = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        body = await w.publish(event)
+        (got,) = await sub.wait("/hook", 1)
+        assert got.body == body
+        assert got.headers["webhook-id"] == event.id
+        assert Webhook(secret).verify(got.body, got.headers)["id"] == event.id
+        row = await w.delivery(subscription_id, "succeeded")
+        (attempt,) = await w.attempts(row["id"])
+        assert attempt["status_code"] == 200 and attempt["outcome"] == "succeeded"
+
+
+async def test_filters_by_vendor_source_and_type(w: World) -> None:
+    async with subscriber() as sub:
+        await w.subscribe(sub.url("/all"))
+        await w.subscribe(sub.url("/itep"), vendors=[Vendor.ITEP])
+        await w.subscribe(sub.url("/src"), sources=["synap-x"])
+        await w.subscribe(sub.url("/released"), event_types=["released"])
+        await w.subscribe(sub.url("/vendor-events"), event_types=["event.*"])
+        await w.publish(make_event(Vendor.ITEP, "completed", "itep-acme"))
+        await w.publish(make_event(Vendor.SYNAP, "released", "synap-x"))
+        await w.publish(make_event(Vendor.INSPERA, "event.qti_export_ready", "inspera-1"))
+        await sub.wait("/all", 3)
+        await asyncio.sleep(0.5)
+        counts = {path: len(got) for path, got in sub.received.items()}
+        assert counts == {"/all": 3, "/itep": 1, "/src": 1, "/released": 1, "/vendor-events": 1}
+
+
+async def test_secret_rotation_signs_with_both_during_the_overlap(w: World) -> None:
+    async with subscriber() as sub:
+        subscription_id, old = await w.subscribe(sub.url("/hook"))
+        new = generate_secret()
+        async with w.pool.acquire() as conn:
+            await admin_store.rotate_secret(conn, subscription_id, new, 3600)
+        await w.publish(make_event())
+        (got,) = await sub.wait("/hook", 1)
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
+        Webhook(old).verify(got.body, got.headers)
+        Webhook(new).verify(got.body, got.headers)
+        # Overlap over: only the new secret signs.
+        async with w.pool.acquire() as conn:
+            await admin_store.rotate_secret(conn, subscription_id, generate_secret(), 0)
+        await w.publish(make_event())
+        got = (await sub.wait("/hook", 2))[1]
+        assert len(got.headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_retry_then_success(w: World) -> None:
+    calls = 0
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        return web.Response(status=500 if calls < 3 else 200)
+
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = flaky
+        subscription_id, secret = await w.subscribe(sub.url("/hook"))
+        await w.publish(make_event())
+        got = await sub.wait("/hook", 3)
+        assert len({r.headers["webhook-id"] for r in got}) == 1
+        for r in got:
+            Webhook(secret).verify(r.body, r.headers)
+        assert got[1].at - got[0].at >= 0.15  # waited in the broker's delay tier
+        row = await w.delivery(subscription_id, "succeeded")
+        attempts = await w.attempts(row["id"])
+        assert [a["outcome"] for a in attempts] == ["retry", "retry", "succeeded"]
+        assert [a["status_code"] for a in attempts] == [500, 500, 200]
+        assert attempts[0]["next_attempt_at"] is not None
+
+
+async def test_retry_after_is_honoured(w: World) -> None:
+    async def busy_once(request: web.Request) -> web.StreamResponse:
+        if len(sub.received["/hook"]) == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.Response()
+
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = busy_once
+        await w.subscribe(sub.url("/hook"))
+        await w.publish(make_event())
+        got = await sub.wait("/hook", 2)
+        assert got[1].at - got[0].at >= 0.95  # not the schedule's 0.2 s
+
+
+async def test_gone_disables_the_subscription(w: World) -> None:
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = lambda request: _respond(410)
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        await w.publish(make_event())
+        await w.delivery(subscription_id, "failed")
+        status = await w.pool.fetchrow(
+            "SELECT status, status_reason FROM subscriptions WHERE id = $1", uuid.UUID(subscription_id)
+        )
+        assert status["status"] == "disabled" and "410" in status["status_reason"]
+        message = await w.operational_event()
+        assert message.routing_key == SUBSCRIPTION_DISABLED_KEY
+        await w.publish(make_event())
+        await asyncio.sleep(0.5)
+        assert len(sub.received["/hook"]) == 1  # never called again
+
+
+async def test_exhaustion_marks_failed_and_publishes_an_operational_event(w: World) -> None:
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = lambda request: _respond(500)
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        await w.publish(event)
+        row = await w.delivery(subscription_id, "failed")
+        assert row["attempts"] == 3
+        assert [a["outcome"] for a in await w.attempts(row["id"])] == ["retry", "retry", "failed"]
+        message = await w.operational_event()
+        assert message.routing_key == DELIVERY_FAILED_KEY
+        news = msgspec.json.decode(message.body)
+        assert news["event_id"] == event.id and news["attempts"] == 3 and news["last_status"] == 500
+
+
+async def test_a_sleeping_endpoint_does_not_delay_another(w: World) -> None:
+    async def sleepy(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(5)
+        return web.Response()
+
+    async with subscriber() as sub:
+        sub.behaviours["/slow"] = sleepy
+        slow_id, _ = await w.subscribe(sub.url("/slow"))
+        await w.subscribe(sub.url("/fast"), vendors=[Vendor.SYNAP])
+        # A backlog for the slow endpoint first, then one event for the fast one.
+        for _ in range(10):
+            await w.publish(make_event(Vendor.ITEP))
+        started = time.monotonic()
+        await w.publish(make_event(Vendor.SYNAP, "released", "synap-x"))
+        await sub.wait("/fast", 1, timeout=1.0)
+        assert time.monotonic() - started < 1.0
+        # The slow one timed out (1 s) and was never called more than per_endpoint at once.
+        await asyncio.sleep(1.2)
+        attempts = await w.pool.fetch(
+            "SELECT a.error FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.subscription_id = $1",
+            uuid.UUID(slow_id),
+        )
+        assert attempts and all(a["error"] == "timeout" for a in attempts)
+        assert len(sub.received["/slow"]) <= 2 * 2  # two rounds of at most per_endpoint
+
+
+async def test_private_addresses_refused_unless_allowed(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    strict = msgspec.structs.replace(FAST, allow_private=False)
+    async with world(amqp_url, database_url, topology, db_schema, strict) as running, subscriber() as sub:
+        subscription_id, _ = await running.subscribe(sub.url("/hook"))
+        await running.publish(make_event())
+        row = await running.delivery(subscription_id, "failed")
+        attempts = await running.attempts(row["id"])
+        assert attempts[0]["error"].startswith("refused:")
+        assert "/hook" not in sub.received
+
+
+async def test_redirects_are_not_followed(w: World) -> None:
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = lambda request: _respond(302, {"Location": "/elsewhere"})
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        await w.publish(make_event())
+        await w.delivery(subscription_id, "failed")
+        assert "/elsewhere" not in sub.received
+
+
+async def test_operational_events_are_not_delivered(w: World) -> None:
+    async with subscriber() as sub:
+        await w.subscribe(sub.url("/hook"))
+        await w.results.publish(aio_pika.Message(b"{}"), routing_key=DELIVERY_FAILED_KEY)
+        await asyncio.sleep(0.5)
+        assert "/hook" not in sub.received
+
+
+async def _respond(status: int, headers: dict[str, str] | None = None) -> web.StreamResponse:
+    return web.Response(status=status, headers=headers)

@@ -1,0 +1,195 @@
+"""Making attempts: one task from the attempts queue is one signed POST to one subscriber.
+
+Isolation: every message runs in its own asyncio task (see consumer.py), so a slow endpoint holds
+only its own tasks; at most `per_endpoint` of them run at once per worker, and a task that finds its
+endpoint busy is parked in the shortest delay tier instead of waiting in memory, so it frees its
+prefetch slot for other endpoints' work.
+"""
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import asyncpg
+import msgspec
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from schemas.delivery import (
+    DELIVERY_FAILED_KEY,
+    SUBSCRIPTION_DISABLED_KEY,
+    DeliveryFailed,
+    DeliveryTask,
+    SubscriptionDisabled,
+    decode_task,
+    encode_operational,
+)
+from workers.delivery import store
+from workers.delivery.broker import TaskPublisher
+from workers.delivery.poster import Outcome, Poster
+from workers.delivery.settings import DeliverySettings
+from workers.delivery.signing import InvalidSecret, secret_key, webhook_headers
+from workers.router import TRANSIENT
+
+log = structlog.get_logger("delivery")
+
+
+class Attempts:
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        pool: asyncpg.Pool,
+        poster: Poster,
+        tasks: TaskPublisher,
+        results: AbstractExchange,
+        *,
+        pause: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._schedule = settings.schedule
+        self._pool = pool
+        self._poster = poster
+        self._tasks = tasks
+        self._results = results
+        self._pause = pause
+        self._rng = rng or random.Random()
+        self._busy: Counter[str] = Counter()  # attempts in flight per endpoint, in this worker
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            task = decode_task(message.body)
+        except msgspec.MsgspecError as error:
+            log.error("unreadable delivery task dropped", error=str(error))
+            await message.ack()
+            return
+        structlog.contextvars.bind_contextvars(
+            delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id
+        )
+        try:
+            await self._handle(task)
+        except TRANSIENT as error:
+            log.warning("delivery task returned to the queue", error=repr(error))
+            await asyncio.sleep(self._pause)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _handle(self, task: DeliveryTask) -> None:
+        wait = task.not_before - time.time()
+        if wait > 0.05:
+            await self._tasks.later(task, self._schedule.tier_for(wait))
+            return
+        async with self._pool.acquire() as conn:
+            target = await store.target(conn, task.subscription_id)
+            status = await store.delivery_status(conn, task.delivery_id)
+            if status != "pending":
+                return  # finished meanwhile (a duplicate task), or deleted
+            if target is None or target.status != "active":
+                await store.cancel(conn, task.delivery_id)
+                log.info("delivery cancelled", reason="subscription not active")
+                return
+        if self._busy[target.endpoint] >= self._settings.per_endpoint:
+            await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
+            return
+        self._busy[target.endpoint] += 1
+        try:
+            outcome = await self._post(task, target)
+        finally:
+            self._busy[target.endpoint] -= 1
+            if not self._busy[target.endpoint]:
+                del self._busy[target.endpoint]
+        await self._settle(task, target, outcome)
+
+    async def _post(self, task: DeliveryTask, target: store.Target) -> Outcome:
+        try:
+            keys = [secret_key(s) for s in target.secrets]
+        except InvalidSecret as error:  # only a hand-edited database gets here
+            return Outcome(status=None, latency_ms=0.0, error=f"bad secret: {error}")
+        headers = webhook_headers(keys, task.event_id, int(time.time()), task.body)
+        return await self._poster.post(target.url, task.body, headers)
+
+    async def _settle(self, task: DeliveryTask, target: store.Target, outcome: Outcome) -> None:
+        now = datetime.now(UTC)
+        delay: float | None = None
+        if outcome.ok:
+            kind = "succeeded"
+        elif outcome.gone:
+            kind = "gone"
+        else:
+            delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
+            kind = "failed" if delay is None else "retry"
+        attempt = store.Attempt(
+            attempted_at=now,
+            status_code=outcome.status,
+            latency_ms=outcome.latency_ms,
+            error=outcome.error,
+            outcome=kind,
+            next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            number = await store.record_attempt(conn, task.delivery_id, attempt)
+            disabled = kind == "gone" and await store.disable_subscription(
+                conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
+            )
+        if delay is not None:
+            retry = msgspec.structs.replace(task, step=task.step + 1, not_before=time.time() + delay)
+            await self._tasks.later(retry, self._schedule.tier_for(delay))
+        if kind == "failed":
+            await self._publish_failed(task, target, outcome, number, now)
+        if disabled:
+            await self._publish_disabled(task, target, now)
+        log.log(
+            20 if outcome.ok else 30,
+            "delivery attempt",
+            outcome=kind,
+            attempt=number,
+            step=task.step,
+            status=outcome.status,
+            error=outcome.error,
+            latency_ms=outcome.latency_ms,
+            retry_in=None if delay is None else round(delay, 3),
+            endpoint=target.endpoint,
+        )
+
+    async def _publish_failed(
+        self, task: DeliveryTask, target: store.Target, outcome: Outcome, attempts: int, now: datetime
+    ) -> None:
+        event = DeliveryFailed(
+            id=str(uuid.uuid4()),
+            delivery_id=task.delivery_id,
+            subscription_id=task.subscription_id,
+            event_id=task.event_id,
+            endpoint=target.endpoint,
+            attempts=attempts,
+            last_status=outcome.status,
+            last_error=outcome.error,
+            failed_at=now,
+        )
+        await self._publish(event.id, encode_operational(event), DELIVERY_FAILED_KEY)
+
+    async def _publish_disabled(self, task: DeliveryTask, target: store.Target, now: datetime) -> None:
+        event = SubscriptionDisabled(
+            id=str(uuid.uuid4()),
+            subscription_id=task.subscription_id,
+            endpoint=target.endpoint,
+            reason="endpoint answered 410 Gone",
+            disabled_at=now,
+        )
+        await self._publish(event.id, encode_operational(event), SUBSCRIPTION_DISABLED_KEY)
+
+    async def _publish(self, message_id: str, body: bytes, routing_key: str) -> None:
+        await self._results.publish(
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+            timeout=5.0,
+        )

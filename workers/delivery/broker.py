@@ -1,0 +1,81 @@
+"""The delivery side of the broker: the deliveries queue on the results exchange, the attempts
+queue, and one delay tier per retry delay. Declared idempotently by every worker (and the admin API,
+which publishes replays)."""
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from schemas.delivery import DeliveryTask, encode_task
+from schemas.topology import Topology
+from workers.delivery.schedule import Schedule
+
+
+async def declare_deliveries(
+    channel: AbstractChannel, topology: Topology, results: AbstractExchange
+) -> AbstractQueue:
+    queue = await channel.declare_queue(
+        topology.deliveries_queue, durable=True, arguments={"x-queue-type": "quorum", "x-delivery-limit": 20}
+    )
+    await queue.bind(results, routing_key="#")
+    return queue
+
+
+async def declare_attempts_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    return await channel.declare_queue(
+        topology.delivery_attempts_queue,
+        durable=True,
+        arguments={"x-queue-type": "quorum", "x-delivery-limit": 20},
+    )
+
+
+async def declare_attempts(channel: AbstractChannel, topology: Topology, schedule: Schedule) -> AbstractQueue:
+    queue = await declare_attempts_queue(channel, topology)
+    for delay_ms in schedule.tiers_ms():
+        # Classic queues: a tier only holds messages until they expire, and dead-letters them
+        # through the default exchange straight back to the attempts queue.
+        await channel.declare_queue(
+            topology.delivery_retry_queue(delay_ms),
+            durable=True,
+            arguments={
+                "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": topology.delivery_attempts_queue,
+            },
+        )
+    return queue
+
+
+def delivery_queue_names(topology: Topology, schedule: Schedule) -> list[str]:
+    """Every queue the delivery side declares (for operators' and tests' clean-up)."""
+    return [
+        topology.deliveries_queue,
+        topology.delivery_attempts_queue,
+        *(topology.delivery_retry_queue(ms) for ms in schedule.tiers_ms()),
+    ]
+
+
+class TaskPublisher:
+    """Publishes tasks on the default exchange (confirmed) to the attempts queue or a delay tier."""
+
+    def __init__(self, channel: AbstractChannel, topology: Topology, *, timeout: float = 5.0) -> None:
+        self._exchange = channel.default_exchange
+        self._topology = topology
+        self._timeout = timeout
+
+    async def now(self, task: DeliveryTask) -> None:
+        await self._publish(task, self._topology.delivery_attempts_queue)
+
+    async def later(self, task: DeliveryTask, tier_ms: int) -> None:
+        await self._publish(task, self._topology.delivery_retry_queue(tier_ms))
+
+    async def _publish(self, task: DeliveryTask, queue: str) -> None:
+        await self._exchange.publish(
+            aio_pika.Message(
+                encode_task(task),
+                message_id=task.delivery_id,
+                content_type="application/msgpack",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=queue,
+            timeout=self._timeout,
+        )

@@ -1,0 +1,90 @@
+"""One HTTP attempt: POST the body with its signature headers, and classify what came back.
+
+Redirects are not followed (a 3xx is a failure: a subscriber must give the URL it serves), the
+response body is read only up to a small limit, and the whole attempt has one deadline.
+"""
+
+import ipaddress
+import time
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from workers.delivery.schedule import parse_retry_after
+from workers.delivery.ssrf import ForbiddenAddress, is_forbidden
+
+_USER_AGENT: Final = "resultbus-webhooks/1"
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    status: int | None  # None: no HTTP answer (timeout, connection error, refused address)
+    latency_ms: float
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+class Poster:
+    def __init__(
+        self, session: aiohttp.ClientSession, *, timeout: float, max_response_bytes: int, allow_private: bool
+    ) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_response_bytes = max_response_bytes
+        self._allow_private = allow_private
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        started = time.perf_counter()
+        try:
+            self._check_literal_address(url)
+            async with self._session.post(
+                url,
+                data=body,
+                headers={**headers, "Content-Type": "application/json", "User-Agent": _USER_AGENT},
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                # Read a little (the subscriber may explain a failure), never a whole large page.
+                text = await response.content.read(self._max_response_bytes)
+                status = response.status
+                retry_after = (
+                    parse_retry_after(response.headers.get("Retry-After"))
+                    if status in _RETRY_AFTER_STATUSES
+                    else None
+                )
+        except TimeoutError:
+            return Outcome(status=None, latency_ms=_since(started), error="timeout")
+        except ForbiddenAddress as error:
+            return Outcome(status=None, latency_ms=_since(started), error=f"refused: {error}")
+        except (aiohttp.ClientError, OSError) as error:
+            return Outcome(
+                status=None, latency_ms=_since(started), error=f"{type(error).__name__}: {error}"[:500]
+            )
+        error_text = None
+        if not 200 <= status < 300:
+            error_text = f"HTTP {status}: {text[:200].decode('utf-8', 'replace')}"
+        return Outcome(status=status, latency_ms=_since(started), error=error_text, retry_after=retry_after)
+
+    def _check_literal_address(self, url: str) -> None:
+        # aiohttp does not ask the resolver about an IP literal: check it here.
+        host = urlsplit(url).hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if not self._allow_private and is_forbidden(host):
+            raise ForbiddenAddress(f"{host} is a forbidden address")
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,122 @@
+"""`python -m workers delivery`: results exchange -> subscriber endpoints, until SIGTERM."""
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import aio_pika
+import aiohttp
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+
+from common.broker import declare_results
+from common.env import SettingError, process_env
+from workers.db import create_pool
+from workers.delivery.attempts import Attempts
+from workers.delivery.broker import TaskPublisher, declare_attempts, declare_deliveries
+from workers.delivery.consumer import TaskPerMessage
+from workers.delivery.fanout import FanOut
+from workers.delivery.poster import Poster
+from workers.delivery.settings import DeliverySettings
+from workers.delivery.ssrf import GuardedResolver
+from workers.settings import WorkerSettings
+
+log = structlog.get_logger("delivery")
+
+
+class DeliveryWorker(contextlib.AbstractAsyncContextManager["DeliveryWorker"]):
+    """Both consumers of one worker, on one broker connection and one HTTP client session."""
+
+    def __init__(self, settings: WorkerSettings, delivery: DeliverySettings) -> None:
+        self.settings = settings
+        self.delivery = delivery
+        self._stack = contextlib.AsyncExitStack()
+        self._consumers: list[TaskPerMessage] = []
+        self.pool: asyncpg.Pool | None = None
+
+    async def __aenter__(self) -> "DeliveryWorker":
+        stack = self._stack
+        topology = self.settings.topology
+        self.pool = await create_pool(self.settings, size=8)
+        stack.push_async_callback(self.pool.close)
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(self.settings.amqp_url)
+        stack.push_async_callback(connection.close)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                resolver=GuardedResolver(allow_private=self.delivery.allow_private),
+                limit=self.delivery.in_flight,
+                # The per-endpoint limit is ours (by URL, see attempts.py): a per-host one would
+                # let a dead endpoint hold up a live one on the same host.
+                limit_per_host=0,
+            ),
+            # No cookies or env proxies: every subscriber is a stranger to every other.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+        stack.push_async_callback(session.close)
+
+        publishing = await connection.channel(publisher_confirms=True)
+        results = await declare_results(publishing, topology)
+        tasks = TaskPublisher(publishing, topology, timeout=self.settings.publish_timeout)
+
+        fanout_channel = await connection.channel()
+        await fanout_channel.set_qos(prefetch_count=64)
+        deliveries = await declare_deliveries(fanout_channel, topology, results)
+        attempts_channel = await connection.channel()
+        await attempts_channel.set_qos(prefetch_count=self.delivery.in_flight)
+        attempts_queue = await declare_attempts(attempts_channel, topology, self.delivery.schedule)
+
+        poster = Poster(
+            session,
+            timeout=self.delivery.timeout,
+            max_response_bytes=self.delivery.max_response_bytes,
+            allow_private=self.delivery.allow_private,
+        )
+        self._consumers = [
+            TaskPerMessage(deliveries, FanOut(self.pool, tasks).handle),
+            TaskPerMessage(attempts_queue, Attempts(self.delivery, self.pool, poster, tasks, results).handle),
+        ]
+        for consumer in self._consumers:
+            await consumer.start()
+        log.info(
+            "delivery consuming",
+            queue=deliveries.name,
+            attempts=attempts_queue.name,
+            schedule=list(self.delivery.schedule.delays),
+            per_endpoint=self.delivery.per_endpoint,
+            in_flight=self.delivery.in_flight,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Stop taking work first, let what is in hand finish, then close session, broker, pool.
+        for consumer in self._consumers:
+            await consumer.stop(self.settings.shutdown_timeout)
+        await self._stack.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_delivery(
+    settings: WorkerSettings, delivery: DeliverySettings
+) -> AsyncIterator[DeliveryWorker]:
+    async with DeliveryWorker(settings, delivery) as worker:
+        yield worker
+
+
+async def run_delivery(settings: WorkerSettings) -> None:
+    try:
+        delivery = DeliverySettings.from_env(process_env())
+    except SettingError as error:
+        print(f"resultbus: bad setting: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with DeliveryWorker(settings, delivery):
+        await stop.wait()
+        log.info("shutting down")
+    log.info("delivery stopped")

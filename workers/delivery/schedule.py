@@ -1,0 +1,88 @@
+"""The retry schedule and the delay tiers that hold retries in RabbitMQ.
+
+Each distinct delay of the schedule is a queue whose TTL is that delay and whose dead-letter target
+is the attempts queue. A retry goes to the longest tier not longer than what it must wait, with a
+`not_before` time: if it comes back early (a Retry-After longer than the tier, or jitter), it is
+parked again for the rest. Queue TTLs rather than per-message TTLs, because a message only expires
+at the head of its queue: one tier per delay keeps every queue in expiry order.
+"""
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import msgspec
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    """`delays[n]` is the wait before attempt n+1 (delays[0]: before the first, normally 0)."""
+
+    delays: tuple[float, ...]
+    jitter: float = 0.1  # a retry waits between (1 - jitter) and 1 times its delay
+    park: float = 1.0  # how long a task waits while its endpoint is busy
+    # A subscriber's Retry-After is honoured up to this, so that a typo cannot park a delivery for a year.
+    max_retry_after: float = 86400.0
+
+    @property
+    def attempts(self) -> int:
+        return len(self.delays)
+
+    def tiers_ms(self) -> list[int]:
+        return sorted({_ms(d) for d in (*self.delays[1:], self.park) if d > 0})
+
+    def next_delay(self, step: int, retry_after: float | None, rng: random.Random) -> float | None:
+        """The wait before the attempt after attempt `step`, or None when the schedule is exhausted."""
+        if step + 1 >= len(self.delays):
+            return None
+        delay = self.delays[step + 1] * (1 - self.jitter * rng.random())
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    def tier_for(self, wait: float) -> int:
+        """The tier (ms) to wait in: the longest not longer than `wait`, else the shortest."""
+        tiers = self.tiers_ms()
+        fitting = [t for t in tiers if t <= _ms(wait)]
+        return fitting[-1] if fitting else tiers[0]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """`0,5s,5m,30m,2h,5h,10h,10h` (a bare number is seconds)."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    delays: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise ValueError("an empty delay")
+        for unit in ("ms", "s", "m", "h"):
+            if item.endswith(unit) and item[: -len(unit)].replace(".", "", 1).isdigit():
+                delays.append(float(item[: -len(unit)]) * units[unit])
+                break
+        else:
+            delays.append(float(item))
+    if any(d < 0 for d in delays):
+        raise ValueError("a negative delay")
+    return tuple(delays)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+DEFAULT_SCHEDULE: Sequence[float] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)

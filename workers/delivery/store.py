@@ -1,0 +1,141 @@
+"""What the delivery workers read and write in PostgreSQL: matching subscriptions, deliveries and
+their attempts."""
+
+from datetime import datetime
+
+import msgspec
+
+from workers.db import DbConn
+
+# An empty filter matches everything; an event type filter may end in `*`.
+_MATCH = """
+SELECT s.id::text
+FROM subscriptions s
+WHERE s.status = 'active'
+  AND (cardinality(s.vendors) = 0 OR $1 = ANY (s.vendors))
+  AND (cardinality(s.sources) = 0 OR $2 = ANY (s.sources))
+  AND (cardinality(s.event_types) = 0 OR EXISTS (
+        SELECT 1 FROM unnest(s.event_types) AS f(t)
+        WHERE f.t = $3 OR (right(f.t, 1) = '*' AND starts_with($3, left(f.t, -1)))))
+"""
+
+# Redelivered events find their deliveries already there: still pending ones are handed out again
+# (at least once), finished ones are not.
+_CREATE_DELIVERIES = """
+WITH wanted AS (
+    SELECT s, gen_random_uuid() AS id FROM unnest($1::uuid[]) AS x(s)
+), inserted AS (
+    INSERT INTO deliveries (id, subscription_id, event_id, event_type)
+    SELECT id, s, $2::uuid, $3 FROM wanted
+    ON CONFLICT (subscription_id, event_id) DO NOTHING
+    RETURNING id, subscription_id
+)
+SELECT id::text, subscription_id::text FROM inserted
+UNION ALL
+SELECT d.id::text, d.subscription_id::text FROM deliveries d
+WHERE d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[]) AND d.status = 'pending'
+  AND d.id NOT IN (SELECT id FROM inserted)
+"""
+
+_TARGET = """
+SELECT s.url, s.status, e.url AS endpoint,
+       array(SELECT secret FROM subscription_secrets k
+             WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())
+             ORDER BY k.created_at DESC, k.id DESC) AS secrets
+FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
+WHERE s.id = $1::uuid
+"""
+
+_DELIVERY_STATUS = "SELECT status, attempts FROM deliveries WHERE id = $1::uuid"
+
+_RECORD_ATTEMPT = """
+WITH d AS (
+    UPDATE deliveries SET attempts = attempts + 1, status = $2, last_status = $4, last_error = $6,
+                          next_attempt_at = $8, updated_at = now()
+    WHERE id = $1::uuid
+    RETURNING id, attempts
+)
+INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error,
+                               outcome, next_attempt_at)
+SELECT d.id, d.attempts, $3, $4, $5, $6, $7, $8 FROM d
+RETURNING attempt
+"""
+
+_CANCEL = "UPDATE deliveries SET status = 'cancelled', updated_at = now() WHERE id = $1::uuid AND status = 'pending'"
+
+_DISABLE = """
+UPDATE subscriptions SET status = 'disabled', status_reason = $2, status_changed_at = now(), updated_at = now()
+WHERE id = $1::uuid AND status = 'active'
+RETURNING id
+"""
+
+
+class Target(msgspec.Struct, frozen=True):
+    """Where and how to send one delivery, as the subscription stands now."""
+
+    url: str
+    status: str
+    endpoint: str  # normalized: the key of the per-endpoint limit
+    secrets: list[str]
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    outcome: str  # succeeded | retry | failed | gone
+    next_attempt_at: datetime | None = None
+
+    @property
+    def delivery_status(self) -> str:
+        return {"succeeded": "succeeded", "retry": "pending"}.get(self.outcome, "failed")
+
+
+async def match(conn: DbConn, vendor: str, source: str, event_type: str) -> list[str]:
+    return [row[0] for row in await conn.fetch(_MATCH, vendor, source, event_type)]
+
+
+async def create_deliveries(
+    conn: DbConn, subscription_ids: list[str], event_id: str, event_type: str
+) -> list[tuple[str, str]]:
+    """(delivery id, subscription id) of every pending delivery of this event to these subscriptions."""
+    rows = await conn.fetch(_CREATE_DELIVERIES, subscription_ids, event_id, event_type)
+    return [(row[0], row[1]) for row in rows]
+
+
+async def target(conn: DbConn, subscription_id: str) -> Target | None:
+    row = await conn.fetchrow(_TARGET, subscription_id)
+    if row is None:
+        return None
+    return Target(row["url"], row["status"], row["endpoint"], list(row["secrets"]))
+
+
+async def delivery_status(conn: DbConn, delivery_id: str) -> str | None:
+    row = await conn.fetchrow(_DELIVERY_STATUS, delivery_id)
+    return None if row is None else str(row["status"])
+
+
+async def record_attempt(conn: DbConn, delivery_id: str, attempt: Attempt) -> int:
+    """Stores the attempt and the delivery's new state; returns the attempt's number."""
+    number = await conn.fetchval(
+        _RECORD_ATTEMPT,
+        delivery_id,
+        attempt.delivery_status,
+        attempt.attempted_at,
+        attempt.status_code,
+        attempt.latency_ms,
+        attempt.error,
+        attempt.outcome,
+        attempt.next_attempt_at,
+    )
+    return int(number or 0)
+
+
+async def cancel(conn: DbConn, delivery_id: str) -> None:
+    await conn.execute(_CANCEL, delivery_id)
+
+
+async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) -> bool:
+    """True if this call disabled it (it was active)."""
+    return await conn.fetchval(_DISABLE, subscription_id, reason) is not None
