@@ -83,8 +83,10 @@ class Router:
             while True:
                 waiting = asyncio.create_task(self._inbox.get())
                 await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not waiting.done():
+                if stopping.done():
                     waiting.cancel()
+                    if waiting.done() and not waiting.cancelled():
+                        await waiting.result().nack(requeue=True)
                     break
                 batch = [waiting.result()]
                 while len(batch) < self._settings.batch_size and not self._inbox.empty():
