@@ -1,0 +1,150 @@
+"""Ingress throughput and latency: signed Inspera webhooks at a fixed concurrency, against a bare
+aiohttp handler that only publishes with a confirm (bench/baseline_ingress.py).
+
+Both servers and the load generator are separate processes on loopback. On 2 cores the load
+generator competes with the server (and the broker) for CPU: the absolute figures are pessimistic,
+the ratio is what to read.
+"""
+
+import asyncio
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+import msgspec
+
+from bench.loadgen import Load
+from bench.payloads import INSPERA_SECRET, INSPERA_SOURCE
+from bench.world import AMQP_URL, ROOT, BenchError, Process, World, queue_counts, world
+
+RATE_FLOOR = 0.85  # of the baseline's rate
+P99_CEILING = 1.3  # times the baseline's p99
+
+SOURCES_TOML = f"""
+[[source]]
+id = "{INSPERA_SOURCE}"
+vendor = "inspera"
+
+[source.auth]
+kind = "inspera_signature"
+secret_env = ["RESULTBUS_BENCH_INSPERA_SECRET"]
+"""
+
+
+@dataclass(frozen=True)
+class IngressResult:
+    ingress: Load
+    baseline: Load
+
+    @property
+    def rate_ratio(self) -> float:
+        return self.ingress.rate / self.baseline.rate
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.ingress.p99_ms / self.baseline.p99_ms
+
+    @property
+    def passes_rate(self) -> bool:
+        return self.rate_ratio >= RATE_FLOOR
+
+    @property
+    def passes_p99(self) -> bool:
+        return self.p99_ratio <= P99_CEILING
+
+
+def ingress_available() -> bool:
+    return (ROOT / "ingress" / "__main__.py").exists()
+
+
+def _write_sources() -> Path:
+    with tempfile.NamedTemporaryFile("w", prefix="bench-sources-", suffix=".toml", delete=False) as file:
+        file.write(SOURCES_TOML)
+    return Path(file.name)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _ready(process: Process, url: str, timeout: float = 30.0) -> None:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            process.check_alive()
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def _load(url: str, count: int, concurrency: int, warmup: int, timeout: float) -> Load:
+    args = [str(count), str(concurrency), str(warmup)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", url, *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise BenchError(f"load generator did not finish within {timeout}s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"load generator exited with {proc.returncode}")
+    return msgspec.json.decode(out, type=Load)
+
+
+async def measure(label: str, args: list[str], w: World, env: dict[str, str], port: int, **load: int) -> Load:
+    """Starts the server, loads it, and checks every 200 left a message on the raw queue."""
+    process = await Process.start(label, args, env)
+    try:
+        await _ready(process, f"http://127.0.0.1:{port}/readyz")
+        result = await _load(f"http://127.0.0.1:{port}/hooks/{INSPERA_SOURCE}", timeout=600.0, **load)
+        process.check_alive()
+    finally:
+        await process.stop()
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        queued, _ = await queue_counts(await connection.channel(), w.topology.raw_queue)
+    if result.ok == 0 or queued < result.ok:
+        raise BenchError(f"{label}: {result.ok} answered 200 but {queued} on the queue ({result.statuses})")
+    return result
+
+
+async def run(count: int, concurrency: int, warmup: int, rounds: int) -> IngressResult:
+    """Baseline then ingress, `rounds` times alternating; the best rate of each is kept."""
+    sources = _write_sources()
+    load = {"count": count, "concurrency": concurrency, "warmup": warmup}
+    best: dict[str, Load] = {}
+    try:
+        for _ in range(rounds):
+            for label in ("baseline", "ingress"):
+                async with world() as w:
+                    port = _free_port()
+                    env = w.env(
+                        RESULTBUS_SOURCES=str(sources),
+                        RESULTBUS_INGRESS_HOST="127.0.0.1",
+                        RESULTBUS_INGRESS_PORT=str(port),
+                        RESULTBUS_BENCH_INSPERA_SECRET=INSPERA_SECRET,
+                    )
+                    args = ["bench.baseline_ingress", str(port)] if label == "baseline" else ["ingress"]
+                    result = await measure(label, args, w, env, port, **load)
+                print(
+                    f"{label}: {result.rate:,.0f} webhooks/s, p50 {result.p50_ms:.2f} ms,"
+                    f" p99 {result.p99_ms:.2f} ms, {result.statuses}",
+                    flush=True,
+                )
+                if label not in best or result.rate > best[label].rate:
+                    best[label] = result
+    finally:
+        sources.unlink()
+    return IngressResult(best["ingress"], best["baseline"])
