@@ -5,7 +5,6 @@ Secrets come from the environment, falling back to deploy/demo.env, as `make run
 """
 
 import asyncio
-import base64
 import os
 import random
 import sys
@@ -30,52 +29,11 @@ def secrets() -> dict[str, str]:
     return found
 
 
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def calls(s: dict[str, str]) -> list[tuple[str, str, bytes, dict[str, str]]]:
-    n = random.randint(100000, 999999)
-    itep_body, itep_type = samples.itep_multipart(samples.itep("Complete", test_id=f"DEMO{n}B8AP"))
-    inspera_body = samples.as_json(samples.inspera(context_id=n))
-    synap_body = samples.as_json(samples.synap_released(attempt_id=f"att-demo-{n}"))
-    testpress = samples.testpress(attempt_id=n, private_key=s["RESULTBUS_DEMO_TESTPRESS_KEY"])
-    return [
-        (
-            "itep",
-            "itep-demo",
-            itep_body,
-            {"Content-Type": itep_type, "Authorization": basic("itep", s["RESULTBUS_DEMO_ITEP_PASSWORD"])},
-        ),
-        (
-            "inspera",
-            "inspera-demo",
-            inspera_body,
-            {
-                "Content-Type": "application/json",
-                "X-Inspera-Signature": samples.inspera_signature(
-                    inspera_body, s["RESULTBUS_DEMO_INSPERA_SECRET"]
-                ),
-            },
-        ),
-        (
-            "synap",
-            "synap-demo-results",
-            synap_body,
-            {
-                "Content-Type": "application/json",
-                "Authorization": basic("synap", s["RESULTBUS_DEMO_SYNAP_PASSWORD"]),
-            },
-        ),
-        ("testpress", "testpress-demo", samples.as_json(testpress), {"Content-Type": "application/json"}),
-    ]
-
-
 async def main() -> int:
     base = os.environ.get("RESULTBUS_INGRESS_URL", "http://127.0.0.1:8080")
     ids: dict[str, str] = {}
     async with aiohttp.ClientSession() as http:
-        for vendor, source, body, headers in calls(secrets()):
+        for vendor, source, body, headers in samples.demo_requests(secrets(), random.randint(100000, 999999)):
             try:
                 async with http.post(f"{base}/hooks/{source}", data=body, headers=headers) as response:
                     answer: Any = await response.json()

@@ -1,9 +1,11 @@
 """Sample webhook bodies, shaped after the vendors' documents in ../shared/seeds, with invented people."""
 
+import base64
 import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -249,3 +251,43 @@ def envelope(
 
 def as_json(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def demo_requests(s: Mapping[str, str], n: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """One correctly signed call per vendor for deploy/sources.example.toml, given its secrets:
+    (vendor, source id, body, headers). `n` makes the exam ids unique."""
+    itep_body, itep_type = itep_multipart(itep("Complete", test_id=f"DEMO{n}B8AP"))
+    inspera_body = as_json(inspera(context_id=n))
+    synap_body = as_json(synap_released(attempt_id=f"att-demo-{n}"))
+    testpress_body = testpress(attempt_id=n, private_key=s["RESULTBUS_DEMO_TESTPRESS_KEY"])
+    return [
+        (
+            "itep",
+            "itep-demo",
+            itep_body,
+            {"Content-Type": itep_type, "Authorization": basic("itep", s["RESULTBUS_DEMO_ITEP_PASSWORD"])},
+        ),
+        (
+            "inspera",
+            "inspera-demo",
+            inspera_body,
+            {
+                "Content-Type": "application/json",
+                "X-Inspera-Signature": inspera_signature(inspera_body, s["RESULTBUS_DEMO_INSPERA_SECRET"]),
+            },
+        ),
+        (
+            "synap",
+            "synap-demo-results",
+            synap_body,
+            {
+                "Content-Type": "application/json",
+                "Authorization": basic("synap", s["RESULTBUS_DEMO_SYNAP_PASSWORD"]),
+            },
+        ),
+        ("testpress", "testpress-demo", as_json(testpress_body), {"Content-Type": "application/json"}),
+    ]
