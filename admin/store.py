@@ -309,6 +309,7 @@ async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> 
         WITH again AS (
             UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, updated_at = now()
             WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
+              AND EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
             RETURNING d.id, d.event_id
         )
         SELECT again.id::text, again.event_id::text, e.payload::text

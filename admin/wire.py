@@ -16,7 +16,15 @@ Limit = Annotated[int, Meta(ge=1, le=500)]
 Uuid = Annotated[
     str, Meta(pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ]
-Url = Annotated[str, Meta(min_length=1, max_length=2048, description="http(s) URL of the subscriber")]
+Url = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=2048,
+        pattern="^[Hh][Tt][Tt][Pp][Ss]?://",
+        description="http(s) URL of the subscriber",
+    ),
+]
 Secret = Annotated[str, Meta(pattern="^whsec_[A-Za-z0-9+/=]+$", max_length=200)]
 Description = Annotated[str, Meta(max_length=500)]
 
