@@ -1,5 +1,6 @@
 """Pure normalization: vendor bodies in, normalized events out. No I/O."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -223,3 +224,18 @@ def test_normalized_event_round_trips_through_json() -> None:
         samples.envelope(Vendor.SYNAP, samples.as_json(samples.synap_released()), event="x.released")
     ).event
     assert decode_event(encode_event(event)) == event
+
+
+def test_itep_multipart_with_quoted_boundary_and_other_fields() -> None:
+    data = json.dumps(samples.itep("Complete", test_id="MP1"))
+    body = (
+        "preamble\r\n--b0und\r\n"
+        'Content-Disposition: form-data; name="other"\r\n\r\nx\r\n'
+        "--b0und\r\n"
+        'content-disposition: form-data; name="data"\r\nContent-Type: application/json\r\n\r\n'
+        f"{data}\r\n--b0und--\r\n"
+    ).encode()
+    event = one(
+        samples.envelope(Vendor.ITEP, body, content_type='multipart/form-data; boundary="b0und"')
+    ).event
+    assert event.exam is not None and event.exam.key == "MP1"

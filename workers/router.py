@@ -1,8 +1,10 @@
 """The router: raw queue -> PostgreSQL -> results exchange.
 
-Messages are taken in batches (whatever has arrived while the previous batch was being stored), so
-one transaction and one round of publisher confirms serve many webhooks. A message is acked only
-after its webhook is committed and its events are confirmed on the results exchange.
+Messages are taken in batches (whatever has arrived while the previous batch was being handled), so
+one transaction and one round of publisher confirms serve many webhooks. Two stages overlap: while
+batch N waits for its publisher confirms, batch N+1 is decoded and stored. Acks stay in order, and a
+message is acked only after its webhook is committed and its events are confirmed on the results
+exchange.
 """
 
 import asyncio
@@ -54,7 +56,16 @@ class Item(msgspec.Struct):
     message: AbstractIncomingMessage
     raw: RawRow
     events: list[Normalized]
-    log: structlog.stdlib.BoundLogger
+
+
+class Stored(msgspec.Struct):
+    """A batch after the first stage: stored (with its events still to publish), or not (`error`)."""
+
+    messages: list[AbstractIncomingMessage]
+    items: list[Item]
+    started: float
+    outgoing: list[Outgoing]
+    error: BaseException | None
 
 
 class Router:
@@ -74,77 +85,182 @@ class Router:
         self._results = results
         self._deferrals = deferrals
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._marking: asyncio.Task[None] | None = None
+        # Events published (or being published) by this router and not yet marked so in the
+        # database: a duplicate in the next batch must not publish them again.
+        self._in_flight: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consumes until `stop` is set, then finishes the batch in hand and returns the rest."""
+        """Consumes until `stop` is set, then finishes the batches in hand and returns the rest."""
         tag = await self._queue.consume(self._receive)
         stopping = asyncio.create_task(stop.wait())
+        finishing: asyncio.Task[None] | None = None
         try:
-            while True:
-                waiting = asyncio.create_task(self._inbox.get())
-                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if stopping.done():
-                    waiting.cancel()
-                    if waiting.done() and not waiting.cancelled():
-                        await waiting.result().nack(requeue=True)
-                    break
-                batch = [waiting.result()]
-                while len(batch) < self._settings.batch_size and not self._inbox.empty():
-                    batch.append(self._inbox.get_nowait())
-                await self.handle(batch, stop)
+            while (batch := await self._next_batch(stopping)) is not None:
+                stored = await self._store(batch, stop)
+                if finishing is not None:
+                    await finishing  # batch N is acked before batch N+1
+                finishing = asyncio.create_task(self._finish(stored, stop))
+            if finishing is not None:
+                await finishing
+        except asyncio.CancelledError:
+            # Past the shutdown timeout: whatever is unacked goes back when the channel closes.
+            if finishing is not None:
+                finishing.cancel()
+            raise
         finally:
             stopping.cancel()
             await self._queue.cancel(tag)
             while not self._inbox.empty():
                 await self._inbox.get_nowait().nack(requeue=True)
+            if self._marking is not None:
+                await asyncio.gather(self._marking, return_exceptions=True)
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)
 
-    async def handle(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+    async def _next_batch(self, stopping: asyncio.Task[bool]) -> list[AbstractIncomingMessage] | None:
+        """Waits for one message, then takes whatever else has arrived, up to the batch size."""
+        waiting = asyncio.create_task(self._inbox.get())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping.done():
+            waiting.cancel()
+            if waiting.done() and not waiting.cancelled():
+                await waiting.result().nack(requeue=True)
+            return None
+        batch = [waiting.result()]
+        while len(batch) < self._settings.batch_size and not self._inbox.empty():
+            batch.append(self._inbox.get_nowait())
+        return batch
+
+    # --- stage one: decode and store ------------------------------------------------------------
+
+    async def _store(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> Stored:
         started = time.perf_counter()
-        items = [self._decode(message) for message in batch]
-        error = await self._store_and_publish_retrying(items, stop)
-        if error is None:
-            outcomes = ["rejected" if item.raw.reason else "stored" for item in items]
-        else:
+        items = [_decode(message) for message in batch]
+        for delay in (*self._settings.quick_retries, None):
             try:
-                outcomes = [await self._defer(item, error) for item in items]
+                outgoing = [o for o in await self._store_items(items) if o.id not in self._in_flight]
+                self._in_flight.update(o.id for o in outgoing)
+                return Stored(batch, items, started, outgoing, None)
+            except TRANSIENT as error:
+                if delay is None or stop.is_set():
+                    return Stored(batch, items, started, [], error)
+                log.warning("storing failed, retrying", error=repr(error), size=len(items), delay=delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _store_items(self, items: list[Item]) -> list[Outgoing]:
+        async with self._pool.acquire() as conn:
+            try:
+                return await store_batch(conn, [i.raw for i in items], [e for i in items for e in i.events])
+            except asyncpg.PostgresError as error:
+                if isinstance(error, TRANSIENT):
+                    raise
+                # The data itself upset the database (a NUL byte PostgreSQL's jsonb refuses, say):
+                # find the culprits one by one rather than failing the whole batch for ever.
+                return await self._store_one_by_one(conn, items)
+
+    async def _store_one_by_one(self, conn: DbConn, items: list[Item]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        for index, item in enumerate(items):
+            try:
+                outgoing.extend(await store_batch(conn, [item.raw], item.events))
+            except asyncpg.PostgresError as error:
+                if isinstance(error, TRANSIENT):
+                    raise
+                reason = f"database refused the webhook: {type(error).__name__}: {error}"
+                items[index] = Item(item.message, msgspec.structs.replace(item.raw, reason=reason), [])
+                await store_batch(conn, [items[index].raw], [])
+        return outgoing
+
+    # --- stage two: publish, then ack -----------------------------------------------------------
+
+    async def _finish(self, stored: Stored, stop: asyncio.Event) -> None:
+        error = stored.error
+        if error is None:
+            error = await self._publish_retrying(stored.outgoing, stop)
+        if error is None:
+            outcomes = ["rejected" if item.raw.reason else "stored" for item in stored.items]
+            self._mark_published([o.id for o in stored.outgoing])
+        else:
+            # Stored rows are idempotent and events not yet published are found again, so the
+            # message can simply come back later.
+            self._in_flight.difference_update(o.id for o in stored.outgoing)
+            try:
+                outcomes = [await self._defer(item, error) for item in stored.items]
             except TRANSIENT as broker_error:
-                # The broker is in trouble too: hand everything back; it is redelivered later.
-                log.error(
-                    "could not defer the batch, returning it", error=repr(broker_error), size=len(items)
-                )
-                for message in batch:
+                log.error("could not defer the batch, returning it", error=repr(broker_error))
+                for message in stored.messages:
                     await message.nack(requeue=True)
                 return
         # Every message of the channel up to the last of this batch: all of them are done with.
-        await batch[-1].ack(multiple=True)
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        for item, outcome in zip(items, outcomes, strict=True):
-            item.log.info(
+        await stored.messages[-1].ack(multiple=True)
+        duration_ms = round((time.perf_counter() - stored.started) * 1000, 2)
+        for item, outcome in zip(stored.items, outcomes, strict=True):
+            log.info(
                 "webhook routed",
+                webhook_id=item.raw.id,
+                source=item.raw.source,
+                vendor=item.raw.vendor,
                 outcome=outcome,
                 reason=item.raw.reason,
                 events=len(item.events),
-                batch=len(items),
+                batch=len(stored.items),
                 duration_ms=duration_ms,
             )
 
-    async def _store_and_publish_retrying(
-        self, items: list[Item], stop: asyncio.Event
-    ) -> BaseException | None:
-        """None once the batch is stored and published; the last error when quick retries ran out."""
+    async def _publish_retrying(self, outgoing: list[Outgoing], stop: asyncio.Event) -> BaseException | None:
         for delay in (*self._settings.quick_retries, None):
             try:
-                await self._store_and_publish(items)
+                await self._publish(outgoing)
                 return None
             except TRANSIENT as error:
                 if delay is None or stop.is_set():
                     return error
-                log.warning("batch failed, retrying", error=repr(error), size=len(items), delay=delay)
+                log.warning("publishing failed, retrying", error=repr(error), delay=delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _publish(self, outgoing: list[Outgoing]) -> None:
+        if not outgoing:
+            return
+        timeout = self._settings.publish_timeout
+        await asyncio.gather(
+            *(
+                self._results.publish(
+                    aio_pika.Message(
+                        o.body,
+                        message_id=o.id,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=o.routing_key,
+                    timeout=timeout,
+                )
+                for o in outgoing
+            )
+        )
+
+    def _mark_published(self, ids: list[str]) -> None:
+        """Off the critical path: the ack does not wait for it. One in flight at a time."""
+        if not ids:
+            return
+        previous = self._marking
+
+        async def mark() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                async with self._pool.acquire() as conn:
+                    await mark_published(conn, ids)
+            except TRANSIENT as error:
+                # Published but not marked: a redelivery would publish again, as at-least-once allows.
+                log.warning("could not mark events published", error=repr(error))
+            finally:
+                self._in_flight.difference_update(ids)
+
+        self._marking = asyncio.create_task(mark())
 
     async def _defer(self, item: Item, error: BaseException) -> str:
         """Moves a message to its next delay tier, or to the dead-letter queue after the last one."""
@@ -175,73 +291,16 @@ class Router:
         )
         return outcome
 
-    def _decode(self, message: AbstractIncomingMessage) -> Item:
-        try:
-            envelope = decode_envelope(message.body)
-        except msgspec.MsgspecError as error:
-            raw = _unreadable(message, f"envelope: {error}")
-            return Item(message, raw, [], log.bind(webhook_id=raw.id))
-        bound = log.bind(webhook_id=envelope.id, source=envelope.source, vendor=envelope.vendor.value)
-        try:
-            return Item(message, RawRow.of(envelope), normalize(envelope), bound)
-        except RejectedWebhook as rejection:
-            return Item(message, RawRow.of(envelope, rejection.reason), [], bound)
 
-    async def _store_and_publish(self, items: list[Item]) -> None:
-        async with self._pool.acquire() as conn:
-            try:
-                outgoing = await store_batch(
-                    conn, [i.raw for i in items], [e for i in items for e in i.events]
-                )
-            except asyncpg.PostgresError as error:
-                if isinstance(error, TRANSIENT):
-                    raise
-                # The data itself upset the database (a NUL byte PostgreSQL's jsonb refuses, say):
-                # find the culprits one by one rather than failing the whole batch for ever.
-                outgoing = await self._store_one_by_one(conn, items)
-        await self._publish(outgoing)
-        if outgoing:
-            try:
-                async with self._pool.acquire() as conn:
-                    await mark_published(conn, [o.id for o in outgoing])
-            except TRANSIENT as error:
-                # Published but not marked: a redelivery would publish again, which at-least-once allows.
-                log.warning("could not mark events published", error=repr(error))
-
-    async def _store_one_by_one(self, conn: DbConn, items: list[Item]) -> list[Outgoing]:
-        outgoing: list[Outgoing] = []
-        for index, item in enumerate(items):
-            try:
-                outgoing.extend(await store_batch(conn, [item.raw], item.events))
-            except asyncpg.PostgresError as error:
-                if isinstance(error, TRANSIENT):
-                    raise
-                reason = f"database refused the webhook: {type(error).__name__}: {error}"
-                items[index] = Item(
-                    item.message, msgspec.structs.replace(item.raw, reason=reason), [], item.log
-                )
-                await store_batch(conn, [items[index].raw], [])
-        return outgoing
-
-    async def _publish(self, outgoing: list[Outgoing]) -> None:
-        if not outgoing:
-            return
-        timeout = self._settings.publish_timeout
-        await asyncio.gather(
-            *(
-                self._results.publish(
-                    aio_pika.Message(
-                        o.body,
-                        message_id=o.id,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=o.routing_key,
-                    timeout=timeout,
-                )
-                for o in outgoing
-            )
-        )
+def _decode(message: AbstractIncomingMessage) -> Item:
+    try:
+        envelope = decode_envelope(message.body)
+    except msgspec.MsgspecError as error:
+        return Item(message, _unreadable(message, f"envelope: {error}"), [])
+    try:
+        return Item(message, RawRow.of(envelope), normalize(envelope))
+    except RejectedWebhook as rejection:
+        return Item(message, RawRow.of(envelope, rejection.reason), [])
 
 
 def _unreadable(message: AbstractIncomingMessage, reason: str) -> RawRow:
