@@ -25,13 +25,20 @@ stop() {
 }
 trap stop INT TERM
 
-for role in ${RESULTBUS_ROLES:-router}; do
+# Local only: subscriber endpoints on this machine are allowed, and the admin API gets a fixed token.
+export RESULTBUS_ALLOW_PRIVATE_ENDPOINTS=${RESULTBUS_ALLOW_PRIVATE_ENDPOINTS:-1}
+export RESULTBUS_ADMIN_TOKEN=${RESULTBUS_ADMIN_TOKEN:-local-admin-token-change-me}
+
+for role in ${RESULTBUS_ROLES:-router delivery}; do
   "$PY" -m workers "$role" &
   pids+=($!)
 done
 "$PY" -m ingress &
 pids+=($!)
+"$PY" -m admin &
+pids+=($!)
 
+echo "run-local: admin API on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081} (Bearer \$RESULTBUS_ADMIN_TOKEN)"
 echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>; try 'make demo'"
 # Any process exiting stops the rest: a half-running pipeline is worse than a stopped one.
 wait -n "${pids[@]}" || true

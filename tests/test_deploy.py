@@ -23,7 +23,7 @@ def test_every_resultbus_service_runs_a_real_command() -> None:
     for name, command in commands.items():
         assert command[:2] == ["python", "-m"], name
         module = command[2]
-        assert module in {"ingress", "workers"}, name
+        assert module in {"ingress", "workers", "admin"}, name
         if module == "workers":
             assert command[3] in COMMANDS, name
 
