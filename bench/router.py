@@ -34,21 +34,24 @@ from schemas.topology import raw_routing_key
 
 POLL = 0.025
 FLOOR_EVENTS_PER_S = 2500.0
-DEFAULT_CONFIGS = "256:512,64:128,128:256,512:1024"  # batch:prefetch; the first is the router's default
+# batch:prefetch[xreplicas]; the first is the router's default, the last two routers scaled out
+DEFAULT_CONFIGS = "256:512,64:128,512:1024,256:512x2"
 
 
 @dataclass(frozen=True)
 class Config:
     batch_size: int
     prefetch: int
+    replicas: int = 1
 
     @classmethod
     def parse(cls, text: str) -> "Config":
-        batch, _, prefetch = text.partition(":")
-        return cls(int(batch), int(prefetch))
+        batch, _, rest = text.partition(":")
+        prefetch, _, replicas = rest.partition("x")
+        return cls(int(batch), int(prefetch), int(replicas or 1))
 
     def __str__(self) -> str:
-        return f"{self.batch_size}/{self.prefetch}"
+        return f"{self.batch_size}/{self.prefetch}" + (f" x{self.replicas}" if self.replicas > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -103,25 +106,31 @@ class Drain:
     machine_cpu: float  # busy cores of the whole machine, on average
 
 
-async def timed_drain(w: World, process: Process, finished: Finished, timeout: float) -> Drain:
-    """From the first consumer on the raw queue until `finished` says so."""
+async def timed_drain(w: World, processes: list[Process], finished: Finished, timeout: float) -> Drain:
+    """From the first consumer on the raw queue until `finished` says so; CPU summed over `processes`."""
+
+    def cpu_seconds() -> float:
+        return sum(p.cpu_seconds() for p in processes)
+
     connection = await aio_pika.connect(AMQP_URL)
     async with asyncio.timeout(timeout), connection:
         channel = await connection.channel()
         while (await queue_counts(channel, w.topology.raw_queue))[1] == 0:
-            process.check_alive()
+            for process in processes:
+                process.check_alive()
             await asyncio.sleep(0.005)
-        started, cpu, busy = time.perf_counter(), process.cpu_seconds(), machine_busy()
+        started, cpu, busy = time.perf_counter(), cpu_seconds(), machine_busy()
         while True:
-            ended = process.proc.returncode is not None
+            ended = any(p.proc.returncode is not None for p in processes)
             if not ended:
-                cpu_now = process.cpu_seconds()
+                cpu_now = cpu_seconds()
             if await finished(channel):
                 seconds = time.perf_counter() - started
                 return Drain(seconds, (cpu_now - cpu) / seconds, (machine_busy() - busy) / seconds)
             if ended:
-                process.check_alive()
-                raise BenchError(f"{process.label} exited before finishing")
+                for process in processes:
+                    process.check_alive()
+                raise BenchError("a process exited before finishing")
             await asyncio.sleep(POLL)
     raise AssertionError("unreachable")
 
@@ -137,7 +146,7 @@ async def baseline(count: int, prefetch: int, timeout: float) -> Drain:
             return await queue_counts(channel, w.topology.raw_queue) == (0, 0)
 
         try:
-            return await timed_drain(w, process, finished, timeout)
+            return await timed_drain(w, [process], finished, timeout)
         finally:
             await process.stop()
 
@@ -156,12 +165,15 @@ async def router(count: int, config: Config, timeout: float, profile: str | None
                 published, _ = await queue_counts(channel, probe)
                 return published >= count and await db.fetchval("SELECT count(*) FROM raw_webhooks") >= count
 
-            process = await Process.start("router", ["workers", "router"], env)
-            spy = await start_profiler(process, profile) if profile else None
+            processes = [
+                await Process.start(f"router-{n}", ["workers", "router"], env) for n in range(config.replicas)
+            ]
+            spy = await start_profiler(processes[0], profile) if profile else None
             try:
-                drain = await timed_drain(w, process, finished, timeout)
+                drain = await timed_drain(w, processes, finished, timeout)
             finally:
-                await process.stop()
+                for process in processes:
+                    await process.stop()
                 if spy is not None:
                     await spy.wait()
             await _check_stored(db, count)

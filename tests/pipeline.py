@@ -90,7 +90,7 @@ async def running_router(
         probe = await channel.declare_queue(scratch_queue_name(topology, "results"), durable=False)
         await probe.bind(results_exchange, routing_key="#")
         stop = asyncio.Event()
-        router = Router(settings, pool, queue, results_exchange, results_channel.default_exchange)
+        router = Router(settings, pool, queue, results_channel)
         task = asyncio.create_task(router.run(stop))
         try:
             yield RunningRouter(settings, pool, channel, raw_exchange, probe)

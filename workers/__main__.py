@@ -41,10 +41,10 @@ async def run_router(settings: WorkerSettings) -> None:
         await consuming.set_qos(prefetch_count=settings.prefetch)
         _, queue = await declare_raw(consuming, settings.topology)
         publishing = await connection.channel(publisher_confirms=True)
-        results = await declare_results(publishing, settings.topology)
+        await declare_results(publishing, settings.topology)
         await declare_retry_tiers(publishing, settings.topology, settings.retry_delays)
         log.info("router consuming", queue=queue.name, prefetch=settings.prefetch)
-        router = Router(settings, pool, queue, results, publishing.default_exchange)
+        router = Router(settings, pool, queue, publishing)
         task = asyncio.create_task(router.run(stop))
         await stop.wait()
         # Drain: the batch in hand is finished and the rest returned; past the timeout, cancel.
