@@ -1,7 +1,9 @@
-"""`python -m bench [router|ingress]`: throughput figures against baselines measured in the same run.
+"""`python -m bench [router|ingress|delivery|soak]`: figures against baselines measured in the same
+run (the default, `all`, is router and ingress), and the soak run.
 
-Exits 0 whatever the figures (a floor missed is printed as FAIL); non-zero only when the bench itself
-broke (a timeout, a process that died, counts that never add up).
+The figures exit 0 whatever they are (a floor missed is printed as FAIL); non-zero only when the
+bench itself broke (a timeout, a process that died, counts that never add up). The soak exits
+non-zero when its bar fails: every webhook answered 200 stored, none twice, the counts adding up.
 """
 
 import argparse
@@ -9,14 +11,19 @@ import asyncio
 import contextlib
 import sys
 
-from bench import ingress, router
+from bench import delivery, ingress, router, soak
 from bench.loadgen import Load
+from bench.soak_calls import Mix
 from bench.world import BenchError
+
+DEFAULT_TIMEOUT = 300.0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["all", "router", "ingress"], default="all")
+    parser.add_argument(
+        "which", nargs="?", choices=["all", "router", "ingress", "delivery", "soak"], default="all"
+    )
     parser.add_argument("--messages", type=int, default=20_000, help="router: raw envelopes pre-filled")
     parser.add_argument(
         "--configs",
@@ -27,13 +34,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="ingress: concurrent connections")
     parser.add_argument("--warmup", type=int, default=1_000, help="ingress: untimed requests first")
     parser.add_argument("--rounds", type=int, default=2, help="ingress: alternate rounds, best kept")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is broken")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a run is broken (soak: 600)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="router: py-spy flame graph (.svg) or raw (.txt)")
+    parser.add_argument("--webhooks", type=int, default=20_000, help="soak: webhooks sent")
+    parser.add_argument("--rate", type=float, default=300.0, help="soak: webhooks per second")
+    parser.add_argument("--cut-seconds", type=float, default=4.0, help="soak: broker path cut this long")
+    parser.add_argument("--duplicates", type=float, default=0.05, help="soak: share of exact duplicates")
+    parser.add_argument("--bad-signatures", type=float, default=0.02, help="soak: share answered 401")
+    parser.add_argument("--undecodable", type=float, default=0.01, help="soak: share stored as rejected")
+    parser.add_argument("--events", type=int, default=2_000, help="delivery: events published")
+    parser.add_argument(
+        "--dead", choices=["hanging", "refused"], default="hanging", help="delivery: dead one"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
+    if args.which == "soak":
+        return _soak(args)
     try:
         lines = asyncio.run(_run(args))
     except (BenchError, TimeoutError) as error:
@@ -54,7 +75,46 @@ async def _run(args: argparse.Namespace) -> list[str]:
             lines += _ingress_table(result, args.concurrency)
         else:
             lines += ["", "ingress: skipped, ingress/__main__.py does not exist yet"]
+    if args.which == "delivery":
+        config = delivery.DeliveryConfig(events=args.events, dead=args.dead, timeout=args.timeout)
+        lines += _delivery_table(await delivery.run(config))
     return lines
+
+
+def _soak(args: argparse.Namespace) -> int:
+    config = soak.SoakConfig(
+        webhooks=args.webhooks,
+        rate=args.rate,
+        cut_seconds=args.cut_seconds,
+        timeout=args.timeout if args.timeout != DEFAULT_TIMEOUT else soak.SoakConfig.timeout,
+        mix=Mix(args.duplicates, args.bad_signatures, args.undecodable),
+    )
+    try:
+        verdict = asyncio.run(soak.run(config))
+    except (BenchError, TimeoutError) as error:
+        print(f"soak broke: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(verdict.lines))
+    print(f"soak: {'PASS' if not verdict.failed else f'FAIL ({verdict.failed} checks failed)'}")
+    return 1 if verdict.failed else 0
+
+
+def _delivery_table(r: delivery.DeliveryResult) -> list[str]:
+    c = r.config
+    return [
+        "",
+        f"delivery: {c.events:,} events to {c.subscribers} subscribers ({r.live} live, 1 {c.dead}),"
+        " one `workers delivery` process; baseline: a bare aiohttp loop, same bodies signed, same"
+        f" {r.live} live subscribers, the worker's per-endpoint concurrency",
+        f"{'':>16} {'deliveries/s':>12} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+        f"{'baseline':>16} {r.baseline_rate:>12,.0f} {1:>6.2f} {r.baseline.p50_ms:>8.1f} {r.baseline.p99_ms:>8.1f}"
+        f" {'':>8}  (one POST, client side)",
+        f"{'delivery burst':>16} {r.worker_rate:>12,.0f} {r.ratio:>6.2f} {r.burst.p50_ms:>8.1f} {r.burst.p99_ms:>8.1f}"
+        f" {r.burst.max_ms:>8.1f}  (published -> received, all {c.events:,} published at once)",
+        f"{'delivery steady':>16} {c.latency_rate * r.live:>12,.0f} {'':>6} {r.steady.p50_ms:>8.1f}"
+        f" {r.steady.p99_ms:>8.1f} {r.steady.max_ms:>8.1f}  (offered, not measured; published -> received,"
+        f" {c.latency_events:,} events at {c.latency_rate:g}/s)",
+    ]
 
 
 def _verdict(ok: bool) -> str:
