@@ -15,9 +15,12 @@ import msgspec
 OPERATIONAL_PREFIX: Final = "resultbus."
 DELIVERY_FAILED_KEY: Final = "resultbus.delivery.failed"
 SUBSCRIPTION_DISABLED_KEY: Final = "resultbus.subscription.disabled"
+SUBSCRIPTION_UNSUBSCRIBED_KEY: Final = "resultbus.subscription.unsubscribed"
 
 DELIVERY_FAILED_SCHEMA: Final = "resultbus.delivery-failed/v1"
 SUBSCRIPTION_DISABLED_SCHEMA: Final = "resultbus.subscription-disabled/v1"
+SUBSCRIPTION_UNSUBSCRIBED_SCHEMA: Final = "resultbus.subscription-unsubscribed/v1"
+VERIFICATION_SCHEMA: Final = "resultbus.verification/v1"
 
 
 def is_operational(routing_key: str) -> bool:
@@ -65,6 +68,34 @@ class SubscriptionDisabled(msgspec.Struct, frozen=True, kw_only=True):
     disabled_at: datetime
 
 
+class SubscriptionUnsubscribed(msgspec.Struct, frozen=True, kw_only=True):
+    """The dead-endpoint checker dropped a subscription: its endpoint failed `failed_checks`
+    verification calls in a row, the first at `failing_since`."""
+
+    schema: str = SUBSCRIPTION_UNSUBSCRIBED_SCHEMA
+    id: str
+    type: str = "subscription.unsubscribed"
+    subscription_id: str
+    endpoint: str
+    reason: str
+    failed_checks: int
+    failing_since: datetime
+    last_error: str
+    unsubscribed_at: datetime
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of the checker's verification call (JSON, signed like a delivery). A subscriber
+    answers 2xx; it carries no data and asks for no action."""
+
+    schema: str = VERIFICATION_SCHEMA
+    id: str
+    type: str = "verification"
+    timestamp: datetime
+
+
+OperationalEvent = DeliveryFailed | SubscriptionDisabled | SubscriptionUnsubscribed
+
 _task_encoder = msgspec.msgpack.Encoder()
 _task_decoder = msgspec.msgpack.Decoder(DeliveryTask)
 _json = msgspec.json.Encoder()
@@ -78,5 +109,9 @@ def decode_task(data: bytes) -> DeliveryTask:
     return _task_decoder.decode(data)
 
 
-def encode_operational(event: DeliveryFailed | SubscriptionDisabled) -> bytes:
+def encode_operational(event: OperationalEvent) -> bytes:
     return _json.encode(event)
+
+
+def encode_verification(body: Verification) -> bytes:
+    return _json.encode(body)

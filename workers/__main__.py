@@ -1,4 +1,4 @@
-"""`python -m workers router|delivery|migrate`: one process per role, each its own container."""
+"""`python -m workers router|delivery|checker|migrate`: one process per role, each its own container."""
 
 import argparse
 import asyncio
@@ -13,6 +13,7 @@ from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from workers import operator_cli
+from workers.checker import run_checker
 from workers.db import connect, create_pool, ensure_database
 from workers.delivery import run_delivery
 from workers.migrate import migrate
@@ -67,7 +68,12 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-COMMANDS = {"migrate": run_migrate, "router": run_router, "delivery": run_delivery}
+COMMANDS = {
+    "migrate": run_migrate,
+    "router": run_router,
+    "delivery": run_delivery,
+    "checker": run_checker,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
