@@ -57,3 +57,14 @@ def env_floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) ->
     if any(v < 0 for v in values):
         raise SettingError(f"{name}: numbers must not be negative, got {raw!r}")
     return values
+
+
+def env_port(env: Mapping[str, str], name: str) -> int | None:
+    """An optional TCP port: unset means the feature is off."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    port = env_int(env, name, 0, minimum=1)
+    if port > 65535:
+        raise SettingError(f"{name}: must be at most 65535, got {raw!r}")
+    return port

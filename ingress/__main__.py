@@ -14,6 +14,7 @@ from aiohttp import web
 
 from common.env import SettingError, process_env
 from common.logs import configure_logging
+from common.metrics import metrics_server
 from ingress.app import create_app, mark_draining
 from ingress.errors import BrokerUnavailable
 from ingress.publisher import Publisher
@@ -43,18 +44,20 @@ async def serve(settings: IngressSettings, sources: Mapping[str, Source]) -> Non
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await web.TCPSite(runner, settings.host, settings.port).start()
-            log.info(
-                "ingress listening",
-                host=settings.host,
-                port=settings.port,
-                sources=sorted(sources),
-                broker=settings.amqp_url_redacted,
-                prefix=settings.topology.prefix,
-            )
-            await stop.wait()
-            log.info("shutting down")
-            mark_draining(app)
+            async with metrics_server(settings.host, settings.metrics_port):
+                await web.TCPSite(runner, settings.host, settings.port).start()
+                log.info(
+                    "ingress listening",
+                    host=settings.host,
+                    port=settings.port,
+                    sources=sorted(sources),
+                    broker=settings.amqp_url_redacted,
+                    prefix=settings.topology.prefix,
+                    metrics_port=settings.metrics_port,
+                )
+                await stop.wait()
+                log.info("shutting down")
+                mark_draining(app)
         finally:
             # Stops the listener, waits up to shutdown_timeout for in-flight requests, then closes.
             await runner.cleanup()

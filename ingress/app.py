@@ -23,7 +23,7 @@ from ingress.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from ingress.middleware import OUTCOME, QUIET, error_response, make_middleware
+from ingress.middleware import OUTCOME, QUIET, SOURCE, error_response, make_middleware
 from ingress.settings import IngressSettings
 from ingress.sources import Source
 from schemas.envelope import RawEnvelope, encode_envelope
@@ -95,6 +95,7 @@ def create_app(
         if route is None:
             raise UnknownSource(f"no source {segment[:64]!r}")
         source = route.source
+        request[SOURCE] = source.id
         webhook_id = str(uuid.uuid4())
         bind(webhook_id=webhook_id, source=source.id, vendor=source.vendor.value)
         remote = request.remote

@@ -8,6 +8,7 @@ with its traceback).
 import time
 from typing import Final
 
+import prometheus_client
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -20,6 +21,18 @@ log = structlog.get_logger("ingress")
 OUTCOME: Final = web.RequestKey("resultbus.outcome", str)
 # Set by a handler to log its success at debug level (health probes every few seconds).
 QUIET: Final = web.RequestKey("resultbus.quiet", bool)
+# Set by the hook handler once the source is known: a label only for configured sources, so a
+# scanner trying random paths cannot grow the metrics without bound.
+SOURCE: Final = web.RequestKey("resultbus.source", str)
+
+REQUESTS = prometheus_client.Counter(
+    "resultbus_ingress_requests", "Webhook calls answered, by source and status.", ["source", "status"]
+)
+REQUEST_SECONDS = prometheus_client.Histogram(
+    "resultbus_ingress_request_seconds",
+    "Time to answer a webhook call, broker confirm included.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -79,6 +92,9 @@ def _summary(
     detail: str | None = None,
     quiet: bool = False,
 ) -> None:
+    if not quiet:
+        REQUESTS.labels(request.get(SOURCE, "-"), str(status)).inc()
+        REQUEST_SECONDS.observe(time.perf_counter() - started)
     if quiet:
         emit = log.debug
     elif status >= 500:

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from common.env import SettingError, env_float, env_int, env_str
+from common.env import SettingError, env_float, env_int, env_port, env_str
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -50,6 +50,8 @@ class IngressSettings:
     log_json: bool | None
     # A sender that takes longer than this to deliver its body gets 408 (a slow-loris guard).
     read_timeout: float = 10.0
+    # /metrics is served on this port when set, never on the vendor-facing one.
+    metrics_port: int | None = None
 
     @property
     def amqp_url_redacted(self) -> str:
@@ -82,4 +84,5 @@ class IngressSettings:
             log_level=log_level,
             log_json=_env_optional_bool(env, "RESULTBUS_LOG_JSON"),
             read_timeout=env_float(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
+            metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

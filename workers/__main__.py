@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Coroutine
 
 import aio_pika
 import structlog
@@ -12,6 +13,7 @@ import structlog
 from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
+from common.metrics import metrics_server
 from workers import operator_cli
 from workers.checker import run_checker
 from workers.db import connect, create_pool, ensure_database
@@ -95,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.install()
     if args.command in COMMANDS:
-        asyncio.run(COMMANDS[args.command](settings))
+        asyncio.run(_with_metrics(COMMANDS[args.command](settings), settings))
     else:
         asyncio.run(operator_cli.run(settings, args))
     return 0
+
+
+async def _with_metrics(role: Coroutine[None, None, None], settings: WorkerSettings) -> None:
+    # The metrics port is per process: give each replica its own (compose maps it per service).
+    async with metrics_server("0.0.0.0", settings.metrics_port):
+        await role
 
 
 def _json_logs(value: str | None) -> bool | None:

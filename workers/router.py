@@ -10,6 +10,7 @@ exchange.
 import asyncio
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import cast
 
@@ -17,6 +18,7 @@ import aio_pika
 import aiormq
 import asyncpg
 import msgspec
+import prometheus_client
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiormq import spec
@@ -39,6 +41,20 @@ REASON = "x-resultbus-reason"
 ROUTING_KEY = "x-resultbus-routing-key"
 
 _PERSISTENT = 2  # AMQP delivery mode
+
+ROUTED = prometheus_client.Counter(
+    "resultbus_router_webhooks",
+    "Raw webhooks handled, by outcome (stored, rejected, deferred, dead-lettered).",
+    ["outcome"],
+)
+PUBLISHED = prometheus_client.Counter(
+    "resultbus_router_events_published", "Events confirmed on the results exchange."
+)
+BATCH_SECONDS = prometheus_client.Histogram(
+    "resultbus_router_batch_seconds",
+    "From taking a batch to acking it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 # Failures of the database or the broker themselves, not of the data: worth trying again later.
 TRANSIENT = (
@@ -187,6 +203,7 @@ class Router:
         if error is None:
             outcomes = ["rejected" if item.raw.reason else "stored" for item in stored.items]
             self._mark_published([o.id for o in stored.outgoing])
+            PUBLISHED.inc(len(stored.outgoing))
         else:
             # Stored rows are idempotent and events not yet published are found again, so the
             # message can simply come back later.
@@ -200,7 +217,11 @@ class Router:
                 return
         # Every message of the channel up to the last of this batch: all of them are done with.
         await stored.messages[-1].ack(multiple=True)
-        duration_ms = round((time.perf_counter() - stored.started) * 1000, 2)
+        seconds = time.perf_counter() - stored.started
+        BATCH_SECONDS.observe(seconds)
+        for outcome, count in Counter(outcomes).items():
+            ROUTED.labels(outcome).inc(count)
+        duration_ms = round(seconds * 1000, 2)
         for item, outcome in zip(stored.items, outcomes, strict=True):
             log.info(
                 "webhook routed",

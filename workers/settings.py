@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_float, env_floats, env_int, env_str
+from common.env import SettingError, env_float, env_floats, env_int, env_port, env_str
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -24,6 +24,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # dead-letter queue (about 1.7 hours by default).
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     log_level: str = "INFO"
+    metrics_port: int | None = None  # /metrics is served on it when set
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "WorkerSettings":
@@ -43,4 +44,5 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             quick_retries=env_floats(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
             retry_delays=env_floats(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
             log_level=env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level),
+            metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )
