@@ -29,7 +29,7 @@ trap stop INT TERM
 export RESULTBUS_ALLOW_PRIVATE_ENDPOINTS=${RESULTBUS_ALLOW_PRIVATE_ENDPOINTS:-1}
 export RESULTBUS_ADMIN_TOKEN=${RESULTBUS_ADMIN_TOKEN:-local-admin-token-change-me}
 
-for role in ${RESULTBUS_ROLES:-router delivery}; do
+for role in ${RESULTBUS_ROLES:-router delivery checker}; do
   "$PY" -m workers "$role" &
   pids+=($!)
 done

@@ -80,7 +80,13 @@ async def run_checker(settings: WorkerSettings) -> None:
             poll=checker_settings.poll,
         )
         task = asyncio.create_task(checker.run(stop))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            # Not a transient failure (those are retried at the next poll): a missing migration, a
+            # bug. Exit with it rather than live on without checking.
+            stopping.cancel()
+            task.result()
         log.info("shutting down")
         # A round in hand finishes (its calls are bounded by the timeout); past the limit it is
         # cancelled, and the endpoints it claimed are checked again one interval later.
