@@ -20,6 +20,7 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from admin import store as admin_store
@@ -137,6 +138,14 @@ async def cw(
         await pool.close()
 
 
+def sample(metric: str) -> float:
+    if metric == "unsubscribed":
+        value = REGISTRY.get_sample_value("resultbus_checker_unsubscribed_total")
+    else:
+        value = REGISTRY.get_sample_value("resultbus_checker_checks_total", {"outcome": metric})
+    return value or 0.0
+
+
 def calls(sub: Subscriber, path: str) -> int:
     return len(sub.received.get(path, []))
 
@@ -223,6 +232,7 @@ async def test_three_failures_unsubscribe_every_subscription_with_reason_and_eve
         url = sub.url("/dead")
         dead = [(await cw.subscribe(url))[0] for _ in range(2)]
         healthy, _ = await cw.subscribe(sub.url("/alive"))
+        counted = {metric: sample(metric) for metric in ("alive", "failed", "unsubscribed")}
         async with cw.checker() as checker:
             await cw.next_round(checker)
             failing_since = cw.clock.now
@@ -252,6 +262,10 @@ async def test_three_failures_unsubscribe_every_subscription_with_reason_and_eve
                 assert event.endpoint == normalize_endpoint(url)
                 assert (event.failed_checks, event.failing_since) == (3, failing_since)
                 assert (event.last_error, event.reason) == ("timeout", reason)
+
+            # The same counts as the summary line, for Prometheus.
+            for metric, before in counted.items():
+                assert sample(metric) - before == {"alive": 3, "failed": 3, "unsubscribed": 2}[metric]
 
             # Nobody is subscribed to it any more: it is not called again.
             after = await cw.next_round(checker)

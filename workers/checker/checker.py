@@ -13,7 +13,7 @@ import msgspec
 import structlog
 
 from schemas.delivery import SubscriptionUnsubscribed
-from workers.checker import store
+from workers.checker import metrics, store
 from workers.checker.clock import Clock, system_clock
 from workers.checker.notify import Notifier
 from workers.checker.settings import CheckerSettings
@@ -91,6 +91,7 @@ class Checker:
                 errors=counts["errors"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
+            _count(summary)
             # Quiet polls (nothing due) stay at debug: at a one-minute poll they are most rounds.
             log.log(20 if summary.checked else 10, "check round", **msgspec.structs.asdict(summary))
         return summary
@@ -148,6 +149,15 @@ class Checker:
                     unsubscribed_at=now,
                 )
             )
+
+
+def _count(summary: RoundSummary) -> None:
+    metrics.CHECKS.labels("alive").inc(summary.alive)
+    metrics.CHECKS.labels("failed").inc(summary.failed)
+    metrics.UNSUBSCRIBED.inc(summary.unsubscribed)
+    metrics.ENDPOINTS_DROPPED.inc(summary.endpoints_dropped)
+    metrics.UNRECORDED.inc(summary.errors)
+    metrics.ROUND_SECONDS.observe(summary.duration_ms / 1000)
 
 
 def _error_text(outcome: Outcome) -> str:
