@@ -4,9 +4,21 @@ no process depends on another having started first."""
 from collections.abc import Sequence
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from schemas.topology import Topology
+
+# What can go wrong between a process and the broker: worth a 503 at the edge and a retry inside;
+# anything else is a bug. A publish on a channel closed under it raises ChannelInvalidStateError,
+# which is a RuntimeError rather than an AMQPError.
+BROKER_ERRORS = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+)
 
 # Quorum queues: replicated when the broker is a cluster. Dead-lettering "at least once" (which needs
 # reject-publish overflow) so that a message moving to the dead-letter or back from a retry tier is

@@ -10,11 +10,10 @@ import time
 from typing import Final
 
 import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from common.broker import declare_raw
+from common.broker import BROKER_ERRORS, declare_raw
 from ingress.errors import BrokerUnavailable
 from ingress.settings import redact_url
 from schemas.envelope import ENVELOPE_CONTENT_TYPE
@@ -23,14 +22,6 @@ from schemas.topology import Topology
 log = structlog.get_logger("ingress.publisher")
 
 _PERSISTENT: Final = aio_pika.DeliveryMode.PERSISTENT
-# What can go wrong between us and the broker; anything else is a bug and stays a 500.
-_BROKER_ERRORS: Final = (
-    TimeoutError,
-    ConnectionError,
-    OSError,
-    aio_pika.exceptions.AMQPError,
-    aiormq.exceptions.AMQPError,
-)
 
 
 class Publisher:
@@ -66,7 +57,7 @@ class Publisher:
             try:
                 await self._open()
                 return
-            except _BROKER_ERRORS as exc:
+            except BROKER_ERRORS as exc:
                 await self.close()
                 if time.monotonic() + delay > deadline:
                     raise BrokerUnavailable(
@@ -106,5 +97,5 @@ class Publisher:
                 await exchange.publish(message, routing_key, mandatory=True)
         except TimeoutError:
             raise BrokerUnavailable(f"no confirm within {self._confirm_timeout}s") from None
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"publish failed: {type(exc).__name__}") from exc

@@ -178,3 +178,34 @@ async def test_sigterm_under_load_loses_nothing(amqp_url: str, topology: Topolog
             on_broker.append(decode_envelope(message.body).id)
     # Every 200 is on the broker, once; nothing else is.
     assert sorted(on_broker) == sorted(accepted)
+
+
+async def test_calls_in_flight_when_the_broker_drops_get_200_or_503_never_500(
+    amqp_url: str, topology: Topology, broker_proxy: tuple[TcpProxy, str]
+) -> None:
+    proxy, proxied_url = broker_proxy
+    publisher = Publisher(proxied_url, topology, confirm_timeout=1.0)
+    await publisher.connect()
+    app = create_app(settings_for(topology), parse_sources(SOURCES, {}), publisher)
+    statuses: list[int] = []
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+
+            async def sender() -> None:
+                for _ in range(15):
+                    response = await client.post("/hooks/synap-open", data=BODY, headers=JSON)
+                    statuses.append(response.status)
+
+            senders = [asyncio.create_task(sender()) for _ in range(40)]
+            while len(statuses) < 150:
+                await asyncio.sleep(0.002)
+            proxy.cut()  # while publishes are on the wire and channels are closing under them
+            await asyncio.sleep(0.3)
+            proxy.restore()
+            await asyncio.gather(*senders)
+    finally:
+        await publisher.close()
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert 503 in statuses
+    # Every 200 is on the broker (a 503'd call may be there too: the vendor's retry is deduplicated).
+    assert await raw_count(amqp_url, topology) >= statuses.count(200)

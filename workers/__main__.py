@@ -49,7 +49,12 @@ async def run_router(settings: WorkerSettings) -> None:
         log.info("router consuming", queue=queue.name, prefetch=settings.prefetch)
         router = Router(settings, pool, queue, publishing)
         task = asyncio.create_task(router.run(stop))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            # The loop died of a bug: exit (and be restarted) rather than linger without consuming.
+            stopping.cancel()
+            task.result()
         # Drain: the batch in hand is finished and the rest returned; past the timeout, cancel.
         try:
             await asyncio.wait_for(task, settings.shutdown_timeout)

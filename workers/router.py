@@ -23,6 +23,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiormq import spec
 
+from common.broker import BROKER_ERRORS
 from schemas.envelope import decode_envelope
 from workers.db import DbConn
 from workers.errors import RejectedWebhook, RetryableError
@@ -58,15 +59,13 @@ BATCH_SECONDS = prometheus_client.Histogram(
 
 # Failures of the database or the broker themselves, not of the data: worth trying again later.
 TRANSIENT = (
-    OSError,
-    TimeoutError,
+    *BROKER_ERRORS,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
     asyncpg.TooManyConnectionsError,
-    aio_pika.exceptions.AMQPError,
     RetryableError,
 )
 

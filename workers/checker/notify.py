@@ -4,6 +4,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange
 
+from common.broker import BROKER_ERRORS
 from schemas.delivery import SUBSCRIPTION_UNSUBSCRIBED_KEY, SubscriptionUnsubscribed, encode_operational
 
 log = structlog.get_logger("checker")
@@ -29,7 +30,7 @@ class Notifier:
                 routing_key=SUBSCRIPTION_UNSUBSCRIBED_KEY,
                 timeout=self._timeout,
             )
-        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as error:
+        except BROKER_ERRORS as error:
             log.error(
                 "unsubscribed event not published",
                 subscription_id=event.subscription_id,
