@@ -337,13 +337,16 @@ async def test_a_sleeping_endpoint_does_not_delay_another(w: World) -> None:
         await w.publish(make_event(Vendor.SYNAP, "released", "synap-x"))
         await sub.wait("/fast", 1, timeout=1.0)
         assert time.monotonic() - started < 1.0
-        # The slow one timed out (1 s) and was never called more than per_endpoint at once.
+        # The slow one timed out (1 s) and was never called more than per_endpoint at once; the rest
+        # of its backlog moved on along the retry schedule unattempted instead of circling.
         await asyncio.sleep(1.2)
         attempts = await w.pool.fetch(
             "SELECT a.error FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.subscription_id = $1",
             uuid.UUID(slow_id),
         )
-        assert attempts and all(a["error"] == "timeout" for a in attempts)
+        errors = [a["error"] for a in attempts]
+        assert "timeout" in errors
+        assert all(e == "timeout" or e.startswith("not attempted: the endpoint") for e in errors), errors
         assert len(sub.received["/slow"]) <= 2 * 2  # two rounds of at most per_endpoint
 
 

@@ -1,16 +1,17 @@
 """Making attempts: one task from the attempts queue is one signed POST to one subscriber.
 
 Isolation: every message runs in its own asyncio task (see consumer.py), so a slow endpoint holds
-only its own tasks; at most `per_endpoint` of them run at once per worker, and a task that finds its
-endpoint busy is parked in the shortest delay tier instead of waiting in memory, so it frees its
-prefetch slot for other endpoints' work.
+only its own tasks; at most `per_endpoint` of them run at once per worker. A task whose endpoint is
+at that limit is parked in the shortest delay tier rather than waiting in memory (it frees its
+prefetch slot for other endpoints' work), and one whose endpoint is failing or hanging is not
+attempted but moved on along its retry schedule (health.py), so a dead endpoint's backlog does not
+circle through the broker.
 """
 
 import asyncio
 import random
 import time
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
@@ -30,6 +31,7 @@ from schemas.delivery import (
 )
 from workers.delivery import store
 from workers.delivery.broker import TaskPublisher
+from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.poster import Outcome, Poster
 from workers.delivery.settings import DeliverySettings
 from workers.delivery.signing import InvalidSecret, secret_key, webhook_headers
@@ -58,7 +60,9 @@ class Attempts:
         self._results = results
         self._pause = pause
         self._rng = rng or random.Random()
-        self._busy: Counter[str] = Counter()  # attempts in flight per endpoint, in this worker
+        # How each endpoint is doing, in this worker; and which endpoint a subscription posts to.
+        self._endpoints: dict[str, EndpointHealth] = {}
+        self._endpoint_of: dict[str, str] = {}
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -84,6 +88,11 @@ class Attempts:
         if wait > 0.05:
             await self._tasks.later(task, self._schedule.tier_for(wait))
             return
+        # A busy endpoint's tasks are parked before any database work: they may come round often.
+        known = self._endpoint_of.get(task.subscription_id)
+        if known is not None and self._health(known).verdict(time.monotonic()) is Verdict.PARK:
+            await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
+            return
         async with self._pool.acquire() as conn:
             target = await store.target(conn, task.subscription_id)
             status = await store.delivery_status(conn, task.delivery_id)
@@ -93,17 +102,32 @@ class Attempts:
                 await store.cancel(conn, task.delivery_id)
                 log.info("delivery cancelled", reason="subscription not active")
                 return
-        if self._busy[target.endpoint] >= self._settings.per_endpoint:
+        self._endpoint_of[task.subscription_id] = target.endpoint
+        health = self._health(target.endpoint)
+        now = time.monotonic()
+        verdict = health.verdict(now)
+        if verdict is Verdict.PARK:
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
             return
-        self._busy[target.endpoint] += 1
+        if verdict is Verdict.SKIP:
+            await self._settle(task, target, Outcome(status=None, latency_ms=0.0, error=health.reason(now)))
+            return
+        started = health.started(now)
+        outcome: Outcome | None = None
         try:
             outcome = await self._post(task, target)
         finally:
-            self._busy[target.endpoint] -= 1
-            if not self._busy[target.endpoint]:
-                del self._busy[target.endpoint]
+            answered = outcome is not None and outcome.status is not None and outcome.status < 500
+            health.finished(started, time.monotonic(), answered_below_500=answered)
+            if health.idle:
+                self._endpoints.pop(target.endpoint, None)
         await self._settle(task, target, outcome)
+
+    def _health(self, endpoint: str) -> EndpointHealth:
+        health = self._endpoints.get(endpoint)
+        if health is None:
+            health = self._endpoints[endpoint] = EndpointHealth(limit=self._settings.per_endpoint)
+        return health
 
     async def _post(self, task: DeliveryTask, target: store.Target) -> Outcome:
         try:

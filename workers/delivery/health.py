@@ -1,0 +1,59 @@
+"""How an endpoint is doing, as seen by this worker: the decision of whether to POST to it now.
+
+A dead or hanging endpoint must not cost the others anything. Tasks that find their endpoint at its
+concurrency limit wait a moment in the broker (`park`); but when the endpoint is failing (its last
+attempt timed out, could not connect or got a 5xx, a moment ago) or is hanging (at its limit with an
+attempt running for longer than `slow_after`), its tasks are not attempted at all: they move on to
+the next step of their retry schedule, recorded as such, instead of circling through the broker
+every second. One attempt at a time still goes through now and then (`probe_every`), so a recovered
+endpoint is noticed at once.
+"""
+
+from enum import Enum
+
+import msgspec
+
+
+class Verdict(Enum):
+    GO = "go"  # POST now
+    PARK = "park"  # at its limit but healthy: wait a moment in the broker and come back
+    SKIP = "skip"  # failing or hanging: not attempted, on to the next retry step
+
+
+class EndpointHealth(msgspec.Struct):
+    limit: int  # attempts in flight at once
+    slow_after: float = 2.0
+    probe_every: float = 5.0
+    in_flight: list[float] = []  # start times of the attempts running now
+    failures: int = 0  # consecutive failed attempts (no answer, or a 5xx)
+    last_failure_at: float = 0.0
+
+    def verdict(self, now: float) -> Verdict:
+        failing = self.failures > 0 and now - self.last_failure_at < self.probe_every
+        if len(self.in_flight) >= self.limit:
+            hanging = now - min(self.in_flight) > self.slow_after
+            return Verdict.SKIP if failing or hanging else Verdict.PARK
+        if failing and self.in_flight:
+            return Verdict.SKIP  # a probe is already out
+        return Verdict.GO
+
+    def reason(self, now: float) -> str:
+        if self.failures and now - self.last_failure_at < self.probe_every:
+            return f"not attempted: the endpoint failed its last {self.failures} attempt(s)"
+        return f"not attempted: the endpoint is busy with {len(self.in_flight)} slow attempt(s)"
+
+    def started(self, now: float) -> float:
+        self.in_flight.append(now)
+        return now
+
+    def finished(self, started: float, now: float, *, answered_below_500: bool) -> None:
+        self.in_flight.remove(started)
+        if answered_below_500:
+            self.failures = 0
+        else:
+            self.failures += 1
+            self.last_failure_at = now
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight and not self.failures
