@@ -176,7 +176,7 @@ async def rotate_secret(
 
 _EVENT_COLUMNS = """
 SELECT id::text, vendor, type, status, exam_key, occurred_at, received_at, stored_at, applied,
-       published_at, payload::text AS payload
+       payload::text AS payload
 FROM events
 """
 

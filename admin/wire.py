@@ -122,7 +122,6 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     received_at: datetime
     stored_at: datetime
     applied: bool
-    published_at: datetime | None = None
     event: ResultEvent
 
 

@@ -15,14 +15,14 @@ from bench.soak_load import Sent
 @dataclass(frozen=True)
 class Stored:
     rows: dict[str, tuple[str, str]]  # raw webhook id -> (outcome, md5 of the body)
-    events: list[tuple[str, str, bool]]  # per event: its id, md5 of its webhook's body, marked published?
+    events: list[tuple[str, str]]  # per event: its id, md5 of its webhook's body
     natural_keys_twice: int  # (vendor, natural key) stored more than once
 
 
 async def read_stored(db: asyncpg.Connection) -> Stored:
     rows = await db.fetch("SELECT id::text AS id, outcome, md5(body) AS digest FROM raw_webhooks")
     events = await db.fetch(
-        "SELECT e.id::text AS id, md5(r.body) AS digest, e.published_at IS NOT NULL AS published"
+        "SELECT e.id::text AS id, md5(r.body) AS digest"
         " FROM events e JOIN raw_webhooks r ON r.id = e.webhook_id"
     )
     twice = await db.fetchval(
@@ -30,7 +30,7 @@ async def read_stored(db: asyncpg.Connection) -> Stored:
     )
     return Stored(
         {r["id"]: (r["outcome"], r["digest"]) for r in rows},
-        [(e["id"], e["digest"], e["published"]) for e in events],
+        [(e["id"], e["digest"]) for e in events],
         int(twice or 0),
     )
 
@@ -84,9 +84,8 @@ def judge(
     accepted = sum(1 for o, _ in stored.rows.values() if o == "accepted")
     rejected = len(stored.rows) - accepted
 
-    event_calls = [by_digest.get(d) for _, d, _ in stored.events]
-    unmarked = sum(not p for _, _, p in stored.events)
-    never_published = [i for i, _, _ in stored.events if i not in published]
+    event_calls = [by_digest.get(d) for _, d in stored.events]
+    never_published = [i for i, _ in stored.events if i not in published]
     event_keys = Counter(c.key for c in event_calls if c is not None and c.key is not None)
     unknown_events = sum(1 for c in event_calls if c is None or c.key is None)
     expected_keys = {
@@ -121,8 +120,7 @@ def judge(
         f"{sum(1 for c, a in zip(calls, answers, strict=True) if a.status == 200 and c.kind is Kind.UNDECODABLE):,})",
         f"still queued         {queued.raw + queued.retry:,} (raw {queued.raw:,}, retry tiers {queued.retry:,})",
         f"dead-lettered        {queued.dead:,}",
-        f"published            {len(published):,} distinct event ids on the results exchange;"
-        f" events stored without published_at: {unmarked:,}",
+        f"published            {len(published):,} distinct event ids on the results exchange",
         "",
     ]
     v.check(

@@ -81,7 +81,7 @@ async def running_router(
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.prefetch)
-        raw_exchange, queue = await declare_raw(channel, topology)
+        raw_exchange, _ = await declare_raw(channel, topology)
         results_channel = await connection.channel(publisher_confirms=True)
         results_exchange = await declare_results(results_channel, topology)
         await declare_retry_tiers(results_channel, topology, settings.retry_delays)
@@ -90,7 +90,7 @@ async def running_router(
         probe = await channel.declare_queue(scratch_queue_name(topology, "results"), durable=False)
         await probe.bind(results_exchange, routing_key="#")
         stop = asyncio.Event()
-        router = Router(settings, pool, queue, results_channel)
+        router = Router(settings, pool, channel, results_channel)
         task = asyncio.create_task(router.run(stop))
         try:
             yield RunningRouter(settings, pool, channel, raw_exchange, probe)

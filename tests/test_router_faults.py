@@ -7,14 +7,21 @@ import sys
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+import aio_pika
 import pytest
 
+from common.broker import declare_raw, declare_results
+from schemas.envelope import RawEnvelope, encode_envelope
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests import samples
 from tests.pipeline import running_router
 from tests.proxy import TcpProxy
+from workers.db import create_pool
+from workers.migrate import migrate
 from workers.replay import replay_dead_letters
+from workers.router import Router
+from workers.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -36,7 +43,7 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
     return out.decode()
 
 
-def envelopes(count: int) -> list[samples.RawEnvelope]:
+def envelopes(count: int) -> list[RawEnvelope]:
     return [
         samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress(attempt_id=1000 + n)))
         for n in range(count)
@@ -103,3 +110,72 @@ async def test_exhausted_retries_dead_letter_with_reasons_then_replay(
         assert {e.webhook_id for e in events} == {e.id for e in sent}
         # A second replay finds nothing; the dead-letter queue is empty.
         assert await replay_dead_letters(router.channel, topology) == 0
+
+
+async def test_broker_cut_under_the_router_then_it_consumes_again(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    url = urlsplit(amqp_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5672)
+    port = await proxy.start()
+    settings = WorkerSettings(
+        amqp_url=amqp_url, topology=topology, database_url=database_url, database_schema=db_schema
+    )
+    pool = await create_pool(settings)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    # The router's own robust connection goes through the proxy; the test's does not.
+    robust = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:{port}/?reconnect_interval=0.3")
+    direct = await aio_pika.connect(amqp_url)
+    stop = asyncio.Event()
+    try:
+        consuming = await robust.channel()
+        await consuming.set_qos(prefetch_count=64)
+        await declare_raw(consuming, topology)
+        publishing = await robust.channel(publisher_confirms=True)
+        await declare_results(publishing, topology)
+        router = Router(settings, pool, consuming, publishing)
+        running = asyncio.create_task(router.run(stop))
+
+        test_channel = await direct.channel(publisher_confirms=True)
+        raw_exchange, _ = await declare_raw(test_channel, topology)
+
+        async def send(envs: list[RawEnvelope]) -> None:
+            for env in envs:
+                await raw_exchange.publish(
+                    aio_pika.Message(encode_envelope(env), message_id=env.id, delivery_mode=2),
+                    routing_key="testpress.x",
+                )
+
+        async def stored() -> int:
+            return int(await pool.fetchval("SELECT count(*) FROM raw_webhooks"))
+
+        first, second = (
+            envelopes(20),
+            [
+                samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress(attempt_id=9000 + n)))
+                for n in range(20)
+            ],
+        )
+        await send(first)
+        async with asyncio.timeout(10):
+            while await stored() < 20:
+                await asyncio.sleep(0.05)
+        proxy.cut()
+        await send(second)  # published while the router is cut off
+        await asyncio.sleep(1.0)
+        assert await stored() == 20
+        proxy.restore()
+        async with asyncio.timeout(20):
+            while await stored() < 40:
+                await asyncio.sleep(0.05)
+        assert not running.done()
+        ids = {r["id"] for r in await pool.fetch("SELECT id::text FROM raw_webhooks")}
+        assert ids == {e.id for e in first + second}
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        await robust.close()
+        await direct.close()
+        await proxy.close()
+        await pool.close()

@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
-from schemas.event import Status
-from workers.state import ExamState, applies
+from schemas.event import ExamRef, ResultEvent, Status
+from schemas.vendor import Vendor
+from workers.state import ExamState, applies, plan
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -53,3 +55,47 @@ def test_same_status_again_updates_unless_older() -> None:
     assert applies(at(Status.COMPLETED), Status.COMPLETED, None)
     assert applies(at(Status.COMPLETED, 1), Status.COMPLETED, T0 + timedelta(minutes=2))
     assert not applies(at(Status.COMPLETED, 2), Status.COMPLETED, T0 + timedelta(minutes=1))
+
+
+def event(exam: str, status: Status, minutes: int | None, vendor: Vendor = Vendor.SYNAP) -> ResultEvent:
+    return ResultEvent(
+        id=f"{exam}-{status.value}-{minutes}",
+        type=status.value,
+        vendor=vendor,
+        source="s",
+        webhook_id="w",
+        vendor_event=status.value,
+        received_at=T0,
+        occurred_at=None if minutes is None else T0 + timedelta(minutes=minutes),
+        status=status,
+        exam=ExamRef(key=exam),
+    )
+
+
+def test_plan_orders_by_vendor_time_whatever_the_arrival() -> None:
+    late_first = [
+        event("a", Status.RELEASED, 3),
+        event("a", Status.FINISHED, 1),
+        event("a", Status.COMPLETED, 2),
+    ]
+    result = plan({}, late_first)
+    assert result.applied == {e.id for e in late_first}
+    assert result.final[("synap", "a")].status is Status.RELEASED
+
+
+def test_plan_without_vendor_time_keeps_arrival_order() -> None:
+    arrivals = [
+        event("t", Status.COMPLETED, None, Vendor.ITEP),
+        event("t", Status.FINISHED, None, Vendor.ITEP),
+    ]
+    result = plan({}, arrivals)
+    assert result.applied == {arrivals[0].id}  # the late Finished is history only
+    assert result.final[("itep", "t")].status is Status.COMPLETED
+
+
+def test_plan_starts_from_the_stored_state_and_ignores_vendor_events() -> None:
+    current = {("synap", "a"): at(Status.COMPLETED, 5)}
+    vendor_event = msgspec.structs.replace(event("a", Status.FINISHED, 9), status=None, type="event.x")
+    result = plan(current, [event("a", Status.FINISHED, 6), vendor_event, event("b", Status.STARTED, 1)])
+    assert result.applied == {"b-started-1"}
+    assert set(result.final) == {("synap", "b")}

@@ -6,11 +6,13 @@ legitimately goes back. Where both events carry the vendor's timestamp, the olde
 where the vendor sends none (iTEP), arrival order decides.
 """
 
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import msgspec
 
-from schemas.event import Status
+from schemas.event import ResultEvent, Status
 
 # Forward order, following iTEP's own list of exam states. A reset starts the exam over.
 RANK: dict[Status, int] = {
@@ -42,3 +44,44 @@ def applies(current: ExamState | None, status: Status, occurred_at: datetime | N
         return True
     # Equal rank applies: the same status again with newer data (a re-graded Completed) updates it.
     return RANK[status] >= RANK[current.status]
+
+
+ExamKey = tuple[str, str]  # (vendor, exam key)
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """What a batch of new events does to the exams it touches."""
+
+    applied: frozenset[str]  # ids of the events that move their exam's state
+    final: dict[ExamKey, ResultEvent]  # each exam's new current event
+
+
+def plan(current: Mapping[ExamKey, ExamState | None], events: Sequence[ResultEvent]) -> Plan:
+    """Runs each exam's new status events through `applies`, oldest first.
+
+    Oldest by the vendor's time where every event has one; otherwise (iTEP) in the order given,
+    which is arrival order."""
+    by_exam: dict[ExamKey, list[ResultEvent]] = defaultdict(list)
+    for event in events:
+        if event.status is not None and event.exam is not None:
+            by_exam[(event.vendor.value, event.exam.key)].append(event)
+    applied: set[str] = set()
+    final: dict[ExamKey, ResultEvent] = {}
+    for key, exam_events in by_exam.items():
+        state = current.get(key)
+        if all(e.occurred_at is not None for e in exam_events):
+            exam_events.sort(key=lambda e: e.occurred_at or datetime.min)
+        for event in exam_events:
+            assert event.status is not None
+            if applies(state, event.status, event.occurred_at):
+                state = ExamState(event.status, event.occurred_at)
+                applied.add(event.id)
+                final[key] = event
+    return Plan(frozenset(applied), final)
+
+
+def exam_keys(events: Sequence[ResultEvent]) -> list[ExamKey]:
+    """The exams whose state these events may move, in lock order."""
+    return sorted(
+        {(e.vendor.value, e.exam.key) for e in events if e.status is not None and e.exam is not None}
+    )

@@ -4,7 +4,7 @@ Several messages per transaction, each table written with one statement over arr
 what lets one router keep up with thousands of webhooks a second.
 """
 
-from collections import defaultdict
+from collections.abc import Set
 from datetime import datetime
 
 import msgspec
@@ -13,7 +13,7 @@ from schemas.envelope import RawEnvelope
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
 from workers.db import DbConn
-from workers.state import ExamState, applies
+from workers.state import ExamKey, ExamState, exam_keys, plan
 from workers.vendors.base import Normalized
 
 
@@ -63,14 +63,17 @@ ON CONFLICT (id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.rea
 WHERE raw_webhooks.outcome = 'rejected'
 """
 
+_KNOWN_EVENTS = "SELECT id::text FROM events WHERE id = ANY($1::uuid[])"
+
 _INSERT_EVENTS = """
 INSERT INTO events (id, vendor, natural_key, webhook_id, type, status, exam_key, occurred_at,
-                    received_at, payload)
-SELECT i, v, k, w, t, s, e, o, r, p::jsonb
+                    received_at, applied, payload)
+SELECT i, v, k, w, t, s, e, o, r, a, p::jsonb
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::timestamptz[], $10::text[]) AS x(i, v, k, w, t, s, e, o, r, p)
+            $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
+     AS x(i, v, k, w, t, s, e, o, r, a, p)
 ON CONFLICT DO NOTHING
-RETURNING id
+RETURNING id::text
 """
 
 # Placeholder rows first, then row locks, both in key order: two routers touching the same exams
@@ -96,22 +99,18 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $
 WHERE exams.vendor = x.v AND exams.exam_key = x.k
 """
 
-_MARK_APPLIED = "UPDATE events SET applied = true WHERE id = ANY($1::uuid[])"
-
-_UNPUBLISHED = """
-SELECT id::text, type, vendor, payload::text FROM events
-WHERE id = ANY($1::uuid[]) AND published_at IS NULL
-"""
-
-_MARK_PUBLISHED = "UPDATE events SET published_at = now() WHERE id = ANY($1::uuid[]) AND published_at IS NULL"
+_STORED_EVENTS = "SELECT id::text, payload::text FROM events WHERE id = ANY($1::uuid[])"
 
 _json = msgspec.json.Encoder()
 _stored_event = msgspec.json.Decoder(ResultEvent)
 
 
-async def store_batch(conn: DbConn, raws: list[RawRow], events: list[Normalized]) -> list[Outgoing]:
-    """Stores the batch in one transaction and returns every event of it not yet published, including
-    events stored by an earlier attempt that died before publishing them."""
+async def store_batch(
+    conn: DbConn, raws: list[RawRow], events: list[Normalized], *, republish: Set[str] = frozenset()
+) -> list[Outgoing]:
+    """Stores the batch in one transaction; returns the events to publish: every new one, and those
+    in `republish` that were stored before (by a delivery of the same message that may have died
+    before publishing them)."""
     async with conn.transaction():
         await _insert_raw(conn, raws)
         fresh: dict[str, Normalized] = {}
@@ -119,22 +118,27 @@ async def store_batch(conn: DbConn, raws: list[RawRow], events: list[Normalized]
             fresh.setdefault(normalized.event.id, normalized)
         if not fresh:
             return []
-        encoded = {event_id: encode_event(n.event) for event_id, n in fresh.items()}
-        new_ids = await _insert_events(conn, fresh, encoded)
-        await _apply_states(conn, [fresh[i].event for i in fresh if i in new_ids])
+        ids = sorted(fresh)  # one insert order everywhere, so concurrent routers cannot deadlock
+        candidates = [fresh[i].event for i in ids]
+        # Exams first: once their rows are locked, no other router can store events for them, so
+        # what is known below stays true until this transaction ends.
+        current = await _lock_exams(conn, exam_keys(candidates))
+        known = {row["id"] for row in await conn.fetch(_KNOWN_EVENTS, ids)}
+        new = [e for e in candidates if e.id not in known]
+        changes = plan(current, new)
+        encoded = {e.id: encode_event(e) for e in new}
+        inserted = await _insert_events(conn, new, fresh, encoded, changes.applied)
+        if changes.final:
+            await _update_exams(conn, changes.final)
         outgoing = [
-            Outgoing(i, result_routing_key(fresh[i].event.vendor, fresh[i].event.type), encoded[i])
-            for i in fresh
-            if i in new_ids
+            Outgoing(e.id, result_routing_key(e.vendor, e.type), encoded[e.id])
+            for e in new
+            if e.id in inserted
         ]
-        known = [i for i in fresh if i not in new_ids]
-        if known:
-            outgoing.extend(await _unpublished(conn, known))
+        again = [i for i in ids if i in known and i in republish]
+        if again:
+            outgoing.extend(await _stored(conn, again))
         return outgoing
-
-
-async def mark_published(conn: DbConn, ids: list[str]) -> None:
-    await conn.execute(_MARK_PUBLISHED, ids)
 
 
 async def _insert_raw(conn: DbConn, rows: list[RawRow]) -> None:
@@ -156,56 +160,47 @@ async def _insert_raw(conn: DbConn, rows: list[RawRow]) -> None:
     )
 
 
-async def _insert_events(conn: DbConn, fresh: dict[str, Normalized], encoded: dict[str, bytes]) -> set[str]:
-    ids = sorted(fresh)  # one insert order everywhere, so concurrent routers cannot deadlock
-    events = [fresh[i].event for i in ids]
+async def _lock_exams(conn: DbConn, keys: list[ExamKey]) -> dict[ExamKey, ExamState | None]:
+    if not keys:
+        return {}
+    vendors, exam_keys_ = [k[0] for k in keys], [k[1] for k in keys]
+    await conn.execute(_ENSURE_EXAMS, vendors, exam_keys_)
+    return {
+        (row["vendor"], row["exam_key"]): (
+            ExamState(Status(row["status"]), row["occurred_at"]) if row["status"] else None
+        )
+        for row in await conn.fetch(_LOCK_EXAMS, vendors, exam_keys_)
+    }
+
+
+async def _insert_events(
+    conn: DbConn,
+    events: list[ResultEvent],
+    fresh: dict[str, Normalized],
+    encoded: dict[str, bytes],
+    applied: frozenset[str],
+) -> set[str]:
+    if not events:
+        return set()
     rows = await conn.fetch(
         _INSERT_EVENTS,
-        ids,
+        [e.id for e in events],
         [e.vendor.value for e in events],
-        [fresh[i].natural_key for i in ids],
+        [fresh[e.id].natural_key for e in events],
         [e.webhook_id for e in events],
         [e.type for e in events],
         [e.status.value if e.status else None for e in events],
         [e.exam.key if e.exam else None for e in events],
         [e.occurred_at for e in events],
         [e.received_at for e in events],
-        [encoded[i].decode() for i in ids],
+        [e.id in applied for e in events],
+        [encoded[e.id].decode() for e in events],
     )
-    return {str(row["id"]) for row in rows}
+    return {row["id"] for row in rows}
 
 
-async def _apply_states(conn: DbConn, events: list[ResultEvent]) -> None:
-    """Moves each exam's state through its new status events, oldest first."""
-    by_exam: dict[tuple[str, str], list[ResultEvent]] = defaultdict(list)
-    for event in events:
-        if event.status is not None and event.exam is not None:
-            by_exam[(event.vendor.value, event.exam.key)].append(event)
-    if not by_exam:
-        return
-    keys = sorted(by_exam)
-    vendors, exam_keys = [k[0] for k in keys], [k[1] for k in keys]
-    await conn.execute(_ENSURE_EXAMS, vendors, exam_keys)
-    current: dict[tuple[str, str], ExamState | None] = {
-        (row["vendor"], row["exam_key"]): (
-            ExamState(Status(row["status"]), row["occurred_at"]) if row["status"] else None
-        )
-        for row in await conn.fetch(_LOCK_EXAMS, vendors, exam_keys)
-    }
-
-    applied: list[str] = []
-    final: dict[tuple[str, str], ResultEvent] = {}
-    for key in keys:
-        state = current.get(key)
-        for event in _in_order(by_exam[key]):
-            assert event.status is not None
-            if applies(state, event.status, event.occurred_at):
-                state = ExamState(event.status, event.occurred_at)
-                applied.append(event.id)
-                final[key] = event
-    if not final:
-        return
-    updates = list(final.items())
+async def _update_exams(conn: DbConn, final: dict[ExamKey, ResultEvent]) -> None:
+    updates = sorted(final.items())
     await conn.execute(
         _UPDATE_EXAMS,
         [k[0] for k, _ in updates],
@@ -216,22 +211,13 @@ async def _apply_states(conn: DbConn, events: list[ResultEvent]) -> None:
         [_json.encode(e.result).decode() if e.result else None for _, e in updates],
         [_json.encode(e.candidate).decode() if e.candidate else None for _, e in updates],
     )
-    await conn.execute(_MARK_APPLIED, applied)
 
 
-def _in_order(events: list[ResultEvent]) -> list[ResultEvent]:
-    """Vendor time where the vendor gives it; otherwise (iTEP) the batch's arrival order."""
-    if all(e.occurred_at is not None for e in events):
-        return sorted(events, key=lambda e: e.occurred_at or datetime.min)
-    return events
-
-
-async def _unpublished(conn: DbConn, ids: list[str]) -> list[Outgoing]:
+async def _stored(conn: DbConn, ids: list[str]) -> list[Outgoing]:
     outgoing = []
-    for row in await conn.fetch(_UNPUBLISHED, ids):
+    for row in await conn.fetch(_STORED_EVENTS, ids):
         # Publish what was stored (the first webhook that carried this event), in our own encoding.
         event = _stored_event.decode(row["payload"])
-        outgoing.append(
-            Outgoing(row["id"], result_routing_key(event.vendor, event.type), encode_event(event))
-        )
+        key = result_routing_key(event.vendor, event.type)
+        outgoing.append(Outgoing(row["id"], key, encode_event(event)))
     return outgoing
