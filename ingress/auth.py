@@ -8,7 +8,6 @@ value is constant-time, and every rotated secret is tried, so timing tells nothi
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Protocol
@@ -141,9 +140,7 @@ class InsperaSignatureAuth:
             raise AuthError(f"no {INSPERA_SIGNATURE_HEADER} header")
         # Lowercase hex is documented; upper case costs nothing to accept.
         given = _header_bytes(value.strip().lower())
-        expected = tuple(
-            hmac.new(secret, body, hashlib.sha1).hexdigest().encode() for secret in self._secrets.values
-        )
+        expected = tuple(hmac.digest(secret, body, "sha1").hex().encode() for secret in self._secrets.values)
         if not _matches_any(given, expected):
             raise AuthError("wrong Inspera signature")
 
@@ -232,7 +229,7 @@ class TestpressHashAuth:
             plain = signed_message(values, private_key, percent_encode=False)
             encoded = signed_message(values, private_key, percent_encode=True)
             for message in (plain, encoded) if encoded != plain else (plain,):
-                expected.append(hmac.new(secret, message, hashlib.sha512).hexdigest().encode())
+                expected.append(hmac.digest(secret, message, "sha512").hex().encode())
         hash_ok = _matches_any(given, tuple(expected))
         if not (public_key_ok and hash_ok):
             raise AuthError("wrong Testpress key or hash")
