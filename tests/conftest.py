@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from schemas.topology import Topology
+from workers.settings import WorkerSettings
 
 AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get("RESULTBUS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -32,8 +33,18 @@ async def topology() -> AsyncIterator[Topology]:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        # Queues first: deleting an exchange leaves queues behind.
-        for queue in (topo.raw_queue, topo.dead_queue, *_extra_queues(topo)):
+        # Queues first: deleting an exchange leaves queues behind. Every name a process of ours may
+        # declare under this prefix with default settings, and whatever the test registered: a
+        # leaked quorum queue keeps files open in the broker, and enough of them exhaust it.
+        known = [
+            topo.raw_queue,
+            topo.dead_queue,
+            *(topo.retry_queue(delay) for delay in WorkerSettings().retry_delays),
+            topo.deliveries_queue,
+            topo.delivery_attempts_queue,
+            *_extra_queues(topo),
+        ]
+        for queue in dict.fromkeys(known):
             await channel.queue_delete(queue)
         for exchange in (topo.raw_exchange, topo.results_exchange):
             await channel.exchange_delete(exchange)
