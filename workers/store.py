@@ -118,16 +118,18 @@ async def store_batch(
             fresh.setdefault(normalized.event.id, normalized)
         if not fresh:
             return []
-        ids = sorted(fresh)  # one insert order everywhere, so concurrent routers cannot deadlock
-        candidates = [fresh[i].event for i in ids]
+        # In arrival order: where the vendor gives no time (iTEP), arrival decides the exam's state.
+        candidates = [n.event for n in fresh.values()]
         # Exams first: once their rows are locked, no other router can store events for them, so
         # what is known below stays true until this transaction ends.
         current = await _lock_exams(conn, exam_keys(candidates))
-        known = {row["id"] for row in await conn.fetch(_KNOWN_EVENTS, ids)}
+        known = {row["id"] for row in await conn.fetch(_KNOWN_EVENTS, list(fresh))}
         new = [e for e in candidates if e.id not in known]
         changes = plan(current, new)
         encoded = {e.id: encode_event(e) for e in new}
-        inserted = await _insert_events(conn, new, fresh, encoded, changes.applied)
+        # One insert order everywhere (by id), so concurrent routers cannot deadlock on it.
+        in_id_order = sorted(new, key=lambda e: e.id)
+        inserted = await _insert_events(conn, in_id_order, fresh, encoded, changes.applied)
         if changes.final:
             await _update_exams(conn, changes.final)
         outgoing = [
@@ -135,7 +137,7 @@ async def store_batch(
             for e in new
             if e.id in inserted
         ]
-        again = [i for i in ids if i in known and i in republish]
+        again = [i for i in fresh if i in known and i in republish]
         if again:
             outgoing.extend(await _stored(conn, again))
         return outgoing
