@@ -82,7 +82,7 @@ async def running_router(
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.prefetch)
         raw_exchange, _ = await declare_raw(channel, topology)
-        results_channel = await connection.channel(publisher_confirms=True)
+        results_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         results_exchange = await declare_results(results_channel, topology)
         await declare_retry_tiers(results_channel, topology, settings.retry_delays)
         for delay in settings.retry_delays:

@@ -132,7 +132,7 @@ async def test_broker_cut_under_the_router_then_it_consumes_again(
         consuming = await robust.channel()
         await consuming.set_qos(prefetch_count=64)
         await declare_raw(consuming, topology)
-        publishing = await robust.channel(publisher_confirms=True)
+        publishing = await robust.channel(publisher_confirms=True, on_return_raises=True)
         await declare_results(publishing, topology)
         router = Router(settings, pool, consuming, publishing)
         running = asyncio.create_task(router.run(stop))
@@ -179,3 +179,28 @@ async def test_broker_cut_under_the_router_then_it_consumes_again(
         await direct.close()
         await proxy.close()
         await pool.close()
+
+
+async def test_a_deferral_with_nowhere_to_go_is_not_lost(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    # The database is away and an operator deleted the delay tier: the deferral is returned by the
+    # broker, so the message must go back, not be acked. The raw queue's delivery limit finally
+    # sends it to the dead-letter queue, whence it can be replayed.
+    proxy, proxied_url = pg_proxy
+    [sent] = envelopes(1)
+    async with running_router(
+        amqp_url, proxied_url, topology, db_schema, quick_retries=(), retry_delays=(0.2,)
+    ) as router:
+        await router.channel.queue_delete(topology.retry_queue(0.2))
+        proxy.cut()
+        await router.publish_raw(sent)
+        async with asyncio.timeout(30):
+            while True:
+                dead = await router.channel.declare_queue(topology.dead_queue, passive=True)
+                if dead.declaration_result.message_count:
+                    break
+                await asyncio.sleep(0.1)
+        message = await dead.get()
+        assert message.message_id == sent.id
+        await message.ack()

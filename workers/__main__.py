@@ -48,7 +48,8 @@ async def run_router(settings: WorkerSettings) -> None:
         consuming = await connection.channel()
         await consuming.set_qos(prefetch_count=settings.prefetch)
         _, queue = await declare_raw(consuming, settings.topology)
-        publishing = await connection.channel(publisher_confirms=True)
+        # on_return_raises: a deferral to a delay tier that does not exist must fail, not vanish.
+        publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare_results(publishing, settings.topology)
         await declare_retry_tiers(publishing, settings.topology, settings.retry_delays)
         log.info("router consuming", queue=queue.name, prefetch=settings.prefetch)

@@ -34,7 +34,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if args.command == "replay" and args.what == "dead":
             count = await replay_dead_letters(channel, settings.topology, limit=args.limit)
             print(f"replayed {count} dead-lettered messages")
