@@ -4,11 +4,14 @@ import asyncio
 
 import aio_pika
 
+from schemas.envelope import encode_envelope
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests import samples
 from tests.pipeline import running_router
-from workers.replay import replay_rejected
+from workers.normalize import normalize
+from workers.replay import replay_dead_letters, replay_rejected
+from workers.store import RawRow, store_batch
 
 
 async def test_replayed_rejection_is_accepted_once_fixed_and_replay_is_idempotent(
@@ -57,3 +60,22 @@ async def test_replay_of_what_still_fails_keeps_it_rejected(
                 await asyncio.sleep(0.05)
         rows = await router.pool.fetch("SELECT outcome, body FROM raw_webhooks")
         assert [(r["outcome"], bytes(r["body"])) for r in rows] == [("rejected", b"not an envelope")]
+
+
+async def test_replayed_dead_letter_publishes_what_it_stored_the_first_time(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    # Its first delivery stored the event and died before publishing it; the broker's delivery limit
+    # then sent it to the dead letters (no headers of ours on it). Replayed, it must publish the event.
+    sent = samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress(attempt_id=777)))
+    [normalized] = normalize(sent)
+    async with running_router(amqp_url, database_url, topology, db_schema) as router:
+        async with router.pool.acquire() as conn:
+            await store_batch(conn, [RawRow.of(sent)], [normalized])
+        await router.channel.default_exchange.publish(
+            aio_pika.Message(encode_envelope(sent), message_id=sent.id), routing_key=topology.dead_queue
+        )
+        assert await replay_dead_letters(router.channel, topology) == 1
+        [event] = await router.events(1)
+        assert event.id == normalized.event.id
+        assert await router.pool.fetchval("SELECT count(*) FROM events") == 1

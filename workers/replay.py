@@ -1,7 +1,7 @@
 """Replay, for operators after a fix: dead-lettered messages and rejected webhooks go back through the
 raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aio_pika
 import structlog
@@ -12,10 +12,11 @@ from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
 from workers.db import DbConn
+from workers.router import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REPLAYED, ROUTING_KEY
 
 log = structlog.get_logger("replay")
 
-_RETRY_HEADERS = ("x-resultbus-attempts", "x-resultbus-first-failed-at", "x-resultbus-last-failed-at")
+_RETRY_HEADERS = (ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT)
 
 
 async def replay_dead_letters(
@@ -36,7 +37,9 @@ async def replay_dead_letters(
         if message is None:
             break
         headers = {k: v for k, v in (message.headers or {}).items() if k not in _RETRY_HEADERS}
-        routing_key = str(headers.get("x-resultbus-routing-key") or "replay")
+        # The router then publishes the events it may have stored the first time round.
+        headers[REPLAYED] = datetime.now(UTC).isoformat()
+        routing_key = str(headers.get(ROUTING_KEY) or "replay")
         await exchange.publish(
             aio_pika.Message(
                 message.body,

@@ -8,6 +8,7 @@ exchange.
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -41,6 +42,7 @@ FIRST_FAILED_AT = "x-resultbus-first-failed-at"
 LAST_FAILED_AT = "x-resultbus-last-failed-at"
 REASON = "x-resultbus-reason"
 ROUTING_KEY = "x-resultbus-routing-key"
+REPLAYED = "x-resultbus-replayed"  # set by `replay dead`: the message may have stored events before
 
 _PERSISTENT = 2  # AMQP delivery mode
 
@@ -131,6 +133,9 @@ class Router:
                 if finishing is not None:
                     await finishing  # batch N is acked before batch N+1
                 finishing = asyncio.create_task(self._finish(stored, stop))
+            # Stop the broker sending more before draining, or the prefetch refills meanwhile and
+            # every message of it goes back marked redelivered.
+            await self._stop_consuming()
             if finishing is not None:
                 await finishing
         except asyncio.CancelledError:
@@ -140,12 +145,17 @@ class Router:
             raise
         finally:
             stopping.cancel()
-            if isinstance(self._consuming, AbstractRobustChannel):
-                self._consuming.reopen_callbacks.discard(self._consume)
-            if self._consumer is not None and not self._consumer[0].is_closed:
-                await self._consumer[0].basic_cancel(self._consumer[1])
+            await self._stop_consuming()
             while not self._inbox.empty():
                 await _settle(self._inbox.get_nowait(), ack=False)
+
+    async def _stop_consuming(self) -> None:
+        if isinstance(self._consuming, AbstractRobustChannel):
+            self._consuming.reopen_callbacks.discard(self._consume)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None and not consumer[0].is_closed:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await consumer[0].basic_cancel(consumer[1])
 
     async def _receive(self, message: DeliveredMessage) -> None:
         self._inbox.put_nowait(message)
@@ -313,6 +323,10 @@ class Router:
         return outcome
 
 
+# Headers a message has only if it went round before (a delay tier, the dead letters).
+_FIRST_TIME = frozenset({ROUTING_KEY, REPLAYED})
+
+
 def _seen_before(items: list[Item]) -> set[str]:
     """Events of messages that were delivered before (redelivered after a crash, back from a delay
     tier, replayed from the dead letters): whatever was stored then may not have been published, so
@@ -321,7 +335,8 @@ def _seen_before(items: list[Item]) -> set[str]:
     return {
         n.event.id
         for item in items
-        if item.message.redelivered or ROUTING_KEY in (item.message.header.properties.headers or {})
+        if item.message.redelivered
+        or not _FIRST_TIME.isdisjoint(item.message.header.properties.headers or {})
         for n in item.events
     }
 
