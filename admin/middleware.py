@@ -30,7 +30,7 @@ def make_middleware(token: str | None) -> Middleware:
     def authenticate(request: web.Request) -> None:
         if expected is None or request.path in PUBLIC_PATHS:
             return
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, expected):
             raise Unauthorized("missing or wrong bearer token")
 

@@ -5,6 +5,7 @@ A bad value stops the process at start-up with the variable's name, never later 
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 
 class SettingError(Exception):
@@ -68,3 +69,13 @@ def env_port(env: Mapping[str, str], name: str) -> int | None:
     if port > 65535:
         raise SettingError(f"{name}: must be at most 65535, got {raw!r}")
     return port
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -17,8 +17,8 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
 from common.broker import BROKER_ERRORS, declare_raw
+from common.env import redact_url
 from ingress.errors import BrokerUnavailable
-from ingress.settings import redact_url
 from schemas.envelope import ENVELOPE_CONTENT_TYPE
 from schemas.topology import Topology
 

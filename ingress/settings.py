@@ -3,9 +3,8 @@
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
-from common.env import SettingError, env_float, env_int, env_port, env_str
+from common.env import SettingError, env_float, env_int, env_port, env_str, redact_url
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -22,16 +21,6 @@ def _env_optional_bool(env: Mapping[str, str], name: str) -> bool | None:
     if value in _FALSE:
         return False
     raise SettingError(f"{name}: expected true or false, got {raw!r}")
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -89,6 +89,11 @@ async def test_token_required(admin: Admin) -> None:
         admin.base + "/v1/subscriptions", headers={"Authorization": "Bearer nope"}
     ) as response:
         assert response.status == 401
+    # Bytes that are not UTF-8 in the header: refused like any wrong token, not a 500.
+    async with admin.http.get(
+        admin.base + "/v1/subscriptions", headers={"Authorization": "Bearer \udcff\udcfe"}
+    ) as response:
+        assert response.status == 401
     async with admin.http.get(admin.base + "/openapi.json") as response:
         assert response.status == 200
         assert (await response.json())["openapi"].startswith("3.1")

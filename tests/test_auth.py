@@ -234,6 +234,13 @@ def test_testpress_refuses_wrong_hash_tampering_and_wrong_key() -> None:
     TestpressHashAuth(secrets(DEMO_PRIVATE), public_key=DEMO_PUBLIC).check(headers(), good)
 
 
+def test_testpress_lone_surrogate_in_hash_is_refused_not_a_crash() -> None:
+    good = signed_testpress_body(TESTPRESS_COMPLETED, DEMO_PRIVATE)
+    hash_value = json.loads(good)["hash"]
+    with pytest.raises((AuthError, MalformedBody)):
+        TESTPRESS.check(headers(), good.replace(hash_value.encode(), b"\\ud800"))
+
+
 def test_testpress_accepts_upper_case_hash() -> None:
     body = json.loads(signed_testpress_body(TESTPRESS_COMPLETED, DEMO_PRIVATE))
     body["hash"] = body["hash"].upper()

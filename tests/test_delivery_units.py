@@ -76,6 +76,9 @@ def test_endpoint_refusals(url: str) -> None:
         ("fe80::1", True),
         ("::ffff:10.0.0.1", True),
         ("0.0.0.0", True),
+        ("2002:7f00:1::1", True),  # 6to4 around 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", True),  # Teredo around 127.0.0.1
+        ("2002:5db8:d822::1", False),  # 6to4 around a public address
         ("93.184.216.34", False),
         ("2606:4700::1111", False),
     ],

@@ -57,3 +57,16 @@ def test_overrides_and_no_password_in_repr() -> None:
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingError, match=name):
         IngressSettings.from_env({name: value})
+
+
+def test_worker_settings_repr_hides_passwords() -> None:
+    from workers.settings import WorkerSettings
+
+    settings = WorkerSettings.from_env(
+        {
+            "RESULTBUS_AMQP_URL": "amqp://u:amqp-secret@h/",
+            "RESULTBUS_DATABASE_URL": "postgresql://u:pg-secret@h/db",
+        }
+    )
+    assert "amqp-secret" not in repr(settings) and "pg-secret" not in repr(settings)
+    assert "u:***@h" in repr(settings) and settings.amqp_url == "amqp://u:amqp-secret@h/"

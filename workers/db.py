@@ -42,7 +42,7 @@ async def ensure_database(settings: WorkerSettings) -> None:
         name = url.path.lstrip("/")
         admin = await asyncpg.connect(urlunsplit(url._replace(path="/postgres")))
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f"CREATE DATABASE {_identifier(name)}")
             log.info("database created", database=name)
         except asyncpg.DuplicateDatabaseError:
             pass  # another container created it first
@@ -51,6 +51,11 @@ async def ensure_database(settings: WorkerSettings) -> None:
         conn = await asyncpg.connect(settings.database_url)
     try:
         if settings.database_schema:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"')
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_identifier(settings.database_schema)}")
     finally:
         await conn.close()
+
+
+def _identifier(name: str) -> str:
+    """A name quoted as a PostgreSQL identifier (DDL takes no parameters)."""
+    return '"' + name.replace('"', '""') + '"'

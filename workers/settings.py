@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_float, env_floats, env_int, env_port, env_str
+from common.env import SettingError, env_float, env_floats, env_int, env_port, env_str, redact_url
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -25,6 +25,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     log_level: str = "INFO"
     metrics_port: int | None = None  # /metrics is served on it when set
+
+    def __repr__(self) -> str:
+        # The URLs may carry passwords: a traceback or a log line that shows settings must not.
+        shown = {f: getattr(self, f) for f in self.__struct_fields__}
+        shown.update(amqp_url=redact_url(self.amqp_url), database_url=redact_url(self.database_url))
+        return f"WorkerSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "WorkerSettings":
