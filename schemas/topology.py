@@ -45,6 +45,11 @@ class Topology(msgspec.Struct, frozen=True):
         return f"{self.prefix}.deliveries"
 
     @property
+    def delivery_dead_queue(self) -> str:
+        """Delivery work that was redelivered too often (a long database outage, a bug)."""
+        return f"{self.prefix}.delivery.dead"
+
+    @property
     def delivery_attempts_queue(self) -> str:
         """One message per (delivery, attempt) to make now; the retry tiers dead-letter back here."""
         return f"{self.prefix}.delivery.attempts"

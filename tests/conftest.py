@@ -42,6 +42,7 @@ async def topology() -> AsyncIterator[Topology]:
             *(topo.retry_queue(delay) for delay in WorkerSettings().retry_delays),
             topo.deliveries_queue,
             topo.delivery_attempts_queue,
+            topo.delivery_dead_queue,
             *_extra_queues(topo),
         ]
         for queue in dict.fromkeys(known):

@@ -14,7 +14,7 @@ import aio_pika
 
 from common.broker import declare_raw
 from workers.db import connect
-from workers.replay import replay_dead_letters, replay_rejected
+from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
 from workers.settings import WorkerSettings
 
 
@@ -24,7 +24,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         ("replay", "replay them"),
     ):
         parser = sub.add_parser(name, help=help_text)
-        parser.add_argument("what", choices=["dead", "rejected"])
+        parser.add_argument("what", choices=["dead", "rejected", "delivery-dead"])
         parser.add_argument("--since", type=datetime.fromisoformat, help="rejected: received at or after")
         parser.add_argument("--source", help="rejected: only this source")
         parser.add_argument("--id", action="append", dest="ids", help="rejected: only this webhook id")
@@ -38,6 +38,9 @@ async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
         if args.command == "replay" and args.what == "dead":
             count = await replay_dead_letters(channel, settings.topology, limit=args.limit)
             print(f"replayed {count} dead-lettered messages")
+        elif args.command == "replay" and args.what == "delivery-dead":
+            count = await replay_delivery_dead_letters(channel, settings.topology, limit=args.limit)
+            print(f"replayed {count} dead-lettered delivery messages")
         elif args.command == "replay":
             conn = await connect(settings)
             try:
@@ -48,15 +51,17 @@ async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
                 await conn.close()
             print(f"replayed {count} rejected webhooks")
         elif args.what == "dead":
-            await _list_dead(channel, settings, args.limit or 100)
+            await declare_raw(channel, settings.topology)
+            await _list_dead(channel, settings.topology.dead_queue, args.limit or 100)
+        elif args.what == "delivery-dead":
+            await _list_dead(channel, settings.topology.delivery_dead_queue, args.limit or 100)
         else:
             await _list_rejected(settings, args)
 
 
-async def _list_dead(channel: aio_pika.abc.AbstractChannel, settings: WorkerSettings, limit: int) -> None:
-    await declare_raw(channel, settings.topology)
-    dead = await channel.declare_queue(settings.topology.dead_queue, passive=True)
-    print(f"{dead.declaration_result.message_count} messages in {settings.topology.dead_queue}")
+async def _list_dead(channel: aio_pika.abc.AbstractChannel, queue: str, limit: int) -> None:
+    dead = await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    print(f"{dead.declaration_result.message_count} messages in {queue}")
     # Taken without ack and left so: closing the channel puts every one of them back.
     for _ in range(limit):
         message = await dead.get(fail=False)

@@ -1,11 +1,13 @@
 """Replay, for operators after a fix: dead-lettered messages and rejected webhooks go back through the
 raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common.broker import declare_raw
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
@@ -22,12 +24,46 @@ _RETRY_HEADERS = (ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT)
 async def replay_dead_letters(
     channel: AbstractChannel, topology: Topology, *, limit: int | None = None
 ) -> int:
-    """Moves what is in the dead-letter queue now back to the raw exchange; returns how many.
+    """Moves what is in the raw dead-letter queue now back to the raw exchange; returns how many.
 
     `channel` must have publisher confirms: each message leaves the dead-letter queue only after the
     broker confirmed its copy."""
     exchange, _ = await declare_raw(channel, topology)
-    dead = await channel.declare_queue(topology.dead_queue, passive=True)
+
+    def back_to_raw(message: AbstractIncomingMessage) -> tuple[AbstractExchange, str, dict[str, Any]]:
+        headers = {k: v for k, v in (message.headers or {}).items() if k not in _RETRY_HEADERS}
+        # The router then publishes the events it may have stored the first time round.
+        headers[REPLAYED] = datetime.now(UTC).isoformat()
+        return exchange, str(headers.get(ROUTING_KEY) or "replay"), headers
+
+    return await _move_dead(channel, topology.dead_queue, back_to_raw, limit)
+
+
+async def replay_delivery_dead_letters(
+    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+) -> int:
+    """Moves delivery work (events to fan out, attempts to make) back to the queue it died in."""
+    await channel.declare_queue(
+        topology.delivery_dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    queues = {topology.deliveries_queue, topology.delivery_attempts_queue}
+
+    def back_to_its_queue(message: AbstractIncomingMessage) -> tuple[AbstractExchange, str, dict[str, Any]]:
+        headers = dict(message.headers or {})
+        died_in = headers.get("x-first-death-queue")
+        queue = died_in.decode() if isinstance(died_in, bytes) else str(died_in)
+        if queue not in queues:
+            raise ValueError(f"dead delivery message from an unknown queue {queue!r}")
+        return channel.default_exchange, queue, headers
+
+    return await _move_dead(channel, topology.delivery_dead_queue, back_to_its_queue, limit)
+
+
+Target = Callable[[AbstractIncomingMessage], tuple[AbstractExchange, str, dict[str, Any]]]
+
+
+async def _move_dead(channel: AbstractChannel, dead_queue: str, target: Target, limit: int | None) -> int:
+    dead = await channel.declare_queue(dead_queue, passive=True)
     # Only what is there now: a message that fails again must not be replayed in a loop.
     waiting = dead.declaration_result.message_count or 0
     count = min(waiting, limit) if limit is not None else waiting
@@ -36,10 +72,7 @@ async def replay_dead_letters(
         message = await dead.get(fail=False)
         if message is None:
             break
-        headers = {k: v for k, v in (message.headers or {}).items() if k not in _RETRY_HEADERS}
-        # The router then publishes the events it may have stored the first time round.
-        headers[REPLAYED] = datetime.now(UTC).isoformat()
-        routing_key = str(headers.get(ROUTING_KEY) or "replay")
+        exchange, routing_key, headers = target(message)
         await exchange.publish(
             aio_pika.Message(
                 message.body,
@@ -53,7 +86,7 @@ async def replay_dead_letters(
         )
         await message.ack()
         moved += 1
-    log.info("dead letters replayed", count=moved)
+    log.info("dead letters replayed", queue=dead_queue, count=moved)
     return moved
 
 

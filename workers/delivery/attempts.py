@@ -30,7 +30,7 @@ from schemas.delivery import (
     encode_operational,
 )
 from workers.delivery import store
-from workers.delivery.broker import TaskPublisher
+from workers.delivery.broker import TaskPublisher, requeue_pause
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.poster import Outcome, Poster
 from workers.delivery.settings import DeliverySettings
@@ -78,7 +78,7 @@ class Attempts:
             await self._handle(task)
         except TRANSIENT as error:
             log.warning("delivery task returned to the queue", error=repr(error))
-            await asyncio.sleep(self._pause)
+            await asyncio.sleep(requeue_pause(message, self._pause))
             await message.nack(requeue=True)
             return
         await message.ack()

@@ -3,29 +3,54 @@ queue, and one delay tier per retry delay. Declared idempotently by every worker
 which publishes replays)."""
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from pamqp.common import FieldValue
 
 from schemas.delivery import DeliveryTask, encode_task
 from schemas.topology import Topology
 from workers.delivery.schedule import Schedule
 
 
+def _work_queue_arguments(topology: Topology) -> dict[str, FieldValue]:
+    # Redelivered too often, a message goes to the delivery dead-letter queue, never nowhere.
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 20,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": topology.delivery_dead_queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
 async def declare_deliveries(
     channel: AbstractChannel, topology: Topology, results: AbstractExchange
 ) -> AbstractQueue:
+    await channel.declare_queue(
+        topology.delivery_dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
     queue = await channel.declare_queue(
-        topology.deliveries_queue, durable=True, arguments={"x-queue-type": "quorum", "x-delivery-limit": 20}
+        topology.deliveries_queue, durable=True, arguments=_work_queue_arguments(topology)
     )
     await queue.bind(results, routing_key="#")
     return queue
 
 
 async def declare_attempts_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
-    return await channel.declare_queue(
-        topology.delivery_attempts_queue,
-        durable=True,
-        arguments={"x-queue-type": "quorum", "x-delivery-limit": 20},
+    await channel.declare_queue(
+        topology.delivery_dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
+    return await channel.declare_queue(
+        topology.delivery_attempts_queue, durable=True, arguments=_work_queue_arguments(topology)
+    )
+
+
+def requeue_pause(message: AbstractIncomingMessage, base: float) -> float:
+    """How long to hold a message before handing it back: doubling with each redelivery (the quorum
+    queue counts them), so that an outage of minutes, not seconds, exhausts the delivery limit."""
+    count = (message.headers or {}).get("x-delivery-count", 0)
+    redeliveries = count if isinstance(count, int) else 0
+    return float(min(30.0, base * 2.0 ** min(redeliveries, 5)))
 
 
 async def declare_attempts(channel: AbstractChannel, topology: Topology, schedule: Schedule) -> AbstractQueue:
@@ -50,6 +75,7 @@ def delivery_queue_names(topology: Topology, schedule: Schedule) -> list[str]:
     return [
         topology.deliveries_queue,
         topology.delivery_attempts_queue,
+        topology.delivery_dead_queue,
         *(topology.delivery_retry_queue(ms) for ms in schedule.tiers_ms()),
     ]
 

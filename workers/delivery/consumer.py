@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from workers.delivery.broker import requeue_pause
+
 log = structlog.get_logger("delivery")
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
@@ -39,7 +41,7 @@ class TaskPerMessage:
         except Exception:
             # A bug, not an outcome: log it and give the message back after a pause (no spinning).
             log.exception("message handler failed", queue=self._queue.name)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(requeue_pause(message, 1.0))
             await message.nack(requeue=True)
 
     async def stop(self, drain: float) -> None:

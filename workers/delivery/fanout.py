@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from schemas.delivery import DeliveryTask, is_operational
 from workers.delivery import store
-from workers.delivery.broker import TaskPublisher
+from workers.delivery.broker import TaskPublisher, requeue_pause
 from workers.router import TRANSIENT
 
 log = structlog.get_logger("delivery")
@@ -67,7 +67,7 @@ class FanOut:
             )
         except TRANSIENT as error:
             log.warning("fan-out failed, event returned to the queue", error=repr(error))
-            await asyncio.sleep(self._pause)
+            await asyncio.sleep(requeue_pause(message, self._pause))
             await message.nack(requeue=True)
             return
         await message.ack()

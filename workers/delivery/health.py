@@ -22,7 +22,7 @@ class Verdict(Enum):
 
 class EndpointHealth(msgspec.Struct):
     limit: int  # attempts in flight at once
-    slow_after: float = 2.0
+    slow_after: float = 5.0  # well under the 15 s attempt timeout, well over a slow answer
     probe_every: float = 5.0
     in_flight: list[float] = []  # start times of the attempts running now
     failures: int = 0  # consecutive failed attempts (no answer, or a 5xx)
