@@ -1,8 +1,6 @@
 """`python -m admin`: serve the admin API until SIGTERM or SIGINT."""
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Mapping
 
@@ -14,6 +12,7 @@ from admin.app import create_app
 from admin.settings import AdminSettings
 from common.env import SettingError, process_env
 from common.logs import configure_logging
+from common.process import stop_on_signals, use_uvloop
 from workers.db import create_pool
 from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 
@@ -31,10 +30,7 @@ async def serve(settings: AdminSettings) -> None:
         app = create_app(pool, tasks, token=settings.token, allow_private=settings.allow_private)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=worker.shutdown_timeout)
         await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_on_signals()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
             if settings.token is None:
@@ -58,10 +54,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         print(f"admin: bad setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.worker.log_level, json=settings.log_json)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    use_uvloop()
     asyncio.run(serve(settings))
     return 0
 

@@ -5,7 +5,6 @@ finish (each still waits for its broker confirm), and the broker connection clos
 """
 
 import asyncio
-import signal
 import sys
 from collections.abc import Mapping
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from common.metrics import metrics_server
+from common.process import stop_on_signals
 from ingress.app import create_app, mark_draining
 from ingress.errors import BrokerUnavailable
 from ingress.publisher import Publisher
@@ -39,10 +39,7 @@ async def serve(settings: IngressSettings, sources: Mapping[str, Source]) -> Non
             max_headers=64,
         )
         await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_on_signals()
         try:
             async with metrics_server(settings.host, settings.metrics_port):
                 await web.TCPSite(runner, settings.host, settings.port).start()

@@ -2,9 +2,7 @@
 
 import argparse
 import asyncio
-import contextlib
 import gc
-import signal
 import sys
 from collections.abc import Coroutine
 
@@ -15,6 +13,7 @@ from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from common.metrics import metrics_server
+from common.process import stop_on_signals, use_uvloop
 from workers import operator_cli
 from workers.checker import run_checker
 from workers.db import connect, create_pool, ensure_database
@@ -41,7 +40,7 @@ async def run_router(settings: WorkerSettings) -> None:
     # collecting often: move what start-up created out of the collector's way, and collect rarely.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     pool = await create_pool(settings)
     connection = await aio_pika.connect_robust(settings.amqp_url)
     try:
@@ -73,14 +72,6 @@ async def run_router(settings: WorkerSettings) -> None:
     log.info("router stopped")
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 COMMANDS = {
     "migrate": run_migrate,
     "router": run_router,
@@ -103,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resultbus: bad setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json=_json_logs(env.get("RESULTBUS_LOG_JSON")))
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    use_uvloop()
     if args.command in COMMANDS:
         asyncio.run(_with_metrics(COMMANDS[args.command](settings), settings))
     else:

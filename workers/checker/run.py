@@ -3,7 +3,6 @@ endpoint is claimed by one of them per interval (see store.py)."""
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,7 @@ import structlog
 
 from common.broker import declare_results
 from common.env import SettingError, process_env
+from common.process import stop_on_signals
 from workers.checker.checker import Checker
 from workers.checker.clock import Clock, system_clock
 from workers.checker.notify import Notifier
@@ -66,10 +66,7 @@ async def run_checker(settings: WorkerSettings) -> None:
     except SettingError as error:
         print(f"resultbus: bad setting: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with open_checker(settings, checker_settings) as checker:
         log.info(
             "checker running",

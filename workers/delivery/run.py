@@ -1,8 +1,6 @@
 """`python -m workers delivery`: results exchange -> subscriber endpoints, until SIGTERM."""
 
-import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import AsyncIterator
 
@@ -14,6 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from common.broker import declare_results
 from common.env import SettingError, process_env
+from common.process import stop_on_signals
 from workers.db import create_pool
 from workers.delivery.attempts import Attempts
 from workers.delivery.broker import TaskPublisher, declare_attempts, declare_deliveries
@@ -112,10 +111,7 @@ async def run_delivery(settings: WorkerSettings) -> None:
     except SettingError as error:
         print(f"resultbus: bad setting: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with DeliveryWorker(settings, delivery):
         await stop.wait()
         log.info("shutting down")
