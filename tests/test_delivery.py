@@ -382,3 +382,41 @@ async def test_operational_events_are_not_delivered(w: World) -> None:
 
 async def _respond(status: int, headers: dict[str, str] | None = None) -> web.StreamResponse:
     return web.Response(status=status, headers=headers)
+
+
+async def test_an_event_published_again_does_not_start_a_second_retry_chain(w: World) -> None:
+    # The router publishes an event again when its raw message comes back; a delivery already
+    # retrying must keep its one schedule: three attempts in all, not six.
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = lambda request: _respond(500)
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        await w.publish(event)
+        await sub.wait("/hook", 1)
+        await w.publish(event)  # the same event again, while the delivery waits to retry
+        row = await w.delivery(subscription_id, "failed")
+        await asyncio.sleep(0.8)  # a second chain would still be posting now
+        assert len(sub.received["/hook"]) == 3
+        assert [a["outcome"] for a in await w.attempts(row["id"])] == ["retry", "retry", "failed"]
+
+
+async def test_a_redelivered_event_recovers_a_delivery_whose_task_was_never_published(w: World) -> None:
+    async with subscriber() as sub:
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        # A fan-out that died between creating the delivery and publishing its task.
+        await w.pool.execute(
+            "INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)",
+            uuid.uuid4(),
+            uuid.UUID(subscription_id),
+            uuid.UUID(event.id),
+            event.type,
+        )
+        # The broker redelivers its event message (quorum queues count deliveries in a header).
+        await w.results.publish(
+            aio_pika.Message(encode_event(event), message_id=event.id, headers={"x-delivery-count": 1}),
+            routing_key=result_routing_key(event.vendor, event.type),
+        )
+        [received] = await sub.wait("/hook", 1)
+        assert received.headers["webhook-id"] == event.id
+        await w.delivery(subscription_id, "succeeded")

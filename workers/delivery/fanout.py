@@ -52,8 +52,11 @@ class FanOut:
         try:
             async with self._pool.acquire() as conn:
                 subscriptions = await store.match(conn, head.vendor, head.source, head.type)
+                recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
                 pending = (
-                    await store.create_deliveries(conn, subscriptions, head.id, head.type)
+                    await store.create_deliveries(
+                        conn, subscriptions, head.id, head.type, recovering=recovering
+                    )
                     if subscriptions
                     else []
                 )

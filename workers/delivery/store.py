@@ -33,8 +33,8 @@ WITH wanted AS (
 SELECT id::text, subscription_id::text FROM inserted
 UNION ALL
 SELECT d.id::text, d.subscription_id::text FROM deliveries d
-WHERE d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[]) AND d.status = 'pending'
-  AND d.id NOT IN (SELECT id FROM inserted)
+WHERE $4 AND d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[]) AND d.status = 'pending'
+  AND d.attempts = 0 AND d.id NOT IN (SELECT id FROM inserted)
 """
 
 _TARGET = """
@@ -97,10 +97,13 @@ async def match(conn: DbConn, vendor: str, source: str, event_type: str) -> list
 
 
 async def create_deliveries(
-    conn: DbConn, subscription_ids: list[str], event_id: str, event_type: str
+    conn: DbConn, subscription_ids: list[str], event_id: str, event_type: str, *, recovering: bool
 ) -> list[tuple[str, str]]:
-    """(delivery id, subscription id) of every pending delivery of this event to these subscriptions."""
-    rows = await conn.fetch(_CREATE_DELIVERIES, subscription_ids, event_id, event_type)
+    """(delivery id, subscription id) of the deliveries of this event that need a task now: the ones
+    created here and, when `recovering` (the event message was delivered before, so an earlier
+    fan-out may have died before publishing its tasks), the pending ones never attempted. A delivery
+    that was attempted has its next task waiting in a delay tier: never a second one."""
+    rows = await conn.fetch(_CREATE_DELIVERIES, subscription_ids, event_id, event_type, recovering)
     return [(row[0], row[1]) for row in rows]
 
 
