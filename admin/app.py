@@ -20,6 +20,7 @@ from schemas.event import decode_event, encode_event
 from workers.delivery.endpoint import InvalidEndpoint, normalize_endpoint
 from workers.delivery.signing import InvalidSecret, generate_secret, secret_key
 from workers.delivery.ssrf import ForbiddenAddress, check_host
+from workers.router import TRANSIENT
 
 log = structlog.get_logger("admin")
 
@@ -173,17 +174,24 @@ class Handlers:
             else:
                 assert body.since is not None
                 todo = await store.replay_failed(conn, subscription_id, body.since)
-        for delivery_id, event_id, payload in todo:
+        for queued, (delivery_id, event_id, payload) in enumerate(todo):
             # The stored event, encoded as the router encodes it: the same bytes it published.
             event_body = encode_event(decode_event(payload.encode()))
-            await self._tasks.now(
-                DeliveryTask(
-                    delivery_id=delivery_id,
-                    subscription_id=subscription_id,
-                    event_id=event_id,
-                    body=event_body,
+            try:
+                await self._tasks.now(
+                    DeliveryTask(
+                        delivery_id=delivery_id,
+                        subscription_id=subscription_id,
+                        event_id=event_id,
+                        body=event_body,
+                    )
                 )
-            )
+            except TRANSIENT:
+                # Pending without a task would wait for ever: what was not queued is failed again,
+                # so that the operator's next replay finds it.
+                async with self._pool.acquire() as conn:
+                    await store.unqueue(conn, [d for d, _, _ in todo[queued:]])
+                raise
         log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
         return _json(wire.Replayed([d for d, _, _ in todo]), status=202)
 

@@ -319,3 +319,12 @@ async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> 
         since,
     )
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def unqueue(conn: DbConn, delivery_ids: list[str]) -> None:
+    """Deliveries set pending for a replay whose task could not be published: failed again."""
+    await conn.execute(
+        "UPDATE deliveries SET status = 'failed', last_error = 'replay not queued: broker unavailable',"
+        " updated_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
+        delivery_ids,
+    )

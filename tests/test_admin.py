@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -22,6 +23,7 @@ from admin.settings import AdminSettings
 from common.env import SettingError
 from schemas.event import encode_event
 from schemas.topology import Topology
+from tests.proxy import TcpProxy
 from tests.test_delivery import FAST, make_event, subscriber, world
 from workers.db import create_pool
 from workers.delivery.broker import TaskPublisher, declare_attempts_queue
@@ -318,3 +320,28 @@ async def _wait_for(pool: asyncpg.Pool, event_id: str, status: str) -> None:
             != status
         ):
             await asyncio.sleep(0.02)
+
+
+async def test_replay_that_cannot_be_queued_leaves_the_delivery_failed_not_stuck(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    url = urlsplit(amqp_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5672)
+    port = await proxy.start()
+    try:
+        async with admin_api(
+            f"amqp://guest:guest@127.0.0.1:{port}/", database_url, topology, db_schema
+        ) as api:
+            status, created = await api.call("POST", "/v1/subscriptions", {"url": "http://127.0.0.1:9/hook"})
+            event_id = await _store_event(api.pool, exam_key="Q1")
+            proxy.cut()  # the broker is gone when the replay is asked for
+            status, answer = await api.call(
+                "POST", f"/v1/subscriptions/{created['subscription']['id']}/replay", {"event_id": event_id}
+            )
+            assert status == 503 and answer["error"]
+            row = await api.pool.fetchrow(
+                "SELECT status, last_error FROM deliveries WHERE event_id = $1", uuid.UUID(event_id)
+            )
+            assert (row["status"], row["last_error"]) == ("failed", "replay not queued: broker unavailable")
+    finally:
+        await proxy.close()
