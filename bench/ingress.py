@@ -7,17 +7,16 @@ the ratio is what to read.
 """
 
 import asyncio
-import socket
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
-import aiohttp
 import msgspec
 
 from bench.loadgen import Load
+from bench.net import free_port, wait_ok
 from bench.payloads import INSPERA_SECRET, INSPERA_SOURCE
 from bench.world import AMQP_URL, ROOT, BenchError, Process, World, queue_counts, world
 
@@ -67,26 +66,6 @@ def _write_sources() -> Path:
     return Path(file.name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _ready(process: Process, url: str, timeout: float = 30.0) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
-        while True:
-            process.check_alive()
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 async def _load(url: str, count: int, concurrency: int, warmup: int, timeout: float) -> Load:
     args = [str(count), str(concurrency), str(warmup)]
     proc = await asyncio.create_subprocess_exec(
@@ -107,7 +86,7 @@ async def measure(label: str, args: list[str], w: World, env: dict[str, str], po
     """Starts the server, loads it, and checks every 200 left a message on the raw queue."""
     process = await Process.start(label, args, env)
     try:
-        await _ready(process, f"http://127.0.0.1:{port}/readyz")
+        await wait_ok(process, f"http://127.0.0.1:{port}/readyz")
         result = await _load(f"http://127.0.0.1:{port}/hooks/{INSPERA_SOURCE}", timeout=600.0, **load)
         process.check_alive()
     finally:
@@ -129,7 +108,7 @@ async def run(count: int, concurrency: int, warmup: int, rounds: int) -> Ingress
         for _ in range(rounds):
             for label in ("baseline", "ingress"):
                 async with world() as w:
-                    port = _free_port()
+                    port = free_port()
                     env = w.env(
                         RESULTBUS_SOURCES=str(sources),
                         RESULTBUS_INGRESS_HOST="127.0.0.1",

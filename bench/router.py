@@ -28,7 +28,7 @@ from bench.world import (
     run_to_end,
     world,
 )
-from common.broker import declare_raw, declare_results
+from common.broker import declare_raw
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, encode_envelope
 from schemas.topology import raw_routing_key
 
@@ -157,7 +157,7 @@ async def router(count: int, config: Config, timeout: float, profile: str | None
         env = w.env(RESULTBUS_BATCH_SIZE=str(config.batch_size), RESULTBUS_PREFETCH=str(config.prefetch))
         await run_to_end("migrate", ["workers", "migrate"], env)
         await prefill(w, count)
-        probe = await _probe(w)
+        probe = await w.results_probe()
         db = await asyncpg.connect(DATABASE_URL, server_settings={"search_path": w.schema})
         try:
 
@@ -180,18 +180,6 @@ async def router(count: int, config: Config, timeout: float, profile: str | None
         finally:
             await db.close()
     return drain
-
-
-async def _probe(w: World) -> str:
-    """A queue bound to every routing key of the results exchange: counts what was published."""
-    name = w.queue("results")
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        results = await declare_results(channel, w.topology)
-        queue = await channel.declare_queue(name, durable=False)
-        await queue.bind(results, routing_key="#")
-    return name
 
 
 async def _check_stored(db: asyncpg.Connection, count: int) -> None:

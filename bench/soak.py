@@ -22,7 +22,6 @@ from bench.soak_calls import SOURCES_FILE, Mix, build_calls, new_secrets
 from bench.soak_load import send_steady
 from bench.soak_report import Queued, Verdict, judge, read_stored
 from bench.world import AMQP_URL, DATABASE_URL, Process, World, queue_counts, run_to_end, world
-from common.broker import declare_results
 from tests.proxy import TcpProxy
 from workers.settings import WorkerSettings
 
@@ -135,18 +134,6 @@ async def _drained(w: World, db: asyncpg.Connection, routers: Routers) -> None:
         await asyncio.sleep(POLL)
 
 
-async def _probe(w: World) -> str:
-    """A queue bound to every routing key of the results exchange: which events were published."""
-    name = w.queue("results")
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        results = await declare_results(channel, w.topology)
-        queue = await channel.declare_queue(name, durable=False)
-        await queue.bind(results, routing_key="#")
-    return name
-
-
 async def _published(name: str) -> set[str]:
     """The message ids of everything on the probe queue."""
     ids: set[str] = set()
@@ -196,7 +183,7 @@ async def _soak(w: World, config: SoakConfig, logs: Path) -> Verdict:
         RESULTBUS_INGRESS_PORT=str(port),
     )
     routers = Routers(env, logs)
-    probe = await _probe(w)
+    probe = await w.results_probe()
     db = await asyncpg.connect(DATABASE_URL, server_settings={"search_path": w.schema})
     ingress = await Process.start("ingress", ["ingress"], ingress_env)
     try:

@@ -15,6 +15,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel
 
+from common.broker import declare_results
 from schemas.topology import Topology
 from workers.settings import WorkerSettings
 
@@ -37,6 +38,17 @@ class World:
         """A scratch queue name under the prefix, deleted with the world."""
         name = f"{self.topology.prefix}.bench.{label}"
         self.extra_queues.append(name)
+        return name
+
+    async def results_probe(self) -> str:
+        """A scratch queue bound to every routing key of the results exchange: what was published."""
+        name = self.queue("results")
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            results = await declare_results(channel, self.topology)
+            queue = await channel.declare_queue(name, durable=False)
+            await queue.bind(results, routing_key="#")
         return name
 
     def env(self, **more: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Declaring the broker topology. Idempotent: every process declares what it uses at start-up, so
 no process depends on another having started first."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -71,4 +73,23 @@ async def declare_retry_tiers(channel: AbstractChannel, topology: Topology, dela
 async def declare_results(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
     return await channel.declare_exchange(
         topology.results_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+
+
+def persistent_message(
+    body: bytes,
+    *,
+    message_id: str | None,
+    content_type: str | None,
+    headers: Mapping[str, Any] | None = None,
+    timestamp: datetime | None = None,
+) -> aio_pika.Message:
+    """A message that survives a broker restart, with the id consumers deduplicate by."""
+    return aio_pika.Message(
+        body,
+        headers=dict(headers) if headers is not None else None,
+        message_id=message_id,
+        content_type=content_type,
+        timestamp=timestamp,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )

@@ -7,7 +7,3 @@ class RejectedWebhook(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class RetryableError(Exception):
-    """A failure outside the message (database down, broker gone): try the message again later."""

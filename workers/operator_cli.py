@@ -15,6 +15,7 @@ import aio_pika
 from common.broker import declare_raw
 from workers.db import connect
 from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
+from workers.router import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 from workers.settings import WorkerSettings
 
 
@@ -68,12 +69,12 @@ async def _list_dead(channel: aio_pika.abc.AbstractChannel, queue: str, limit: i
         if message is None:
             break
         headers = message.headers or {}
-        reason = _header(headers, "x-resultbus-reason") or _header(headers, "x-first-death-reason")
+        reason = _header(headers, REASON) or _header(headers, "x-first-death-reason")
         print(
-            f"{message.message_id} key={_header(headers, 'x-resultbus-routing-key')}"
-            f" attempts={_header(headers, 'x-resultbus-attempts')}"
-            f" first={_header(headers, 'x-resultbus-first-failed-at')}"
-            f" last={_header(headers, 'x-resultbus-last-failed-at')} reason={reason}"
+            f"{message.message_id} key={_header(headers, ROUTING_KEY)}"
+            f" attempts={_header(headers, ATTEMPTS)}"
+            f" first={_header(headers, FIRST_FAILED_AT)}"
+            f" last={_header(headers, LAST_FAILED_AT)} reason={reason}"
         )
 
 

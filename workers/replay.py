@@ -9,7 +9,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from common.broker import declare_raw
+from common.broker import declare_raw, persistent_message
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
@@ -74,13 +74,12 @@ async def _move_dead(channel: AbstractChannel, dead_queue: str, target: Target, 
             break
         exchange, routing_key, headers = target(message)
         await exchange.publish(
-            aio_pika.Message(
+            persistent_message(
                 message.body,
                 headers=headers,
                 message_id=message.message_id,
                 content_type=message.content_type,
                 timestamp=message.timestamp,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             routing_key=routing_key,
         )

@@ -15,7 +15,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import cast
 
-import aio_pika
 import aiormq
 import asyncpg
 import msgspec
@@ -25,10 +24,10 @@ from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
-from common.broker import BROKER_ERRORS
+from common.broker import BROKER_ERRORS, persistent_message
 from schemas.envelope import decode_envelope
 from workers.db import DbConn
-from workers.errors import RejectedWebhook, RetryableError
+from workers.errors import RejectedWebhook
 from workers.normalize import normalize
 from workers.settings import WorkerSettings
 from workers.store import Outgoing, RawRow, store_batch
@@ -69,7 +68,6 @@ TRANSIENT = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
     asyncpg.TooManyConnectionsError,
-    RetryableError,
 )
 
 
@@ -309,13 +307,12 @@ class Router:
         else:
             target, outcome = self._settings.topology.dead_queue, "dead-lettered"
         await self._deferrals.publish(
-            aio_pika.Message(
+            persistent_message(
                 message.body,
                 headers=headers,
                 message_id=properties.message_id,
                 content_type=properties.content_type,
                 timestamp=properties.timestamp,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             routing_key=target,
             timeout=self._settings.publish_timeout,

@@ -1,10 +1,9 @@
 """Publishing the checker's operational events on the results exchange (`resultbus.#`)."""
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange
 
-from common.broker import BROKER_ERRORS
+from common.broker import BROKER_ERRORS, persistent_message
 from schemas.delivery import SUBSCRIPTION_UNSUBSCRIBED_KEY, SubscriptionUnsubscribed, encode_operational
 
 log = structlog.get_logger("checker")
@@ -21,11 +20,8 @@ class Notifier:
         second unsubscription."""
         try:
             await self._results.publish(
-                aio_pika.Message(
-                    encode_operational(event),
-                    message_id=event.id,
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                persistent_message(
+                    encode_operational(event), message_id=event.id, content_type="application/json"
                 ),
                 routing_key=SUBSCRIPTION_UNSUBSCRIBED_KEY,
                 timeout=self._timeout,

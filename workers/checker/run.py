@@ -7,7 +7,6 @@ import sys
 from collections.abc import AsyncIterator
 
 import aio_pika
-import aiohttp
 import structlog
 
 from common.broker import declare_results
@@ -18,8 +17,7 @@ from workers.checker.clock import Clock, system_clock
 from workers.checker.notify import Notifier
 from workers.checker.settings import CheckerSettings
 from workers.db import create_pool
-from workers.delivery.poster import Poster
-from workers.delivery.ssrf import GuardedResolver
+from workers.delivery.poster import Poster, subscriber_session
 from workers.settings import WorkerSettings
 
 log = structlog.get_logger("checker")
@@ -38,17 +36,9 @@ async def open_checker(
         stack.push_async_callback(connection.close)
         channel = await connection.channel(publisher_confirms=True)
         results = await declare_results(channel, settings.topology)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                # The same address policy as deliveries: checked at every connection.
-                resolver=GuardedResolver(allow_private=checker.allow_private),
-                limit=checker.concurrency,
-                limit_per_host=0,
-                # One call per endpoint per interval: a kept-alive connection would only go stale.
-                force_close=True,
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
+        # One call per endpoint per interval: a kept-alive connection would only go stale.
+        session = subscriber_session(
+            allow_private=checker.allow_private, limit=checker.concurrency, keep_alive=False
         )
         stack.push_async_callback(session.close)
         poster = Poster(

@@ -14,12 +14,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import aio_pika
 import asyncpg
 import msgspec
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from common.broker import persistent_message
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
@@ -208,12 +208,7 @@ class Attempts:
 
     async def _publish(self, message_id: str, body: bytes, routing_key: str) -> None:
         await self._results.publish(
-            aio_pika.Message(
-                body,
-                message_id=message_id,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
+            persistent_message(body, message_id=message_id, content_type="application/json"),
             routing_key=routing_key,
             timeout=5.0,
         )

@@ -2,10 +2,10 @@
 queue, and one delay tier per retry delay. Declared idempotently by every worker (and the admin API,
 which publishes replays)."""
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from pamqp.common import FieldValue
 
+from common.broker import persistent_message
 from schemas.delivery import DeliveryTask, encode_task
 from schemas.topology import Topology
 from workers.delivery.schedule import Schedule
@@ -96,11 +96,8 @@ class TaskPublisher:
 
     async def _publish(self, task: DeliveryTask, queue: str) -> None:
         await self._exchange.publish(
-            aio_pika.Message(
-                encode_task(task),
-                message_id=task.delivery_id,
-                content_type="application/msgpack",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            persistent_message(
+                encode_task(task), message_id=task.delivery_id, content_type="application/msgpack"
             ),
             routing_key=queue,
             timeout=self._timeout,

@@ -13,7 +13,7 @@ import aiohttp
 import msgspec
 
 from workers.delivery.schedule import parse_retry_after
-from workers.delivery.ssrf import ForbiddenAddress, is_forbidden
+from workers.delivery.ssrf import ForbiddenAddress, GuardedResolver, is_forbidden
 
 _USER_AGENT: Final = "resultbus-webhooks/1"
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
@@ -32,6 +32,23 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def gone(self) -> bool:
         return self.status == 410
+
+
+def subscriber_session(*, allow_private: bool, limit: int, keep_alive: bool = True) -> aiohttp.ClientSession:
+    """An HTTP client for calling subscribers, who are strangers to us and to each other: the address
+    policy checked at every connection, no cookies, no proxies from the environment, and no
+    per-host limit (ours is per endpoint URL, and a dead endpoint must not hold up a live one on
+    the same host)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            resolver=GuardedResolver(allow_private=allow_private),
+            limit=limit,
+            limit_per_host=0,
+            force_close=not keep_alive,
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
 
 
 class Poster:

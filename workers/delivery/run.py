@@ -2,10 +2,8 @@
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
 
 import aio_pika
-import aiohttp
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractRobustConnection
@@ -18,9 +16,8 @@ from workers.delivery.attempts import Attempts
 from workers.delivery.broker import TaskPublisher, declare_attempts, declare_deliveries
 from workers.delivery.consumer import TaskPerMessage
 from workers.delivery.fanout import FanOut
-from workers.delivery.poster import Poster
+from workers.delivery.poster import Poster, subscriber_session
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.ssrf import GuardedResolver
 from workers.settings import WorkerSettings
 
 log = structlog.get_logger("delivery")
@@ -43,18 +40,7 @@ class DeliveryWorker(contextlib.AbstractAsyncContextManager["DeliveryWorker"]):
         stack.push_async_callback(self.pool.close)
         connection: AbstractRobustConnection = await aio_pika.connect_robust(self.settings.amqp_url)
         stack.push_async_callback(connection.close)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                resolver=GuardedResolver(allow_private=self.delivery.allow_private),
-                limit=self.delivery.in_flight,
-                # The per-endpoint limit is ours (by URL, see attempts.py): a per-host one would
-                # let a dead endpoint hold up a live one on the same host.
-                limit_per_host=0,
-            ),
-            # No cookies or env proxies: every subscriber is a stranger to every other.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+        session = subscriber_session(allow_private=self.delivery.allow_private, limit=self.delivery.in_flight)
         stack.push_async_callback(session.close)
 
         publishing = await connection.channel(publisher_confirms=True)
@@ -95,14 +81,6 @@ class DeliveryWorker(contextlib.AbstractAsyncContextManager["DeliveryWorker"]):
         for consumer in self._consumers:
             await consumer.stop(self.settings.shutdown_timeout)
         await self._stack.aclose()
-
-
-@contextlib.asynccontextmanager
-async def running_delivery(
-    settings: WorkerSettings, delivery: DeliverySettings
-) -> AsyncIterator[DeliveryWorker]:
-    async with DeliveryWorker(settings, delivery) as worker:
-        yield worker
 
 
 async def run_delivery(settings: WorkerSettings) -> None:
