@@ -20,7 +20,7 @@ from schemas.event import decode_event, encode_event
 from workers.delivery.endpoint import InvalidEndpoint, normalize_endpoint
 from workers.delivery.signing import InvalidSecret, generate_secret, secret_key
 from workers.delivery.ssrf import ForbiddenAddress, check_host
-from workers.router import TRANSIENT
+from workers.errors import TRANSIENT
 
 log = structlog.get_logger("admin")
 

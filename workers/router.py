@@ -27,7 +27,7 @@ from aiormq.abc import DeliveredMessage
 from common.broker import BROKER_ERRORS, persistent_message
 from schemas.envelope import decode_envelope
 from workers.db import DbConn
-from workers.errors import RejectedWebhook
+from workers.errors import TRANSIENT, RejectedWebhook
 from workers.normalize import normalize
 from workers.settings import WorkerSettings
 from workers.store import Outgoing, RawRow, store_batch
@@ -57,17 +57,6 @@ BATCH_SECONDS = prometheus_client.Histogram(
     "resultbus_router_batch_seconds",
     "From taking a batch to acking it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-
-# Failures of the database or the broker themselves, not of the data: worth trying again later.
-TRANSIENT = (
-    *BROKER_ERRORS,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.TooManyConnectionsError,
 )
 
 

@@ -20,7 +20,7 @@ from workers.checker.settings import CheckerSettings
 from workers.checker.store import DueEndpoint
 from workers.checker.verify import verify
 from workers.delivery.poster import Outcome, Poster
-from workers.router import TRANSIENT
+from workers.errors import TRANSIENT
 
 log = structlog.get_logger("checker")
 

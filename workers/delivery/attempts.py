@@ -35,7 +35,7 @@ from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.poster import Outcome, Poster
 from workers.delivery.settings import DeliverySettings
 from workers.delivery.signing import InvalidSecret, secret_key, webhook_headers
-from workers.router import TRANSIENT
+from workers.errors import TRANSIENT
 
 log = structlog.get_logger("delivery")
 

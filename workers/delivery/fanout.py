@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from schemas.delivery import DeliveryTask, is_operational
 from workers.delivery import store
 from workers.delivery.broker import TaskPublisher, requeue_pause
-from workers.router import TRANSIENT
+from workers.errors import TRANSIENT
 
 log = structlog.get_logger("delivery")
 
