@@ -10,10 +10,10 @@ from aiohttp import web
 
 from admin.app import create_app
 from admin.settings import AdminSettings
+from common.db import create_pool
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from common.process import stop_on_signals, use_uvloop
-from workers.db import create_pool
 from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 
 log = structlog.get_logger("admin")

@@ -15,12 +15,12 @@ from admin.errors import NotFound, Unprocessable
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
+from common.errors import TRANSIENT
 from schemas.delivery import DeliveryTask
 from schemas.event import decode_event, encode_event
-from workers.delivery.endpoint import InvalidEndpoint, normalize_endpoint
-from workers.delivery.signing import InvalidSecret, generate_secret, secret_key
-from workers.delivery.ssrf import ForbiddenAddress, check_host
-from workers.errors import TRANSIENT
+from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
+from subscribers.signing import InvalidSecret, generate_secret, secret_key
+from subscribers.ssrf import ForbiddenAddress, check_host
 
 log = structlog.get_logger("admin")
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from admin.errors import AdminError, BadRequest, Unauthorized, Unavailable
-from workers.errors import TRANSIENT
+from common.errors import TRANSIENT
 
 log = structlog.get_logger("admin")
 

@@ -4,9 +4,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_int, env_str
-from workers.delivery.settings import env_flag
-from workers.settings import WorkerSettings
+from common.env import SettingError, env_flag, env_int, env_str
+from common.settings import WorkerSettings
 
 
 class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):

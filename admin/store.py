@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 
 from admin import wire
+from common.db import DbConn
 from schemas.event import decode_event
-from workers.db import DbConn
-from workers.delivery.signing import mask_secret
+from subscribers.signing import mask_secret
 
 _SUBSCRIPTION = """
 SELECT s.id::text, s.url, e.url AS endpoint, s.description, s.vendors, s.sources, s.event_types,

@@ -42,10 +42,10 @@ from common.broker import declare_results
 from schemas.event import ExamRef, ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
 from schemas.vendor import Vendor
+from subscribers.endpoint import normalize_endpoint
+from subscribers.signing import generate_secret
 from workers.delivery.broker import delivery_queue_names
-from workers.delivery.endpoint import normalize_endpoint
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.signing import generate_secret
 
 Event = tuple[str, bytes]  # (event id, body)
 

@@ -15,7 +15,7 @@ import aiohttp
 import msgspec
 import uvloop
 
-from workers.delivery.signing import secret_key, webhook_headers
+from subscribers.signing import secret_key, webhook_headers
 
 
 class Target(msgspec.Struct, frozen=True):

@@ -3,9 +3,9 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from devkit import samples
 from schemas.envelope import RawEnvelope
 from schemas.vendor import Vendor
-from tests import samples
 
 _EPOCH = datetime(2024, 6, 1, tzinfo=UTC)
 

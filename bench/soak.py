@@ -2,7 +2,7 @@
 router is killed (SIGKILL) and restarted and the ingress's broker path is cut for a few seconds.
 Then, once nothing is in flight, what was answered is held against what was stored (soak_report).
 
-The ingress reaches RabbitMQ through a TCP proxy of our own (tests/proxy.py), so the cut touches
+The ingress reaches RabbitMQ through a TCP proxy of our own (devkit/proxy.py), so the cut touches
 nothing but this run. Routers connect directly: the faults they get are the kills.
 """
 
@@ -22,8 +22,8 @@ from bench.soak_calls import SOURCES_FILE, Mix, build_calls, new_secrets
 from bench.soak_load import send_steady
 from bench.soak_report import Queued, Verdict, judge, read_stored
 from bench.world import AMQP_URL, DATABASE_URL, Process, World, queue_counts, run_to_end, world
-from tests.proxy import TcpProxy
-from workers.settings import WorkerSettings
+from common.settings import WorkerSettings
+from devkit.proxy import TcpProxy
 
 POLL = 0.5
 QUIET_POLLS = 6  # the store has not changed for this many polls with empty queues: drained

@@ -1,5 +1,5 @@
 """The soak's calls: correctly signed webhooks of the four vendors for deploy/sources.example.toml
-(from tests/samples.py), mixed with exact duplicates, calls with a bad signature (401) and calls
+(from devkit/samples.py), mixed with exact duplicates, calls with a bad signature (401) and calls
 that authenticate but cannot be decoded (a Synap body with a wrong-typed field: stored as rejected).
 """
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from tests import samples
+from devkit import samples
 
 SOURCES_FILE = "deploy/sources.example.toml"
 SECRET_NAMES = (

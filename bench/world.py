@@ -16,8 +16,8 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 
 from common.broker import declare_results
+from common.settings import WorkerSettings
 from schemas.topology import Topology
-from workers.settings import WorkerSettings
 
 AMQP_URL = os.environ.get("RESULTBUS_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get("RESULTBUS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests import samples  # sample bodies shaped after the vendors' documents
+from devkit import samples  # sample bodies shaped after the vendors' documents
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.env import SettingError, env_float, env_int, env_port, env_str, redact_url
+from common.env import SettingError, env_duration, env_int, env_port, env_str, redact_url
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -57,7 +57,7 @@ class IngressSettings:
         prefix = env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)
         if not prefix:
             raise SettingError("RESULTBUS_AMQP_PREFIX: must not be empty")
-        confirm_timeout = env_float(env, "RESULTBUS_CONFIRM_TIMEOUT", 2.0, minimum=0.001)
+        confirm_timeout = env_duration(env, "RESULTBUS_CONFIRM_TIMEOUT", 2.0, minimum=0.001)
         return cls(
             amqp_url=env_str(env, "RESULTBUS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             topology=Topology(prefix),
@@ -67,11 +67,11 @@ class IngressSettings:
             confirm_timeout=confirm_timeout,
             retry_after=env_int(env, "RESULTBUS_RETRY_AFTER", 5, minimum=0),
             # How long a boot keeps retrying an unreachable broker before giving up (0: one try).
-            connect_timeout=env_float(env, "RESULTBUS_AMQP_CONNECT_TIMEOUT", 30.0),
+            connect_timeout=env_duration(env, "RESULTBUS_AMQP_CONNECT_TIMEOUT", 30.0),
             # How long a shutdown waits for in-flight requests.
-            shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", 10.0),
+            shutdown_timeout=env_duration(env, "RESULTBUS_SHUTDOWN_TIMEOUT", 10.0),
             log_level=log_level,
             log_json=_env_optional_bool(env, "RESULTBUS_LOG_JSON"),
-            read_timeout=env_float(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
+            read_timeout=env_duration(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
             metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

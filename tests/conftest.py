@@ -9,8 +9,8 @@ import aio_pika
 import asyncpg
 import pytest
 
+from common.settings import WorkerSettings
 from schemas.topology import Topology
-from workers.settings import WorkerSettings
 
 AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get("RESULTBUS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -10,14 +10,14 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
 from common.broker import declare_raw, declare_results, declare_retry_tiers
+from common.db import create_pool
+from common.settings import WorkerSettings
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.event import ResultEvent, decode_event
 from schemas.topology import Topology, raw_routing_key
 from tests.conftest import scratch_queue_name
-from workers.db import create_pool
 from workers.migrate import migrate
-from workers.router import Router
-from workers.settings import WorkerSettings
+from workers.router.loop import Router
 
 
 @dataclass

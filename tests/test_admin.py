@@ -20,15 +20,15 @@ from standardwebhooks import Webhook
 
 from admin.app import create_app
 from admin.settings import AdminSettings
+from common.db import create_pool
 from common.env import SettingError
+from common.settings import WorkerSettings
+from devkit.proxy import TcpProxy
 from schemas.event import encode_event
 from schemas.topology import Topology
-from tests.proxy import TcpProxy
 from tests.test_delivery import FAST, make_event, subscriber, world
-from workers.db import create_pool
 from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 from workers.migrate import migrate
-from workers.settings import WorkerSettings
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

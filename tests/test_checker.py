@@ -26,19 +26,19 @@ from standardwebhooks import Webhook
 from admin import store as admin_store
 from admin import wire
 from common.broker import declare_results
+from common.db import create_pool
 from common.env import SettingError
+from common.settings import WorkerSettings
 from schemas.delivery import SUBSCRIPTION_UNSUBSCRIBED_KEY, SubscriptionUnsubscribed
 from schemas.topology import Topology
+from subscribers.endpoint import normalize_endpoint
+from subscribers.signing import generate_secret
 from tests.conftest import scratch_queue_name
 from tests.test_delivery import Subscriber, subscriber
 from workers.checker.checker import Checker, RoundSummary
 from workers.checker.run import open_checker
 from workers.checker.settings import CheckerSettings
-from workers.db import create_pool
-from workers.delivery.endpoint import normalize_endpoint
-from workers.delivery.signing import generate_secret
 from workers.migrate import migrate
-from workers.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = CheckerSettings(timeout=0.5, concurrency=8, poll=0.05, allow_private=True)

@@ -7,11 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit import samples
 from schemas.envelope import RawEnvelope, decode_envelope, encode_envelope
 from schemas.vendor import Vendor
-from tests import samples
 from workers.errors import RejectedWebhook
-from workers.normalize import normalize
+from workers.router.normalize import normalize
 
 CONTENT_TYPES = {
     Vendor.ITEP: [

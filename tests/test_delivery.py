@@ -21,19 +21,19 @@ from standardwebhooks import Webhook
 from admin import store as admin_store
 from admin import wire
 from common.broker import declare_results
+from common.db import create_pool
+from common.settings import WorkerSettings
 from schemas.delivery import DELIVERY_FAILED_KEY, SUBSCRIPTION_DISABLED_KEY
 from schemas.event import ExamRef, ResultEvent, Status, encode_event
 from schemas.topology import Topology, result_routing_key
 from schemas.vendor import Vendor
-from workers.db import create_pool
+from subscribers.endpoint import normalize_endpoint
+from subscribers.signing import generate_secret
 from workers.delivery.broker import delivery_queue_names
-from workers.delivery.endpoint import normalize_endpoint
 from workers.delivery.run import DeliveryWorker
 from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.signing import generate_secret
 from workers.migrate import migrate
-from workers.settings import WorkerSettings
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

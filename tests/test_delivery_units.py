@@ -8,19 +8,20 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
-from common.env import SettingError
-from workers.delivery.endpoint import InvalidEndpoint, normalize_endpoint
-from workers.delivery.schedule import Schedule, parse_retry_after, parse_schedule
+from common.env import SettingError, parse_durations
+from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
+from subscribers.poster import parse_retry_after
+from subscribers.signing import InvalidSecret, generate_secret, secret_key, webhook_headers
+from subscribers.ssrf import is_forbidden
+from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.signing import InvalidSecret, generate_secret, secret_key, webhook_headers
-from workers.delivery.ssrf import is_forbidden
 
 
 def test_default_schedule_and_tiers() -> None:
     settings = DeliverySettings.from_env({})
     assert settings.schedule.delays == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     assert settings.schedule.tiers_ms() == [1000, 5000, 300000, 1800000, 7200000, 18000000, 36000000]
-    assert parse_schedule("0, 500ms, 5s, 5m, 2h") == (0, 0.5, 5, 300, 7200)
+    assert parse_durations("0, 500ms, 5s, 5m, 2h") == (0, 0.5, 5, 300, 7200)
 
 
 def test_next_delay_jitter_retry_after_and_exhaustion() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import aio_pika
 
 from common.broker import declare_results
+from devkit import samples
 from schemas.event import encode_event, event_json_schema
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests import samples
 from tests.conftest import scratch_queue_name
-from workers.normalize import normalize
+from workers.router.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,13 +10,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from devkit import samples
 from ingress.app import create_app
 from ingress.publisher import Publisher
 from ingress.settings import IngressSettings
 from ingress.sources import load_sources
 from schemas.event import ResultEvent, Status
 from schemas.topology import Topology
-from tests import samples
 from tests.pipeline import RunningRouter, running_router
 
 ROOT = Path(__file__).resolve().parent.parent

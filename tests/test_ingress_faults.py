@@ -16,13 +16,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from devkit.proxy import TcpProxy
 from ingress.app import create_app
 from ingress.publisher import Publisher
 from ingress.settings import IngressSettings
 from ingress.sources import parse_sources
 from schemas.envelope import decode_envelope
 from schemas.topology import Topology
-from tests.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = """

@@ -60,7 +60,7 @@ def test_bad_value_names_the_variable(name: str, value: str) -> None:
 
 
 def test_worker_settings_repr_hides_passwords() -> None:
-    from workers.settings import WorkerSettings
+    from common.settings import WorkerSettings
 
     settings = WorkerSettings.from_env(
         {

@@ -7,13 +7,13 @@ import prometheus_client
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.metrics import metrics_server
+from devkit import samples
 from ingress.app import create_app
 from ingress.publisher import Publisher
 from ingress.settings import IngressSettings
 from ingress.sources import parse_sources
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests import samples
 from tests.pipeline import running_router
 
 SOURCES = """

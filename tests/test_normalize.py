@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devkit import samples
 from schemas.event import Status, decode_event, encode_event
 from schemas.vendor import Vendor
-from tests import samples
 from workers.errors import RejectedWebhook
-from workers.normalize import normalize
+from workers.router.normalize import normalize
 
 
 def one(env):  # type: ignore[no-untyped-def]

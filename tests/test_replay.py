@@ -4,14 +4,14 @@ import asyncio
 
 import aio_pika
 
+from devkit import samples
 from schemas.envelope import encode_envelope
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests import samples
 from tests.pipeline import running_router
-from workers.normalize import normalize
 from workers.replay import replay_dead_letters, replay_rejected
-from workers.store import RawRow, store_batch
+from workers.router.normalize import normalize
+from workers.router.store import RawRow, store_batch
 
 
 async def test_replayed_rejection_is_accepted_once_fixed_and_replay_is_idempotent(

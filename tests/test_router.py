@@ -3,11 +3,11 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+from devkit import samples
 from schemas.envelope import RawEnvelope
 from schemas.event import Status
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests import samples
 from tests.pipeline import running_router
 
 

@@ -11,17 +11,17 @@ import aio_pika
 import pytest
 
 from common.broker import declare_raw, declare_results
+from common.db import create_pool
+from common.settings import WorkerSettings
+from devkit import samples
+from devkit.proxy import TcpProxy
 from schemas.envelope import RawEnvelope, encode_envelope
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests import samples
 from tests.pipeline import running_router
-from tests.proxy import TcpProxy
-from workers.db import create_pool
 from workers.migrate import migrate
 from workers.replay import replay_dead_letters
-from workers.router import Router
-from workers.settings import WorkerSettings
+from workers.router.loop import Router
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 
 from common.broker import declare_raw, declare_results
+from devkit import samples
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.event import decode_event
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
-from tests import samples
 from tests.conftest import scratch_queue_name
 from workers.migrate import migrate
 

@@ -7,7 +7,7 @@ import pytest
 
 from schemas.event import ExamRef, ResultEvent, Status
 from schemas.vendor import Vendor
-from workers.state import ExamState, applies, plan
+from workers.router.state import ExamState, applies, plan
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

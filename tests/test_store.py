@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from devkit import samples
 from schemas.envelope import RawEnvelope
 from schemas.vendor import Vendor
-from tests import samples
 from workers.migrate import migrate
-from workers.normalize import normalize
-from workers.store import RawRow, store_batch
+from workers.router.normalize import normalize
+from workers.router.store import RawRow, store_batch
 
 
 @pytest.fixture

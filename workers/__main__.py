@@ -10,17 +10,17 @@ import aio_pika
 import structlog
 
 from common.broker import declare_raw, declare_results, declare_retry_tiers
+from common.db import connect, create_pool, ensure_database
 from common.env import SettingError, process_env
 from common.logs import configure_logging
 from common.metrics import metrics_server
 from common.process import stop_on_signals, use_uvloop
+from common.settings import WorkerSettings
 from workers import operator_cli
-from workers.checker import run_checker
-from workers.db import connect, create_pool, ensure_database
-from workers.delivery import run_delivery
+from workers.checker.run import run_checker
+from workers.delivery.run import run_delivery
 from workers.migrate import migrate
-from workers.router import Router
-from workers.settings import WorkerSettings
+from workers.router.loop import Router
 
 log = structlog.get_logger()
 

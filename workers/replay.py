@@ -10,11 +10,11 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common.broker import declare_raw, persistent_message
+from common.db import DbConn
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
-from workers.db import DbConn
-from workers.router import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REPLAYED, ROUTING_KEY
+from workers.router.loop import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REPLAYED, ROUTING_KEY
 
 log = structlog.get_logger("replay")
 

@@ -12,15 +12,15 @@ import asyncpg
 import msgspec
 import structlog
 
+from common.errors import TRANSIENT
 from schemas.delivery import SubscriptionUnsubscribed
+from subscribers.poster import Outcome, Poster
 from workers.checker import metrics, store
 from workers.checker.clock import Clock, system_clock
 from workers.checker.notify import Notifier
 from workers.checker.settings import CheckerSettings
 from workers.checker.store import DueEndpoint
 from workers.checker.verify import verify
-from workers.delivery.poster import Outcome, Poster
-from workers.errors import TRANSIENT
 
 log = structlog.get_logger("checker")
 

@@ -10,15 +10,15 @@ import aio_pika
 import structlog
 
 from common.broker import declare_results
+from common.db import create_pool
 from common.env import SettingError, process_env
 from common.process import stop_on_signals
+from common.settings import WorkerSettings
+from subscribers.poster import Poster, subscriber_session
 from workers.checker.checker import Checker
 from workers.checker.clock import Clock, system_clock
 from workers.checker.notify import Notifier
 from workers.checker.settings import CheckerSettings
-from workers.db import create_pool
-from workers.delivery.poster import Poster, subscriber_session
-from workers.settings import WorkerSettings
 
 log = structlog.get_logger("checker")
 

@@ -4,9 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_int
-from workers.delivery.schedule import parse_schedule
-from workers.delivery.settings import env_flag
+from common.env import env_duration, env_flag, env_int
 
 
 class CheckerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,27 +25,11 @@ class CheckerSettings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, env: Mapping[str, str]) -> "CheckerSettings":
         d = cls()
         return cls(
-            interval=_duration(env, "RESULTBUS_CHECK_INTERVAL", d.interval),
-            timeout=_duration(env, "RESULTBUS_CHECK_TIMEOUT", d.timeout),
+            interval=env_duration(env, "RESULTBUS_CHECK_INTERVAL", d.interval, minimum=0.001),
+            timeout=env_duration(env, "RESULTBUS_CHECK_TIMEOUT", d.timeout, minimum=0.001),
             failures=env_int(env, "RESULTBUS_CHECK_FAILURES", d.failures, minimum=1),
             concurrency=env_int(env, "RESULTBUS_CHECK_CONCURRENCY", d.concurrency, minimum=1),
-            poll=_duration(env, "RESULTBUS_CHECK_POLL", d.poll),
+            poll=env_duration(env, "RESULTBUS_CHECK_POLL", d.poll, minimum=0.001),
             batch=env_int(env, "RESULTBUS_CHECK_BATCH", d.batch, minimum=1),
             allow_private=env_flag(env, "RESULTBUS_ALLOW_PRIVATE_ENDPOINTS"),
         )
-
-
-def _duration(env: Mapping[str, str], name: str, default: float) -> float:
-    """Seconds, or a number with a unit: `8h`, `30m`, `10s`, `500ms`. Must be positive."""
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        (value,) = parse_schedule(raw)
-    except ValueError:
-        raise SettingError(
-            f"{name}: expected a duration such as 8h, 30m, 10s or 500ms, got {raw!r}"
-        ) from None
-    if value <= 0:
-        raise SettingError(f"{name}: must be positive, got {raw!r}")
-    return value

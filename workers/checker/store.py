@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from workers.db import DbConn
+from common.db import DbConn
 
 # One statement, so one short transaction that commits before any HTTP call: once it returns, the
 # claimed endpoints are not due again for `interval`, and another checker's claim skips them

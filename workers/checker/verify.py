@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 
 from schemas.delivery import Verification, encode_verification
+from subscribers.poster import Outcome, Poster
+from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.checker.store import DueEndpoint
-from workers.delivery.poster import Outcome, Poster
-from workers.delivery.signing import InvalidSecret, secret_key, webhook_headers
 
 
 async def verify(poster: Poster, endpoint: DueEndpoint) -> Outcome:

@@ -3,7 +3,3 @@
 Two consumers per worker: fan-out (results exchange -> one task per matching subscription) and
 attempts (task -> signed POST -> retry tier, failure or success). See docs/subscribers.md.
 """
-
-from workers.delivery.run import run_delivery
-
-__all__ = ["run_delivery"]

@@ -20,6 +20,7 @@ import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from common.broker import persistent_message
+from common.errors import TRANSIENT
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
@@ -29,13 +30,12 @@ from schemas.delivery import (
     decode_task,
     encode_operational,
 )
+from subscribers.poster import Outcome, Poster
+from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import store
 from workers.delivery.broker import TaskPublisher, requeue_pause
 from workers.delivery.health import EndpointHealth, Verdict
-from workers.delivery.poster import Outcome, Poster
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.signing import InvalidSecret, secret_key, webhook_headers
-from workers.errors import TRANSIENT
 
 log = structlog.get_logger("delivery")
 

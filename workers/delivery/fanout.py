@@ -11,10 +11,10 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from common.errors import TRANSIENT
 from schemas.delivery import DeliveryTask, is_operational
 from workers.delivery import store
 from workers.delivery.broker import TaskPublisher, requeue_pause
-from workers.errors import TRANSIENT
 
 log = structlog.get_logger("delivery")
 

@@ -9,16 +9,16 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from common.broker import declare_results
+from common.db import create_pool
 from common.env import SettingError, process_env
 from common.process import stop_on_signals
-from workers.db import create_pool
+from common.settings import WorkerSettings
+from subscribers.poster import Poster, subscriber_session
 from workers.delivery.attempts import Attempts
 from workers.delivery.broker import TaskPublisher, declare_attempts, declare_deliveries
 from workers.delivery.consumer import TaskPerMessage
 from workers.delivery.fanout import FanOut
-from workers.delivery.poster import Poster, subscriber_session
 from workers.delivery.settings import DeliverySettings
-from workers.settings import WorkerSettings
 
 log = structlog.get_logger("delivery")
 

@@ -9,8 +9,6 @@ at the head of its queue: one tier per delay keeps every queue in expiry order.
 
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import msgspec
 
@@ -49,40 +47,6 @@ class Schedule(msgspec.Struct, frozen=True):
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """`0,5s,5m,30m,2h,5h,10h,10h` (a bare number is seconds)."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    delays: list[float] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            raise ValueError("an empty delay")
-        for unit in ("ms", "s", "m", "h"):
-            if item.endswith(unit) and item[: -len(unit)].replace(".", "", 1).isdigit():
-                delays.append(float(item[: -len(unit)]) * units[unit])
-                break
-        else:
-            delays.append(float(item))
-    if any(d < 0 for d in delays):
-        raise ValueError("a negative delay")
-    return tuple(delays)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (a number of seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 DEFAULT_SCHEDULE: Sequence[float] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)

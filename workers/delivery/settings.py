@@ -4,19 +4,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_float, env_int
-from workers.delivery.schedule import DEFAULT_SCHEDULE, Schedule, parse_schedule
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def env_flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in {"", "0", "false", "no", "off"}:
-        return False
-    raise SettingError(f"{name}: expected true or false, got {raw!r}")
+from common.env import SettingError, env_duration, env_flag, env_float, env_int, parse_durations
+from workers.delivery.schedule import DEFAULT_SCHEDULE, Schedule
 
 
 class DeliverySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,19 +23,19 @@ class DeliverySettings(msgspec.Struct, frozen=True, kw_only=True):
         delays = d.schedule.delays
         if raw is not None:
             try:
-                delays = parse_schedule(raw)
+                delays = parse_durations(raw)
             except ValueError as error:
                 raise SettingError(f"RESULTBUS_DELIVERY_SCHEDULE: {error}: {raw!r}") from None
         schedule = Schedule(
             delays,
             jitter=env_float(env, "RESULTBUS_DELIVERY_JITTER", d.schedule.jitter),
-            park=env_float(env, "RESULTBUS_DELIVERY_PARK", d.schedule.park, minimum=0.001),
+            park=env_duration(env, "RESULTBUS_DELIVERY_PARK", d.schedule.park, minimum=0.001),
         )
         if not 0 <= schedule.jitter < 1:
             raise SettingError("RESULTBUS_DELIVERY_JITTER: must be at least 0 and below 1")
         return cls(
             schedule=schedule,
-            timeout=env_float(env, "RESULTBUS_DELIVERY_TIMEOUT", d.timeout, minimum=0.01),
+            timeout=env_duration(env, "RESULTBUS_DELIVERY_TIMEOUT", d.timeout, minimum=0.01),
             per_endpoint=env_int(env, "RESULTBUS_DELIVERY_PER_ENDPOINT", d.per_endpoint, minimum=1),
             in_flight=env_int(env, "RESULTBUS_DELIVERY_IN_FLIGHT", d.in_flight, minimum=1),
             max_response_bytes=env_int(env, "RESULTBUS_DELIVERY_MAX_RESPONSE", d.max_response_bytes),

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import msgspec
 
-from workers.db import DbConn
+from common.db import DbConn
 
 # An empty filter matches everything; an event type filter may end in `*`.
 _MATCH = """

@@ -6,14 +6,15 @@ response body is read only up to a small limit, and the whole attempt has one de
 
 import ipaddress
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
-from workers.delivery.schedule import parse_retry_after
-from workers.delivery.ssrf import ForbiddenAddress, GuardedResolver, is_forbidden
+from subscribers.ssrf import ForbiddenAddress, GuardedResolver, is_forbidden
 
 _USER_AGENT: Final = "resultbus-webhooks/1"
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
@@ -105,3 +106,19 @@ class Poster:
 
 def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

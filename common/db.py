@@ -6,7 +6,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from workers.settings import WorkerSettings
+from common.settings import WorkerSettings
 
 log = structlog.get_logger()
 

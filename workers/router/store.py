@@ -9,11 +9,11 @@ from datetime import datetime
 
 import msgspec
 
+from common.db import DbConn
 from schemas.envelope import RawEnvelope
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
-from workers.db import DbConn
-from workers.state import ExamKey, ExamState, exam_keys, plan
+from workers.router.state import ExamKey, ExamState, exam_keys, plan
 from workers.vendors.base import Normalized
 
 

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_float, env_floats, env_int, env_port, env_str, redact_url
+from common.env import SettingError, env_duration, env_durations, env_int, env_port, env_str, redact_url
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -45,10 +45,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             database_schema=schema,
             prefetch=env_int(env, "RESULTBUS_PREFETCH", d.prefetch, minimum=1),
             batch_size=env_int(env, "RESULTBUS_BATCH_SIZE", d.batch_size, minimum=1),
-            publish_timeout=env_float(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
-            shutdown_timeout=env_float(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
-            quick_retries=env_floats(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
-            retry_delays=env_floats(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
+            publish_timeout=env_duration(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
+            shutdown_timeout=env_duration(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
+            quick_retries=env_durations(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
+            retry_delays=env_durations(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
             log_level=env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level),
             metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

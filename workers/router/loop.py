@@ -25,12 +25,13 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
 from common.broker import BROKER_ERRORS, persistent_message
+from common.db import DbConn
+from common.errors import TRANSIENT
+from common.settings import WorkerSettings
 from schemas.envelope import decode_envelope
-from workers.db import DbConn
-from workers.errors import TRANSIENT, RejectedWebhook
-from workers.normalize import normalize
-from workers.settings import WorkerSettings
-from workers.store import Outgoing, RawRow, store_batch
+from workers.errors import RejectedWebhook
+from workers.router.normalize import normalize
+from workers.router.store import Outgoing, RawRow, store_batch
 from workers.vendors.base import Normalized
 
 log = structlog.get_logger("router")

@@ -1,0 +1,1 @@
+"""The router role: raw queue -> PostgreSQL -> results exchange."""
