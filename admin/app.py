@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from admin import store, wire
-from admin.errors import NotFound, Unprocessable
+from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
@@ -40,7 +40,10 @@ def _json(value: object, status: int = 200) -> web.Response:
 
 
 class Handlers:
-    def __init__(self, pool: asyncpg.Pool, tasks: TaskSink, *, allow_private: bool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, tasks: TaskSink, *, allow_private: bool, ready: Callable[[], bool]
+    ) -> None:
+        self._ready = ready
         self._pool = pool
         self._tasks = tasks
         self._allow_private = allow_private
@@ -92,6 +95,11 @@ class Handlers:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json(wire.Health("alive"))
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if not self._ready():
+            raise Unavailable("not ready: shutting down, or the broker or database is unreachable")
+        return _json(wire.Health("ready"))
 
     async def event_types(self, request: web.Request) -> web.Response:
         return _json(wire.EventTypes(event_types()))
@@ -170,11 +178,11 @@ class Handlers:
                 found = await store.replay_one(conn, subscription_id, body.event_id)
                 if found is None:
                     raise NotFound("no such event")
-                todo = [(found[0], body.event_id, found[1])]
+                todo = [(found[0], body.event_id, found[1], found[2])]
             else:
                 assert body.since is not None
                 todo = await store.replay_failed(conn, subscription_id, body.since)
-        for queued, (delivery_id, event_id, payload) in enumerate(todo):
+        for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
             # The stored event, encoded as the router encodes it: the same bytes it published.
             event_body = encode_event(decode_event(payload.encode()))
             try:
@@ -184,16 +192,17 @@ class Handlers:
                         subscription_id=subscription_id,
                         event_id=event_id,
                         body=event_body,
+                        made=made,
                     )
                 )
             except TRANSIENT:
                 # Pending without a task would wait for ever: what was not queued is failed again,
                 # so that the operator's next replay finds it.
                 async with self._pool.acquire() as conn:
-                    await store.unqueue(conn, [d for d, _, _ in todo[queued:]])
+                    await store.unqueue(conn, [d for d, *_ in todo[queued:]])
                 raise
         log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
-        return _json(wire.Replayed([d for d, _, _ in todo]), status=202)
+        return _json(wire.Replayed([d for d, *_ in todo]), status=202)
 
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)
@@ -226,6 +235,7 @@ def routes(h: Handlers) -> list[Route]:
     sub = "/v1/subscriptions/{id}"
     return [
         (Operation("GET", "/healthz", "liveness", 200, wire.Health, public=True), h.healthz),
+        (Operation("GET", "/readyz", "readiness", 200, wire.Health, public=True), h.readyz),
         (
             Operation(
                 "GET", "/v1/event-types", "event types a subscription can filter on", 200, wire.EventTypes
@@ -340,9 +350,14 @@ def routes(h: Handlers) -> list[Route]:
 
 
 def create_app(
-    pool: asyncpg.Pool, tasks: TaskSink, *, token: str | None, allow_private: bool
+    pool: asyncpg.Pool,
+    tasks: TaskSink,
+    *,
+    token: str | None,
+    allow_private: bool,
+    ready: Callable[[], bool] = lambda: True,
 ) -> web.Application:
-    table = routes(Handlers(pool, tasks, allow_private=allow_private))
+    table = routes(Handlers(pool, tasks, allow_private=allow_private, ready=ready))
     spec = _encoder.encode(document([op for op, _ in table]))
 
     async def openapi(request: web.Request) -> web.Response:

@@ -15,7 +15,6 @@ class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):
     # None only when authentication was switched off on purpose (RESULTBUS_ADMIN_NO_AUTH=1).
     token: str | None = None
     allow_private: bool = False
-    log_json: bool | None = None
 
     def __repr__(self) -> str:  # the token stays out of logs and tracebacks
         return f"AdminSettings(host={self.host!r}, port={self.port}, auth={self.token is not None})"
@@ -34,12 +33,10 @@ class AdminSettings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if token is not None and len(token) < 16:
             raise SettingError("RESULTBUS_ADMIN_TOKEN: use at least 16 characters")
-        raw_json = env.get("RESULTBUS_LOG_JSON")
         return cls(
             worker=WorkerSettings.from_env(env),
             host=env_str(env, "RESULTBUS_ADMIN_HOST", "127.0.0.1"),
             port=port,
             token=None if no_auth else token,
             allow_private=env_flag(env, "RESULTBUS_ALLOW_PRIVATE_ENDPOINTS"),
-            log_json=None if raw_json is None else raw_json.lower() in {"1", "true", "yes"},
         )

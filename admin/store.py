@@ -280,45 +280,49 @@ async def subscription_status(conn: DbConn, subscription_id: str) -> str | None:
     return None if status is None else str(status)
 
 
-async def replay_one(conn: DbConn, subscription_id: str, event_id: str) -> tuple[str, str] | None:
-    """(delivery id, event JSON) of the event's delivery to the subscription, set pending again;
-    None if the event is unknown."""
+async def replay_one(conn: DbConn, subscription_id: str, event_id: str) -> tuple[str, str, int] | None:
+    """(delivery id, event JSON, attempts so far) of the event's delivery to the subscription, set
+    pending again; None if the event is unknown."""
     async with conn.transaction():
         event = await conn.fetchrow("SELECT type, payload::text FROM events WHERE id = $1::uuid", event_id)
         if event is None:
             return None
-        delivery_id = await conn.fetchval(
+        row = await conn.fetchrow(
             """
             INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)
             ON CONFLICT (subscription_id, event_id)
             DO UPDATE SET status = 'pending', next_attempt_at = NULL, updated_at = now()
-            RETURNING id::text
+            RETURNING id::text, attempts
             """,
             str(uuid.uuid4()),
             subscription_id,
             event_id,
             event["type"],
         )
-    return str(delivery_id), event["payload"]
+    assert row is not None
+    return str(row["id"]), event["payload"], int(row["attempts"])
 
 
-async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> list[tuple[str, str, str]]:
-    """(delivery id, event id, event JSON) of every failed delivery since `since`, set pending again."""
+async def replay_failed(
+    conn: DbConn, subscription_id: str, since: datetime
+) -> list[tuple[str, str, str, int]]:
+    """(delivery id, event id, event JSON, attempts so far) of every failed delivery since `since`,
+    set pending again."""
     rows = await conn.fetch(
         """
         WITH again AS (
             UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, updated_at = now()
             WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
               AND EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
-            RETURNING d.id, d.event_id
+            RETURNING d.id, d.event_id, d.attempts
         )
-        SELECT again.id::text, again.event_id::text, e.payload::text
+        SELECT again.id::text, again.event_id::text, e.payload::text, again.attempts
         FROM again JOIN events e ON e.id = again.event_id
         """,
         subscription_id,
         since,
     )
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 async def unqueue(conn: DbConn, delivery_ids: list[str]) -> None:

@@ -3,13 +3,16 @@ no process depends on another having started first."""
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
 from schemas.topology import Topology
+
+if TYPE_CHECKING:
+    from common.service import Service
 
 # What can go wrong between a process and the broker: worth a 503 at the edge and a retry inside;
 # anything else is a bug. A publish on a channel closed under it raises ChannelInvalidStateError,
@@ -93,3 +96,12 @@ def persistent_message(
         timestamp=timestamp,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
+
+
+async def open_connection(service: "Service", url: str) -> AbstractRobustConnection:
+    """A robust broker connection for the life of `service`: closed at shutdown (after its work
+    tasks, so unsettled messages go back to their queues), and the process unready while it is down."""
+    connection = await aio_pika.connect_robust(url)
+    service.on_close(connection.close)
+    service.ready_when(connection.connected.is_set)
+    return connection

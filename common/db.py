@@ -1,5 +1,8 @@
-"""PostgreSQL connections for the workers."""
+"""PostgreSQL connections for the workers and the admin API."""
 
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -7,6 +10,9 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from common.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from common.service import Service
 
 log = structlog.get_logger()
 
@@ -31,6 +37,37 @@ async def create_pool(settings: WorkerSettings, *, size: int = 4) -> asyncpg.Poo
     )
     assert pool is not None
     return pool
+
+
+async def open_pool(service: "Service", settings: WorkerSettings, *, size: int = 4) -> asyncpg.Pool:
+    """A pool for the life of `service`, closed at shutdown; the process is unready while the database
+    does not answer (a ping every few seconds, so that /readyz costs no query)."""
+    pool = await create_pool(settings, size=size)
+    service.on_close(pool.close)
+    reachable = asyncio.Event()
+    reachable.set()
+
+    async def ping(stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                async with asyncio.timeout(_PING_TIMEOUT):
+                    await pool.fetchval("SELECT 1")
+                reachable.set()
+            except Exception as error:  # any failure to answer means: not ready
+                if reachable.is_set():
+                    log.warning("database not answering", error=repr(error))
+                reachable.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_PING_EVERY):
+                    await stopping.wait()
+
+    service.run("database ping", ping)
+    service.ready_when(reachable.is_set)
+    return pool
+
+
+_PING_EVERY = 5.0
+_PING_TIMEOUT = 2.0
 
 
 async def ensure_database(settings: WorkerSettings) -> None:

@@ -5,7 +5,7 @@ A bad value stops the process at start-up with the variable's name, never later 
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -13,11 +13,47 @@ class SettingError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
+class SettingsHelp(Mapping[str, str]):
+    """The environment, noting every variable a settings reader asks for and the default it would
+    use: how `--help` lists a role's settings without a second list to keep in step."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.seen: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        self.seen.setdefault(name, "(unset)")
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def _default(env: Mapping[str, str], name: str, default: object) -> None:
+    if isinstance(env, SettingsHelp):
+        env.seen[name] = _shown(default)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(_shown(v) for v in value) or '""'
+    return str(value)
+
+
 def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    _default(env, name, default)
     return env.get(name, default)
 
 
 def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    _default(env, name, default)
     raw = env.get(name)
     if raw is None:
         return default
@@ -31,6 +67,7 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
 
 
 def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    _default(env, name, default)
     raw = env.get(name)
     if raw is None:
         return default
@@ -52,6 +89,7 @@ _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 def env_flag(env: Mapping[str, str], name: str) -> bool:
+    _default(env, name, False)
     raw = env.get(name, "").strip().lower()
     if raw in _TRUE:
         return True
@@ -79,6 +117,7 @@ def parse_duration(text: str) -> float:
 
 
 def env_duration(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    _default(env, name, default)
     raw = env.get(name)
     if raw is None:
         return default
@@ -100,6 +139,7 @@ def parse_durations(text: str) -> tuple[float, ...]:
 
 
 def env_durations(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    _default(env, name, default)
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default if raw is None else ()
@@ -111,6 +151,7 @@ def env_durations(env: Mapping[str, str], name: str, default: tuple[float, ...])
 
 def env_port(env: Mapping[str, str], name: str) -> int | None:
     """An optional TCP port: unset means the feature is off."""
+    _default(env, name, None)
     raw = env.get(name)
     if raw is None or raw == "":
         return None

@@ -12,7 +12,10 @@ import msgspec
 import structlog
 
 
-def configure_logging(level: str = "INFO", *, json: bool | None = None, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, json: bool | None = None, stream: TextIO | None = None, role: str | None = None
+) -> None:
+    """`role` is written on every line: several processes of `make run` share one terminal."""
     stream = stream or sys.stderr
     if json is None:
         json = not stream.isatty()
@@ -21,8 +24,10 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None, stream: 
         # per webhook. Anything it cannot encode (an exception, say) is written as its str().
         structlog.processors.JSONRenderer(serializer=_to_json) if json else structlog.dev.ConsoleRenderer()
     )
+    tag: list[structlog.typing.Processor] = [_Role(role)] if role else []
     structlog.configure(
         processors=[
+            *tag,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -30,7 +35,9 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None, stream: 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (print() writes the line and its newline apart): lines of processes
+        # sharing a pipe interleave whole, never mid-line.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
 
@@ -40,3 +47,14 @@ _encoder = msgspec.json.Encoder(enc_hook=str)
 
 def _to_json(event: object, **_: object) -> str:
     return _encoder.encode(event).decode()
+
+
+class _Role:
+    __slots__ = ("_role",)
+
+    def __init__(self, role: str) -> None:
+        self._role = role
+
+    def __call__(self, _: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+        event.setdefault("role", self._role)
+        return event

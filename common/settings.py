@@ -1,11 +1,47 @@
-"""Worker settings, read once from the environment at start-up."""
+"""Settings every process reads, and the workers' own; read once from the environment at start-up."""
 
 from collections.abc import Mapping
 
 import msgspec
 
-from common.env import SettingError, env_duration, env_durations, env_int, env_port, env_str, redact_url
+from common.env import (
+    SettingError,
+    env_duration,
+    env_durations,
+    env_int,
+    env_optional_flag,
+    env_port,
+    env_str,
+    redact_url,
+)
 from schemas.topology import DEFAULT_PREFIX, Topology
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ProcessSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What the lifecycle (common/service.py) reads for every process, whatever its role."""
+
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    shutdown_timeout: float = 10.0
+    # /metrics, /healthz and /readyz, never on a vendor-facing listener. Loopback unless told: a
+    # container sets 0.0.0.0 for its orchestrator's probes.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ProcessSettings":
+        d = cls()
+        level = env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level).upper()
+        if level not in _LEVELS:
+            raise SettingError(f"RESULTBUS_LOG_LEVEL: expected one of {', '.join(_LEVELS)}, got {level!r}")
+        return cls(
+            log_level=level,
+            log_json=env_optional_flag(env, "RESULTBUS_LOG_JSON"),
+            metrics_host=env_str(env, "RESULTBUS_METRICS_HOST", d.metrics_host),
+            metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
+        )
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -17,14 +53,11 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     prefetch: int = 512
     batch_size: int = 256
     publish_timeout: float = 5.0
-    shutdown_timeout: float = 10.0
     # In-process retries of a failed batch, for blips (a failover, a dropped connection)...
     quick_retries: tuple[float, ...] = (0.2, 1.0)
     # ...then each message waits in the broker's delay tiers, and after the last lands in the
     # dead-letter queue (about 1.7 hours by default).
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
-    log_level: str = "INFO"
-    metrics_port: int | None = None  # /metrics is served on it when set
 
     def __repr__(self) -> str:
         # The URLs may carry passwords: a traceback or a log line that shows settings must not.
@@ -46,9 +79,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             prefetch=env_int(env, "RESULTBUS_PREFETCH", d.prefetch, minimum=1),
             batch_size=env_int(env, "RESULTBUS_BATCH_SIZE", d.batch_size, minimum=1),
             publish_timeout=env_duration(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
-            shutdown_timeout=env_duration(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
             quick_retries=env_durations(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
             retry_delays=env_durations(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
-            log_level=env_str(env, "RESULTBUS_LOG_LEVEL", d.log_level),
-            metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

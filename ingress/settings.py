@@ -1,26 +1,10 @@
 """Ingress settings, read once from the environment at start-up; a bad value stops the boot."""
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.env import SettingError, env_duration, env_int, env_port, env_str, redact_url
+from common.env import SettingError, env_duration, env_int, env_str, redact_url
 from schemas.topology import DEFAULT_PREFIX, Topology
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _env_optional_bool(env: Mapping[str, str], name: str) -> bool | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise SettingError(f"{name}: expected true or false, got {raw!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,13 +18,8 @@ class IngressSettings:
     confirm_timeout: float
     retry_after: int
     connect_timeout: float
-    shutdown_timeout: float
-    log_level: str
-    log_json: bool | None
     # A sender that takes longer than this to deliver its body gets 408 (a slow-loris guard).
     read_timeout: float = 10.0
-    # /metrics is served on this port when set, never on the vendor-facing one.
-    metrics_port: int | None = None
 
     @property
     def amqp_url_redacted(self) -> str:
@@ -51,9 +30,6 @@ class IngressSettings:
         port = env_int(env, "RESULTBUS_INGRESS_PORT", 8080, minimum=1)
         if port > 65535:
             raise SettingError(f"RESULTBUS_INGRESS_PORT: must be at most 65535, got {port}")
-        log_level = env_str(env, "RESULTBUS_LOG_LEVEL", "INFO").upper()
-        if log_level not in logging.getLevelNamesMapping():
-            raise SettingError(f"RESULTBUS_LOG_LEVEL: unknown level {log_level!r}")
         prefix = env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)
         if not prefix:
             raise SettingError("RESULTBUS_AMQP_PREFIX: must not be empty")
@@ -68,10 +44,5 @@ class IngressSettings:
             retry_after=env_int(env, "RESULTBUS_RETRY_AFTER", 5, minimum=0),
             # How long a boot keeps retrying an unreachable broker before giving up (0: one try).
             connect_timeout=env_duration(env, "RESULTBUS_AMQP_CONNECT_TIMEOUT", 30.0),
-            # How long a shutdown waits for in-flight requests.
-            shutdown_timeout=env_duration(env, "RESULTBUS_SHUTDOWN_TIMEOUT", 10.0),
-            log_level=log_level,
-            log_json=_env_optional_bool(env, "RESULTBUS_LOG_JSON"),
             read_timeout=env_duration(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
-            metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

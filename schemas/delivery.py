@@ -42,6 +42,9 @@ class DeliveryTask(msgspec.Struct, frozen=True, kw_only=True):
     step: int = 0
     not_before: float = 0.0  # unix time
     body: bytes
+    # The delivery's recorded attempts when this task was scheduled: once the count is past it, this
+    # task's attempt is made (a copy of the task, or one that came back after its attempt). -1: unknown.
+    made: int = -1
 
 
 class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):

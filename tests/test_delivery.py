@@ -22,7 +22,8 @@ from admin import store as admin_store
 from admin import wire
 from common.broker import declare_results
 from common.db import create_pool
-from common.settings import WorkerSettings
+from common.service import running
+from common.settings import ProcessSettings, WorkerSettings
 from schemas.delivery import DELIVERY_FAILED_KEY, SUBSCRIPTION_DISABLED_KEY
 from schemas.event import ExamRef, ResultEvent, Status, encode_event
 from schemas.topology import Topology, result_routing_key
@@ -30,7 +31,7 @@ from schemas.vendor import Vendor
 from subscribers.endpoint import normalize_endpoint
 from subscribers.signing import generate_secret
 from workers.delivery.broker import delivery_queue_names
-from workers.delivery.run import DeliveryWorker
+from workers.delivery.run import start_delivery
 from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
 from workers.migrate import migrate
@@ -173,7 +174,6 @@ async def world(
         topology=topology,
         database_url=database_url,
         database_schema=schema,
-        shutdown_timeout=2.0,
     )
     pool = await create_pool(settings)
     async with pool.acquire() as conn:
@@ -185,7 +185,9 @@ async def world(
         results = await declare_results(channel, topology)
         probe = await channel.declare_queue(probe_name, durable=False)
         await probe.bind(results, routing_key="resultbus.#")
-        async with DeliveryWorker(settings, delivery):
+        async with running(
+            "delivery", (settings, delivery), start_delivery, ProcessSettings(shutdown_timeout=2.0)
+        ):
             yield World(settings, delivery, pool, results, probe)
     finally:
         with contextlib.suppress(Exception):

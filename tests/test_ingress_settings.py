@@ -3,6 +3,7 @@
 import pytest
 
 from common.env import SettingError
+from common.settings import ProcessSettings
 from ingress.settings import IngressSettings, redact_url
 from schemas.topology import Topology
 
@@ -13,23 +14,25 @@ def test_defaults() -> None:
     assert s.topology == Topology("resultbus")
     assert (s.host, s.port, s.confirm_timeout, s.retry_after) == ("127.0.0.1", 8080, 2.0, 5)
     assert s.sources_path == "deploy/sources.example.toml"
-    assert s.log_json is None and s.log_level == "INFO"
+    process = ProcessSettings.from_env({})
+    assert process.log_json is None and process.log_level == "INFO"
+    assert (process.metrics_host, process.metrics_port, process.shutdown_timeout) == ("127.0.0.1", None, 10.0)
 
 
 def test_overrides_and_no_password_in_repr() -> None:
-    s = IngressSettings.from_env(
-        {
-            "RESULTBUS_AMQP_URL": "amqp://svc:hunter2@broker:5672/vh",
-            "RESULTBUS_AMQP_PREFIX": "rb2",
-            "RESULTBUS_INGRESS_PORT": "9000",
-            "RESULTBUS_CONFIRM_TIMEOUT": "0.5",
-            "RESULTBUS_RETRY_AFTER": "30",
-            "RESULTBUS_LOG_LEVEL": "debug",
-            "RESULTBUS_LOG_JSON": "true",
-        }
-    )
+    env = {
+        "RESULTBUS_AMQP_URL": "amqp://svc:hunter2@broker:5672/vh",
+        "RESULTBUS_AMQP_PREFIX": "rb2",
+        "RESULTBUS_INGRESS_PORT": "9000",
+        "RESULTBUS_CONFIRM_TIMEOUT": "500ms",
+        "RESULTBUS_RETRY_AFTER": "30",
+        "RESULTBUS_LOG_LEVEL": "debug",
+        "RESULTBUS_LOG_JSON": "true",
+    }
+    s = IngressSettings.from_env(env)
+    process = ProcessSettings.from_env(env)
     assert s.topology.raw_exchange == "rb2.raw"
-    assert (s.port, s.confirm_timeout, s.retry_after, s.log_level, s.log_json) == (
+    assert (s.port, s.confirm_timeout, s.retry_after, process.log_level, process.log_json) == (
         9000,
         0.5,
         30,
@@ -57,6 +60,7 @@ def test_overrides_and_no_password_in_repr() -> None:
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingError, match=name):
         IngressSettings.from_env({name: value})
+        ProcessSettings.from_env({name: value})
 
 
 def test_worker_settings_repr_hides_passwords() -> None:

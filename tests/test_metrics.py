@@ -6,7 +6,8 @@ import aiohttp
 import prometheus_client
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.metrics import metrics_server
+from common.service import Service, running
+from common.settings import ProcessSettings
 from devkit import samples
 from ingress.app import create_app
 from ingress.publisher import Publisher
@@ -82,11 +83,16 @@ async def test_router_counts_outcomes(
 
 async def test_metrics_are_served_on_their_own_port() -> None:
     port = free_port()
+
+    async def start(service: Service, _: None) -> None:
+        pass
+
     async with (
-        metrics_server("127.0.0.1", port),
+        running("metrics-test", None, start, ProcessSettings(metrics_port=port)),
         aiohttp.ClientSession() as http,
         http.get(f"http://127.0.0.1:{port}/metrics") as response,
     ):
         assert response.status == 200
         text = await response.text()
     assert "resultbus_ingress_requests_total" in text and "resultbus_router_webhooks_total" in text
+    assert 'resultbus_ready{role="metrics-test"} 1.0' in text

@@ -261,7 +261,7 @@ def test_python_m_ingress_exits_with_the_one_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"ingress: bad sources file {bad}: source 'itep-acme': field 'auth.password_env': "
+        f"ingress: bad setting: RESULTBUS_SOURCES: file {bad}: source 'itep-acme': field 'auth.password_env': "
         "environment variable ITEP_ACME_PASSWORD is not set"
     ]
 

@@ -13,10 +13,10 @@ from datetime import datetime
 import aio_pika
 
 from common.broker import declare_raw
+from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 from common.db import connect
 from common.settings import WorkerSettings
 from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
-from workers.router.loop import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -10,11 +10,12 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common.broker import declare_raw, persistent_message
+from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, ROUTING_KEY
 from common.db import DbConn
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
-from workers.router.loop import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REPLAYED, ROUTING_KEY
+from workers.router.loop import REPLAYED
 
 log = structlog.get_logger("replay")
 
@@ -50,7 +51,7 @@ async def replay_delivery_dead_letters(
 
     def back_to_its_queue(message: AbstractIncomingMessage) -> tuple[AbstractExchange, str, dict[str, Any]]:
         headers = dict(message.headers or {})
-        died_in = headers.get("x-first-death-queue")
+        died_in = headers.get(QUEUE) or headers.get("x-first-death-queue")
         queue = died_in.decode() if isinstance(died_in, bytes) else str(died_in)
         if queue not in queues:
             raise ValueError(f"dead delivery message from an unknown queue {queue!r}")

@@ -12,6 +12,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from common.consumer import UNEXPECTED_ERRORS, describe
 from common.errors import TRANSIENT
 from schemas.delivery import SubscriptionUnsubscribed
 from subscribers.poster import Outcome, Poster
@@ -74,13 +75,7 @@ class Checker:
                     conn, self._clock(), self._settings.interval, self._settings.batch
                 )
             counts: Counter[str] = Counter()
-            results = await asyncio.gather(
-                *(self._check(endpoint, counts) for endpoint in due), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    counts["errors"] += 1
-                    log.error("check crashed", exc_info=result)
+            await asyncio.gather(*(self._check_one(endpoint, counts) for endpoint in due))
             summary = RoundSummary(
                 round_id=round_id,
                 checked=len(due),
@@ -95,6 +90,18 @@ class Checker:
             # Quiet polls (nothing due) stay at debug: at a one-minute poll they are most rounds.
             log.log(20 if summary.checked else 10, "check round", **msgspec.structs.asdict(summary))
         return summary
+
+    async def _check_one(self, endpoint: DueEndpoint, counts: Counter[str]) -> None:
+        """One endpoint's check is its own unit of work: whatever it raises is its outcome (logged,
+        counted, and the endpoint checked again next interval), never its neighbours' nor the round's."""
+        try:
+            await self._check(endpoint, counts)
+        except Exception as error:
+            counts["errors"] += 1
+            UNEXPECTED_ERRORS.labels("checker").inc()
+            log.error(
+                "check failed unexpectedly", endpoint=endpoint.url, error=describe(error), exc_info=error
+            )
 
     async def _check(self, endpoint: DueEndpoint, counts: Counter[str]) -> None:
         with structlog.contextvars.bound_contextvars(endpoint=endpoint.url, endpoint_id=endpoint.id):
@@ -137,7 +144,7 @@ class Checker:
         assert failure.reason is not None
         log.warning("endpoint dead, subscriptions unsubscribed", subscriptions=failure.unsubscribed)
         for subscription_id in failure.unsubscribed:
-            await self._notifier.unsubscribed(
+            await self._notifier.announce(
                 SubscriptionUnsubscribed(
                     id=str(uuid.uuid4()),
                     subscription_id=subscription_id,

@@ -1,5 +1,5 @@
 """The checker's Prometheus metrics: the same counts as its round summary line (served on
-RESULTBUS_METRICS_PORT, see common/metrics.py)."""
+RESULTBUS_METRICS_PORT, see common/service.py)."""
 
 import prometheus_client
 

@@ -8,7 +8,6 @@ attempted but moved on along its retry schedule (health.py), so a dead endpoint'
 circle through the broker.
 """
 
-import asyncio
 import random
 import time
 import uuid
@@ -20,7 +19,8 @@ import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from common.broker import persistent_message
-from common.errors import TRANSIENT
+from common.consumer import describe
+from common.errors import Reject
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
@@ -33,11 +33,13 @@ from schemas.delivery import (
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import store
-from workers.delivery.broker import TaskPublisher, requeue_pause
+from workers.delivery.broker import TaskPublisher
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
+
+_OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 
 
 class Attempts:
@@ -49,7 +51,6 @@ class Attempts:
         tasks: TaskPublisher,
         results: AbstractExchange,
         *,
-        pause: float = 1.0,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
@@ -58,7 +59,6 @@ class Attempts:
         self._poster = poster
         self._tasks = tasks
         self._results = results
-        self._pause = pause
         self._rng = rng or random.Random()
         # How each endpoint is doing, in this worker; and which endpoint a subscription posts to.
         self._endpoints: dict[str, EndpointHealth] = {}
@@ -67,23 +67,15 @@ class Attempts:
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             task = decode_task(message.body)
-        except msgspec.MsgspecError as error:
-            log.error("unreadable delivery task dropped", error=str(error))
-            await message.ack()
-            return
+        except (msgspec.MsgspecError, ValueError) as error:
+            raise Reject(f"unreadable delivery task: {describe(error)}") from error
         structlog.contextvars.bind_contextvars(
             delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id
         )
-        try:
-            await self._handle(task)
-        except TRANSIENT as error:
-            log.warning("delivery task returned to the queue", error=repr(error))
-            await asyncio.sleep(requeue_pause(message, self._pause))
-            await message.nack(requeue=True)
-            return
-        await message.ack()
+        redelivered = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
+        await self._handle(task, redelivered=redelivered)
 
-    async def _handle(self, task: DeliveryTask) -> None:
+    async def _handle(self, task: DeliveryTask, *, redelivered: bool) -> None:
         wait = task.not_before - time.time()
         if wait > 0.05:
             await self._tasks.later(task, self._schedule.tier_for(wait))
@@ -95,13 +87,22 @@ class Attempts:
             return
         async with self._pool.acquire() as conn:
             target = await store.target(conn, task.subscription_id)
-            status = await store.delivery_status(conn, task.delivery_id)
-            if status != "pending":
-                return  # finished meanwhile (a duplicate task), or deleted
-            if target is None or target.status != "active":
+            state = await store.delivery_state(conn, task.delivery_id)
+        if state is None:
+            return  # deleted meanwhile
+        if task.made >= 0 and state.attempts > task.made:
+            # This task's attempt is made. If the task came back, what had to follow the attempt (the
+            # next task, the failed or disabled event) may not have been published: publish it now.
+            if redelivered and target is not None:
+                await self._follow_up(task, target, state)
+            return
+        if state.status != "pending":
+            return  # finished meanwhile (a duplicate task)
+        if target is None or target.status != "active":
+            async with self._pool.acquire() as conn:
                 await store.cancel(conn, task.delivery_id)
-                log.info("delivery cancelled", reason="subscription not active")
-                return
+            log.info("delivery cancelled", reason="subscription not active")
+            return
         self._endpoint_of[task.subscription_id] = target.endpoint
         health = self._health(target.endpoint)
         now = time.monotonic()
@@ -122,6 +123,22 @@ class Attempts:
             if health.idle:
                 self._endpoints.pop(target.endpoint, None)
         await self._settle(task, target, outcome)
+
+    async def _follow_up(self, task: DeliveryTask, target: store.Target, state: store.DeliveryState) -> None:
+        if state.status == "pending" and state.next_attempt_at is not None:
+            not_before = state.next_attempt_at.timestamp()
+            retry = msgspec.structs.replace(
+                task, step=task.step + 1, not_before=not_before, made=state.attempts
+            )
+            await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
+        elif state.status == "failed" and state.last_outcome == "failed":
+            outcome = Outcome(status=state.last_status, latency_ms=0.0, error=state.last_error)
+            await self._publish_failed(task, target, outcome, state.attempts, state.updated_at)
+        elif state.status == "failed" and state.last_outcome == "gone":
+            await self._publish_disabled(task, target, state.updated_at)
+        log.info(
+            "follow-up of an earlier attempt published again", status=state.status, attempts=state.attempts
+        )
 
     def _health(self, endpoint: str) -> EndpointHealth:
         health = self._endpoints.get(endpoint)
@@ -161,7 +178,9 @@ class Attempts:
                 conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
             )
         if delay is not None:
-            retry = msgspec.structs.replace(task, step=task.step + 1, not_before=time.time() + delay)
+            retry = msgspec.structs.replace(
+                task, step=task.step + 1, not_before=time.time() + delay, made=number
+            )
             await self._tasks.later(retry, self._schedule.tier_for(delay))
         if kind == "failed":
             await self._publish_failed(task, target, outcome, number, now)
@@ -184,7 +203,8 @@ class Attempts:
         self, task: DeliveryTask, target: store.Target, outcome: Outcome, attempts: int, now: datetime
     ) -> None:
         event = DeliveryFailed(
-            id=str(uuid.uuid4()),
+            # The same id however often it is published: consumers recognise a repeat.
+            id=str(uuid.uuid5(_OPERATIONAL_IDS, f"delivery.failed:{task.delivery_id}")),
             delivery_id=task.delivery_id,
             subscription_id=task.subscription_id,
             event_id=task.event_id,
@@ -198,7 +218,7 @@ class Attempts:
 
     async def _publish_disabled(self, task: DeliveryTask, target: store.Target, now: datetime) -> None:
         event = SubscriptionDisabled(
-            id=str(uuid.uuid4()),
+            id=str(uuid.uuid5(_OPERATIONAL_IDS, f"subscription.disabled:{task.delivery_id}")),
             subscription_id=task.subscription_id,
             endpoint=target.endpoint,
             reason="endpoint answered 410 Gone",

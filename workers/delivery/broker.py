@@ -2,7 +2,7 @@
 queue, and one delay tier per retry delay. Declared idempotently by every worker (and the admin API,
 which publishes replays)."""
 
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import FieldValue
 
 from common.broker import persistent_message
@@ -43,14 +43,6 @@ async def declare_attempts_queue(channel: AbstractChannel, topology: Topology) -
     return await channel.declare_queue(
         topology.delivery_attempts_queue, durable=True, arguments=_work_queue_arguments(topology)
     )
-
-
-def requeue_pause(message: AbstractIncomingMessage, base: float) -> float:
-    """How long to hold a message before handing it back: doubling with each redelivery (the quorum
-    queue counts them), so that an outage of minutes, not seconds, exhausts the delivery limit."""
-    count = (message.headers or {}).get("x-delivery-count", 0)
-    redeliveries = count if isinstance(count, int) else 0
-    return float(min(30.0, base * 2.0 ** min(redeliveries, 5)))
 
 
 async def declare_attempts(channel: AbstractChannel, topology: Topology, schedule: Schedule) -> AbstractQueue:

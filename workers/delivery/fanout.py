@@ -4,19 +4,17 @@ the attempts queue, so a crash in between hands the event out again (and only st
 deliveries get a task again)."""
 
 import asyncio
-import time
 
 import asyncpg
 import msgspec
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from common.errors import TRANSIENT
+from common.consumer import describe
+from common.errors import Reject
 from schemas.delivery import DeliveryTask, is_operational
 from workers.delivery import store
-from workers.delivery.broker import TaskPublisher, requeue_pause
-
-log = structlog.get_logger("delivery")
+from workers.delivery.broker import TaskPublisher
 
 
 class EventHead(msgspec.Struct, frozen=True):
@@ -32,51 +30,36 @@ _head = msgspec.json.Decoder(EventHead)
 
 
 class FanOut:
-    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher, *, pause: float = 1.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher) -> None:
         self._pool = pool
         self._tasks = tasks
-        self._pause = pause
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        started = time.perf_counter()
+        """Stores the event's deliveries, then publishes their tasks; raises when either fails, and
+        the event comes back: its pending, never-attempted deliveries are then handed out again."""
         if is_operational(message.routing_key or ""):
-            await message.ack()  # our own news, never delivered to subscribers
-            return
+            return  # our own news, never delivered to subscribers
         try:
             head = _head.decode(message.body)
-        except msgspec.MsgspecError as error:
-            log.error("undeliverable event dropped", error=str(error), routing_key=message.routing_key)
-            await message.ack()
-            return
+        except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
+            raise Reject(f"undeliverable event: {describe(error)}") from error
         structlog.contextvars.bind_contextvars(event_id=head.id, vendor=head.vendor, source=head.source)
-        try:
-            async with self._pool.acquire() as conn:
-                subscriptions = await store.match(conn, head.vendor, head.source, head.type)
-                recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
-                pending = (
-                    await store.create_deliveries(
-                        conn, subscriptions, head.id, head.type, recovering=recovering
-                    )
-                    if subscriptions
-                    else []
-                )
-            await asyncio.gather(
-                *(
-                    self._tasks.now(
-                        DeliveryTask(delivery_id=d, subscription_id=s, event_id=head.id, body=message.body)
-                    )
-                    for d, s in pending
-                )
+        async with self._pool.acquire() as conn:
+            subscriptions = await store.match(conn, head.vendor, head.source, head.type)
+            recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
+            pending = (
+                await store.create_deliveries(conn, subscriptions, head.id, head.type, recovering=recovering)
+                if subscriptions
+                else []
             )
-        except TRANSIENT as error:
-            log.warning("fan-out failed, event returned to the queue", error=repr(error))
-            await asyncio.sleep(requeue_pause(message, self._pause))
-            await message.nack(requeue=True)
-            return
-        await message.ack()
-        log.info(
-            "event fanned out",
-            type=head.type,
-            deliveries=len(pending),
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        await asyncio.gather(
+            *(
+                self._tasks.now(
+                    DeliveryTask(
+                        delivery_id=d, subscription_id=s, event_id=head.id, body=message.body, made=0
+                    )
+                )
+                for d, s in pending
+            )
         )
+        structlog.contextvars.bind_contextvars(type=head.type, deliveries=len(pending))

@@ -46,7 +46,12 @@ FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
 WHERE s.id = $1::uuid
 """
 
-_DELIVERY_STATUS = "SELECT status, attempts FROM deliveries WHERE id = $1::uuid"
+_DELIVERY_STATE = """
+SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
+       (SELECT a.outcome FROM delivery_attempts a WHERE a.delivery_id = d.id
+        ORDER BY a.attempt DESC LIMIT 1) AS last_outcome
+FROM deliveries d WHERE d.id = $1::uuid
+"""
 
 _RECORD_ATTEMPT = """
 WITH d AS (
@@ -114,9 +119,19 @@ async def target(conn: DbConn, subscription_id: str) -> Target | None:
     return Target(row["url"], row["status"], row["endpoint"], list(row["secrets"]))
 
 
-async def delivery_status(conn: DbConn, delivery_id: str) -> str | None:
-    row = await conn.fetchrow(_DELIVERY_STATUS, delivery_id)
-    return None if row is None else str(row["status"])
+class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
+    status: str  # pending | succeeded | failed | cancelled
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    last_outcome: str | None  # of the latest attempt: succeeded | retry | failed | gone
+    updated_at: datetime
+
+
+async def delivery_state(conn: DbConn, delivery_id: str) -> DeliveryState | None:
+    row = await conn.fetchrow(_DELIVERY_STATE, delivery_id)
+    return None if row is None else DeliveryState(**dict(row))
 
 
 async def record_attempt(conn: DbConn, delivery_id: str, attempt: Attempt) -> int:

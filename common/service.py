@@ -1,0 +1,265 @@
+"""One process lifecycle for every entry point (ingress, admin and each worker role).
+
+    settings read and checked (a bad one: one line, exit code 2)   before any event loop exists
+    logging, uvloop                                                 once, here
+    resources opened in order (`Service.open`)                      closed in reverse, always
+    work tasks started (`Service.run`)                              each gets the `stopping` event
+    SIGTERM / SIGINT                                                -> shutdown, in this order:
+        1. unready: /readyz answers 503 (and `resultbus_ready` drops to 0)
+        2. `stopping` is set: every task stops taking work and finishes what it holds
+        3. drain: up to RESULTBUS_SHUTDOWN_TIMEOUT for the tasks to return
+        4. cancel what is still running
+        5. close the resources in reverse order of opening
+
+A work task that ends by itself (a bug, a missing migration) ends the process too, with one error
+line naming it and exit code 1: a process that lives on without doing its work is worse than one
+that is restarted. Transient failures are the task's own business (it retries), never a reason to end.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+import prometheus_client
+import structlog
+from aiohttp import web
+
+from common.env import SettingError, SettingsHelp, process_env
+from common.logs import configure_logging
+from common.settings import ProcessSettings
+
+log = structlog.get_logger("service")
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+READY = prometheus_client.Gauge(
+    "resultbus_ready", "1 while the process is ready for work (broker and database reachable).", ["role"]
+)
+UP_SINCE = prometheus_client.Gauge(
+    "resultbus_started_seconds", "Unix time the process started (a restart resets it).", ["role"]
+)
+
+
+class Service:
+    """The resources and work tasks of one running process."""
+
+    def __init__(self, role: str, process: ProcessSettings, stack: contextlib.AsyncExitStack) -> None:
+        self.role = role
+        self.process = process
+        self.stopping = asyncio.Event()
+        self._stack = stack
+        self._tasks: dict[asyncio.Task[None], str] = {}
+        self._ready_checks: list[Callable[[], bool]] = []
+
+    async def open(self, resource: contextlib.AbstractAsyncContextManager[T]) -> T:
+        """Enters `resource` now; it is exited at shutdown, after the work tasks, in reverse order."""
+        return await self._stack.enter_async_context(resource)
+
+    def on_close(self, close: Callable[[], Awaitable[Any]]) -> None:
+        self._stack.push_async_callback(close)
+
+    def ready_when(self, check: Callable[[], bool]) -> None:
+        """/readyz and `resultbus_ready` are true only while every such check is."""
+        self._ready_checks.append(check)
+
+    @property
+    def ready(self) -> bool:
+        return not self.stopping.is_set() and all(check() for check in self._ready_checks)
+
+    def run(self, name: str, work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Starts a work task. It must return soon after `stopping` is set, having finished or handed
+        back what it holds; returning before that ends the process."""
+        self._tasks[asyncio.create_task(_as_coroutine(work(self.stopping)), name=name)] = name
+
+    async def watch(self, signalled: asyncio.Event) -> list[str]:
+        """Until a signal, or until a work task ends by itself; returns the names of those that did."""
+        waiting: asyncio.Task[Any] = asyncio.create_task(signalled.wait())
+        try:
+            done, _ = await asyncio.wait({waiting, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        died = [task for task in done if task is not waiting]
+        for task in died:
+            error = None if task.cancelled() else task.exception()
+            log.error("a task stopped by itself", task=self._tasks[task], error=repr(error), exc_info=error)
+        return [self._tasks[task] for task in died]
+
+    async def shutdown(self, drain: float) -> None:
+        """Unready, tasks told to stop, `drain` seconds for them to return, then cancelled."""
+        self.stopping.set()
+        pending = {task for task in self._tasks if not task.done()}
+        if pending:
+            log.info("shutting down", tasks=sorted(self._tasks[t] for t in pending), drain_seconds=drain)
+            _, late = await asyncio.wait(pending, timeout=drain)
+            for task in late:
+                log.warning("shutdown timeout reached, cancelling", task=self._tasks[task])
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for task in pending:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("task failed while stopping", task=self._tasks[task], error=repr(error))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    role: str,
+    settings: S,
+    start: Callable[["Service", S], Awaitable[None]],
+    process: ProcessSettings | None = None,
+) -> AsyncIterator[Service]:
+    """A role running in this event loop: started on entry; on exit shut down in order and closed.
+    What `serve` runs, and what tests and benchmarks run in-process."""
+    process = process or ProcessSettings()
+    async with contextlib.AsyncExitStack() as stack:
+        service = Service(role, process, stack)
+        READY.labels(role).set_function(lambda: 1.0 if service.ready else 0.0)
+        UP_SINCE.labels(role).set_to_current_time()
+        await stack.enter_async_context(health_server(service, process.metrics_host, process.metrics_port))
+        try:
+            await start(service, settings)
+            yield service
+        finally:
+            await service.shutdown(process.shutdown_timeout)
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+class TaskDied(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} stopped by itself (see the error logged before)")
+        self.name = name
+
+
+class HealthPortError(Exception):
+    pass
+
+
+def serve(
+    role: str,
+    *,
+    description: str,
+    read_settings: Callable[[Mapping[str, str]], S],
+    start: Callable[[Service, S], Awaitable[None]],
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    prog: str | None = None,
+) -> int:
+    """The whole life of one process; returns its exit code."""
+    env = process_env() if env is None else env
+
+    def read_all(env: Mapping[str, str]) -> tuple[ProcessSettings, S]:
+        return ProcessSettings.from_env(env), read_settings(env)
+
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python -m {role}",
+        description=description,
+        epilog=settings_help(read_all, env),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    try:
+        process, settings = read_all(env)
+    except SettingError as error:
+        print(f"{role}: bad setting: {error}", file=sys.stderr)
+        return 2
+    configure_logging(process.log_level, json=process.log_json, role=role)
+    run = _event_loop_runner()
+    try:
+        run(_serve(role, process, settings, start))
+    except HealthPortError as error:
+        print(f"{role}: {error}", file=sys.stderr)
+        return 2
+    except TaskDied as died:
+        print(f"{role}: {died}", file=sys.stderr)
+        return 1
+    except StartupError as error:
+        print(f"{role}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class StartupError(Exception):
+    """A resource could not be opened at start-up (an unreachable broker past its connect timeout):
+    one line and exit code 1, not a traceback."""
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop where it is installed (not on every platform): a faster event loop, same behaviour."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+async def _serve(
+    role: str, process: ProcessSettings, settings: S, start: Callable[[Service, S], Awaitable[None]]
+) -> None:
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+    started = time.monotonic()
+    async with running(role, settings, start, process) as service:
+        log.info("started", startup_ms=round((time.monotonic() - started) * 1000, 1))
+        died = await service.watch(signalled)
+    if died:
+        raise TaskDied(", ".join(died))
+    log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def health_server(service: Service, host: str, port: int | None) -> AsyncIterator[None]:
+    """/metrics, /healthz (the process and its tasks live) and /readyz (ready for work), away from any
+    vendor-facing listener; nothing when `port` is None."""
+    if port is None:
+        yield
+        return
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest()
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "role": service.role})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if service.ready:
+            return web.json_response({"status": "ready", "role": service.role})
+        return web.json_response({"status": "not ready", "role": service.role}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise HealthPortError(
+            f"RESULTBUS_METRICS_PORT={port}: cannot listen on {host}:{port}: {error.strerror or error}"
+        ) from None
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def settings_help(read_settings: Callable[[Mapping[str, str]], object], env: Mapping[str, str]) -> str:
+    """The settings a role reads, with their defaults, found by reading them once."""
+    recorder = SettingsHelp(env)
+    with contextlib.suppress(SettingError):
+        read_settings(recorder)
+    width = max((len(name) for name in recorder.seen), default=0)
+    lines = [f"  {name.ljust(width)}  {default}" for name, default in recorder.seen.items()]
+    return "settings (environment variables, with their defaults):\n" + "\n".join(lines)
