@@ -4,7 +4,7 @@ Consumers rely on this shape. Adding an optional field is a minor change; anythi
 SCHEMA_VERSION and the `schema` string, so that a consumer can tell which shape it holds.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -42,6 +42,9 @@ class ExamRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     test_id: str | None = None
     attempt_id: str | None = None
     title: str | None = None
+    # The day the candidate finished the exam, where the vendor reports a day rather than an
+    # instant (iTEP `TestDate`); a real calendar date, ISO 8601 on the wire.
+    taken_on: date | None = None
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
