@@ -222,6 +222,13 @@ def test_itep_day_from_the_parts_when_no_test_date_is_sent() -> None:
         assert event.exam is not None and event.exam.taken_on == date(2024, 2, 29)
     reason = _rejection(Vendor.ITEP, _itep(TestDate="", TestMonth="2", TestDay="30", TestYear="2024"))
     assert reason == "itep: `TestMonth`/`TestDay`/`TestYear` 2/30/2024 is not a real calendar date"
+    reason = _rejection(Vendor.ITEP, _itep(TestDate="", TestMonth="2", TestDay="1", TestYear="1e300"))
+    assert reason == "itep: `TestMonth`/`TestDay`/`TestYear` 2/1/1e+300 is not a real calendar date"
+
+
+def test_itep_a_huge_number_is_shown_short_in_the_reason() -> None:
+    reason = _rejection(Vendor.ITEP, _itep(**{**_NO_DATE, "TestMonth": "1e300"}))
+    assert reason == "itep: `TestMonth` 1e+300 is outside 1–12"
 
 
 def test_itep_day_is_iso_8601_in_the_event_and_the_raw_string_is_gone() -> None:

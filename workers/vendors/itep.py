@@ -187,9 +187,10 @@ def day_taken(sent: ItepResult) -> date | None:
             return None  # nothing (or not enough) to tell the day by
         try:
             return date(year, month, day)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a year beyond C's long
             raise RejectedWebhook(
-                f"itep: `TestMonth`/`TestDay`/`TestYear` {month}/{day}/{year} is not a real calendar date"
+                f"itep: `TestMonth`/`TestDay`/`TestYear` {month}/{day}/{rules.shown(year)}"
+                " is not a real calendar date"
             ) from None
 
     found = _TEST_DATE.fullmatch(text)

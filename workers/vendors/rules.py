@@ -14,16 +14,18 @@ from datetime import datetime
 from workers.errors import RejectedWebhook
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))  # 7, not 7.0: as the vendor most likely wrote it
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"{value:.6g}"  # a whole number made from a huge float: not its 300 digits
     if isinstance(value, str):
         return repr(value[:40])
     return str(value)
 
 
 def reject(vendor: str, field: str, value: object, rule: str) -> RejectedWebhook:
-    return RejectedWebhook(f"{vendor}: `{field}` {_shown(value)} {rule}")
+    return RejectedWebhook(f"{vendor}: `{field}` {shown(value)} {rule}")
 
 
 def finite(vendor: str, field: str, value: float | None) -> float | None:

@@ -8,7 +8,7 @@ from schemas.event import Candidate, ExamRef, Grade, Result, ResultEvent, Status
 from schemas.synap import SynapAttempt, SynapWebhook
 from workers.errors import RejectedWebhook
 from workers.vendors import rules
-from workers.vendors.base import Normalized, decode_failure, event_id, text_or_none, vendor_event_type
+from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
 
 _decoder = msgspec.json.Decoder(SynapWebhook)
 
@@ -33,16 +33,15 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     except msgspec.MsgspecError as error:
         raise decode_failure("synap", error) from None
 
-    name = (envelope.event or sent.meta.eventName or "").strip()
-    if not name:
+    name = envelope.event or sent.meta.eventName
+    if not name or not name.strip():
         raise RejectedWebhook("synap: no event name (set `event` on the source: Synap sends one per URL)")
     rules.instant("synap", "meta.timestamp", sent.meta.timestamp)
     status = status_of(name)
     attempt, exam, user = sent.attempt, sent.exam, sent.user
-    # An id sent empty is no id: `{}` and `{"id": ""}` are both an object without identity.
-    attempt_id = text_or_none(attempt.id) if attempt else None
-    exam_id = text_or_none(exam.id) if exam else None
-    user_id = text_or_none(user.id) if user else None
+    attempt_id = _id(attempt.id) if attempt else None
+    exam_id = _id(exam.id) if exam else None
+    user_id = _id(user.id) if user else None
 
     ids = (attempt_id or "", exam_id or "", user_id or "")
     natural_key = f"{name}|{'|'.join(ids)}|{sent.meta.timestamp.isoformat()}"
@@ -63,7 +62,7 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         exam_ref = ExamRef(
             key=key,
             attempt_id=attempt_id,
-            test_id=text_or_none(sent.test.id) if sent.test else None,
+            test_id=_id(sent.test.id) if sent.test else None,
             title=(exam.name if exam else None) or (sent.test.title if sent.test else None),
         )
 
@@ -103,11 +102,17 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     return [Normalized(natural_key, event)]
 
 
+def _id(value: str | None) -> str | None:
+    """An id sent empty is no id: `{}` and `{"id": ""}` are both an object without identity. A real
+    id is kept as sent, since the natural key (and so the event id) is made of it."""
+    return value if value is not None and value.strip() else None
+
+
 def _candidate(sent: SynapWebhook) -> Candidate | None:
     user = sent.user
     if user is None:
         return None
-    candidate = Candidate(id=text_or_none(user.id), name=user.name, email=user.email)
+    candidate = Candidate(id=_id(user.id), name=user.name, email=user.email)
     return None if candidate == Candidate() else candidate
 
 
