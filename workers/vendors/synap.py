@@ -46,11 +46,11 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     ids = (attempt_id or "", exam_id or "", user_id or "")
     natural_key = f"{name}|{'|'.join(ids)}|{sent.meta.timestamp.isoformat()}"
 
-    key = None
+    exam_key = None
     if attempt_id is not None:
-        key = f"attempt:{attempt_id}"
+        exam_key = f"attempt:{attempt_id}"
     elif exam_id is not None and user_id is not None:
-        key = f"exam:{exam_id}/user:{user_id}"
+        exam_key = f"exam:{exam_id}/user:{user_id}"
     elif status is not None:
         # A status change applies to one candidate's exam; without its ids there is nothing to apply
         # it to. Events that are not status changes (`user.registered`, …) need no exam.
@@ -58,17 +58,17 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
             f"synap: {name} needs `attempt.id`, or `exam.id` and `user.id`, to name the exam"
         )
     exam_ref = None
-    if key is not None:
+    if exam_key is not None:
         exam_ref = ExamRef(
-            key=key,
+            key=exam_key,
             attempt_id=attempt_id,
             test_id=_id(sent.test.id) if sent.test else None,
             title=(exam.name if exam else None) or (sent.test.title if sent.test else None),
         )
 
     attributes: dict[str, str | int | float | bool | None] = {}
-    if sent.portal is not None and sent.portal.id is not None:
-        attributes["portal_id"] = sent.portal.id
+    if sent.portal is not None and (portal_id := _id(sent.portal.id)) is not None:
+        attributes["portal_id"] = portal_id
     if exam_id is not None:
         attributes["exam_id"] = exam_id
     if attempt is not None:
