@@ -4,9 +4,9 @@ Consumers rely on this shape. Adding an optional field is a minor change; anythi
 SCHEMA_VERSION and the `schema` string, so that a consumer can tell which shape it holds.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -42,6 +42,17 @@ class ExamRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     test_id: str | None = None
     attempt_id: str | None = None
     title: str | None = None
+    # Added within v1 (optional, so no version bump); the description travels into the JSON Schema.
+    taken_on: Annotated[
+        date | None,
+        msgspec.Meta(
+            description=(
+                "The day the candidate finished the exam, where the vendor reports a day rather than"
+                " an instant (iTEP `TestDate`, checked to be a real calendar date), as ISO 8601"
+                " YYYY-MM-DD. Added in v1; replaces the raw `attributes.test_date` string."
+            )
+        ),
+    ] = None
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -1,4 +1,10 @@
-"""Inspera Assessment webhook events: thin JSON notifications (ids, no grades)."""
+"""Inspera Assessment webhook events: thin JSON notifications (ids, no grades).
+
+Required are the fields the event is keyed on: `event`, `contextObjectId`, `contextObjectType` and
+`timestamp`. `marketplaceId` is documented as mandatory but only ever copied into the attributes, so
+its absence does not reject a notification; `extraInfo` may be absent, null or partial. The value
+rules are in `workers/vendors/inspera.py`.
+"""
 
 from datetime import datetime
 from typing import Any
@@ -7,21 +13,19 @@ import msgspec
 
 
 class InsperaExtraInfo(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
+    type: str | None = None
     value: Any = None
-    previousValue: Any = None
 
 
 class InsperaEvent(msgspec.Struct, frozen=True, kw_only=True):
     event: str
-    marketplaceId: int
+    marketplaceId: int | None = None
     contextObjectId: int
     contextObjectType: str
     timestamp: datetime
     associatedObjectId: int | None = None
     associatedObjectType: str | None = None
     triggeringUserId: int | None = None
-    triggeringUserName: str | None = None
     extraInfo: InsperaExtraInfo | None = None
 
 

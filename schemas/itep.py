@@ -2,6 +2,11 @@
 
 iTEP sends most numbers as strings ("4.5") and a few as numbers (`Writing_Question_Count`), so every
 number field accepts both; an empty string means "not given".
+
+Only `TestID` and `Status` are required: every other field may be absent, null or "" (a Finished call
+carries no scores; section fields appear only for the sections the exam has). Fields the event does
+not carry (`Writing_Question_Count`, `Writing_Question_<n>`, `Writing_Answer_<n>`) are not decoded,
+so an odd value there cannot reject a result. The value rules are in `workers/vendors/itep.py`.
 """
 
 import msgspec
@@ -38,7 +43,6 @@ class ItepResult(msgspec.Struct, frozen=True, kw_only=True):
     Writing_Score: Numeric = None
     Writing_Percent: Numeric = None
     Writing_cefr: str | None = None
-    Writing_Question_Count: Numeric = None
     Speaking_Level: Numeric = None
     Speaking_Score: Numeric = None
     Speaking_Percent: Numeric = None

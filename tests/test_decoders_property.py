@@ -81,7 +81,7 @@ def test_mutated_testpress_bodies_decode_or_are_rejected(body: dict[str, Any]) -
     status=st.sampled_from(
         ["Finished", "Complete", "Completed", "Invalidated", "Problem", "Ready", "Review"]
     ),
-    test_id=st.text(min_size=1, max_size=20),
+    test_id=st.text(min_size=1, max_size=20).filter(str.strip),  # a blank TestID is no identity
     level=st.floats(min_value=0, max_value=6, allow_nan=False).map(lambda v: f"{v:.1f}"),
 )
 def test_valid_itep_payloads_always_decode(status: str, test_id: str, level: str) -> None:

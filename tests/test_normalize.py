@@ -1,7 +1,7 @@
 """Pure normalization: vendor bodies in, normalized events out. No I/O."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -24,8 +24,10 @@ def test_itep_complete_from_either_form(form) -> None:  # type: ignore[no-untype
     assert event.type == "completed" and event.status is Status.COMPLETED
     assert event.vendor_event == "Complete"
     assert event.exam is not None and event.exam.key == "3279B035APR"
+    assert event.exam.taken_on == date(2024, 6, 10)  # TestDate "6/10/2024", not a raw attribute
     assert event.candidate is not None and event.candidate.external_id == "cand-0042"
     assert event.occurred_at is None  # iTEP sends no timestamp
+    assert "test_date" not in event.attributes
     result = event.result
     assert result is not None
     assert (result.level, result.cefr, result.duration_minutes) == (4.5, "C1", 67.5)

@@ -5,6 +5,8 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, ResultEvent, Status
 from schemas.inspera import InsperaEvent
+from workers.errors import RejectedWebhook
+from workers.vendors import rules
 from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
 
 _decoder = msgspec.json.Decoder(InsperaEvent)
@@ -23,6 +25,11 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         sent = _decoder.decode(envelope.body)
     except msgspec.MsgspecError as error:
         raise decode_failure("inspera", error) from None
+    if not sent.event.strip():
+        raise RejectedWebhook("inspera: `event` is empty (it names what happened)")
+    rules.identity("inspera", "contextObjectType", sent.contextObjectType)
+    # The event's order and its id rest on the timestamp; Inspera documents UTC (`…'Z'`).
+    rules.instant("inspera", "timestamp", sent.timestamp)
 
     context = f"{sent.contextObjectType}:{sent.contextObjectId}"
     associated = (
@@ -46,19 +53,21 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
             candidate = Candidate(id=str(sent.associatedObjectId))
 
     attributes: dict[str, str | int | float | bool | None] = {
-        "marketplace_id": sent.marketplaceId,
         "context_object_type": sent.contextObjectType,
         "context_object_id": sent.contextObjectId,
     }
+    if sent.marketplaceId is not None:
+        attributes["marketplace_id"] = sent.marketplaceId
     if sent.associatedObjectId is not None:
         attributes["associated_object_type"] = sent.associatedObjectType
         attributes["associated_object_id"] = sent.associatedObjectId
     if sent.triggeringUserId is not None:
         attributes["triggering_user_id"] = sent.triggeringUserId
-    if sent.extraInfo is not None:
-        attributes["extra_info_type"] = sent.extraInfo.type
-        if isinstance(sent.extraInfo.value, str | int | float | bool):
-            attributes["extra_info_value"] = sent.extraInfo.value
+    if (extra := sent.extraInfo) is not None:
+        if extra.type is not None:
+            attributes["extra_info_type"] = extra.type
+        if isinstance(extra.value, str | int | float | bool):
+            attributes["extra_info_value"] = extra.value
 
     event = ResultEvent(
         id=event_id(envelope, natural_key),

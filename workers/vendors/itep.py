@@ -3,6 +3,7 @@ arrival decides the order."""
 
 import hashlib
 import re
+from datetime import date
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -11,6 +12,7 @@ from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
 from schemas.itep import ITEP_SECTIONS, ItepResult
 from workers.errors import RejectedWebhook
+from workers.vendors import rules
 from workers.vendors.base import (
     Normalized,
     decode_failure,
@@ -19,6 +21,11 @@ from workers.vendors.base import (
     text_or_none,
     vendor_event_type,
 )
+
+_VENDOR = "itep"
+# The documented form is M/D/YYYY; iTEP's own sample writes it with backslashes ("6\10\2024"), so
+# either separator is accepted. ASCII digits only: `\d` would also take other scripts' digits.
+_TEST_DATE = re.compile(r"([0-9]{1,2})[/\\]([0-9]{1,2})[/\\]([0-9]{4})")
 
 _decoder = msgspec.json.Decoder(ItepResult)
 _BOUNDARY = re.compile(r';\s*boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
@@ -98,7 +105,11 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     except msgspec.MsgspecError as error:
         raise decode_failure("itep: field `data`", error) from None
 
+    rules.identity(_VENDOR, "TestID", sent.TestID)
     raw_status = sent.Status.strip()
+    if not raw_status:
+        raise RejectedWebhook("itep: `Status` is empty (every iTEP call reports a status)")
+    # An unknown status is kept as a vendor event: iTEP's two pages already name them differently.
     status = STATUSES.get(raw_status.lower())
     natural_key = f"{sent.TestID}|{raw_status}|{hashlib.sha256(data).hexdigest()}"
     event = ResultEvent(
@@ -110,30 +121,94 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         vendor_event=raw_status,
         received_at=envelope.received_at,
         status=status,
-        exam=ExamRef(key=sent.TestID, test_id=sent.TestID),
+        exam=ExamRef(key=sent.TestID, test_id=sent.TestID, taken_on=day_taken(sent)),
         candidate=Candidate(external_id=text_or_none(sent.OID)),
         result=_result(sent),
-        attributes={"test_date": sent.TestDate} if sent.TestDate else {},
     )
     return [Normalized(natural_key, event)]
+
+
+def _level(value: float | str | None, field: str) -> float | None:
+    return rules.within(_VENDOR, field, number(value, field), 0.0, 6.0)
+
+
+def _percent(value: float | str | None, field: str) -> float | None:
+    return rules.within(_VENDOR, field, number(value, field), 0, 100)
 
 
 def _result(sent: ItepResult) -> Result | None:
     sections = []
     for name in ITEP_SECTIONS:
-        level = number(getattr(sent, f"{name}_Level"), f"{name}_Level")
+        level = _level(getattr(sent, f"{name}_Level"), f"{name}_Level")
+        # `_Score` is documented only as "the iTEP Test ID" (a copy slip): no domain to check.
         score = number(getattr(sent, f"{name}_Score"), f"{name}_Score")
-        percent = number(getattr(sent, f"{name}_Percent"), f"{name}_Percent")
+        percent = _percent(getattr(sent, f"{name}_Percent"), f"{name}_Percent")
         cefr = text_or_none(getattr(sent, f"{name}_cefr"))
         if level is None and score is None and percent is None and cefr is None:
             continue  # the exam has no such section
         sections.append(Section(name=name.lower(), score=score, percent=percent, level=level, cefr=cefr))
     result = Result(
-        level=number(sent.Overall_Level, "Overall_Level"),
+        level=_level(sent.Overall_Level, "Overall_Level"),
         cefr=text_or_none(sent.Overall_cefr),
-        duration_minutes=number(sent.Duration, "Duration"),
+        # "Number of minutes candidate spent taking the exam".
+        duration_minutes=rules.not_negative(_VENDOR, "Duration", number(sent.Duration, "Duration")),
         report_url=text_or_none(sent.score_report_url),
         sections=sections,
     )
     # A Finished call, before grading, may carry no scores at all.
     return None if result == Result() else result
+
+
+def _date_part(value: float | str | None, field: str, low: int, high: int) -> int | None:
+    part = rules.whole(_VENDOR, field, number(value, field))
+    rules.within(_VENDOR, field, part, low, high)
+    return part
+
+
+def _year(value: float | str | None, field: str) -> int | None:
+    year = rules.whole(_VENDOR, field, number(value, field))
+    if year is not None and not year > 1900:
+        raise rules.reject(_VENDOR, field, year, "is not greater than 1900")
+    return year
+
+
+def day_taken(sent: ItepResult) -> date | None:
+    """The day the test was finished, from `TestDate` (M/D/YYYY) or, when only they are sent, from
+    `TestMonth`/`TestDay`/`TestYear`; whatever is sent must agree and be a real calendar date."""
+    sent_parts = (
+        ("TestMonth", _date_part(sent.TestMonth, "TestMonth", 1, 12)),
+        ("TestDay", _date_part(sent.TestDay, "TestDay", 1, 31)),
+        ("TestYear", _year(sent.TestYear, "TestYear")),
+    )
+    text = (sent.TestDate or "").strip()
+    if not text:
+        month, day, year = (value for _, value in sent_parts)
+        if month is None or day is None or year is None:
+            return None  # nothing (or not enough) to tell the day by
+        try:
+            return date(year, month, day)
+        except (ValueError, OverflowError):  # OverflowError: a year beyond C's long
+            raise RejectedWebhook(
+                f"itep: `TestMonth`/`TestDay`/`TestYear` {month}/{day}/{rules.shown(year)}"
+                " is not a real calendar date"
+            ) from None
+
+    found = _TEST_DATE.fullmatch(text)
+    if found is None:
+        raise rules.reject(_VENDOR, "TestDate", text, "is not in the documented M/D/YYYY form")
+    month, day, year = int(found[1]), int(found[2]), int(found[3])
+    for part, value, ok, rule in (
+        ("month", month, 1 <= month <= 12, "is outside 1\N{EN DASH}12"),
+        ("day", day, 1 <= day <= 31, "is outside 1\N{EN DASH}31"),
+        ("year", year, year > 1900, "is not greater than 1900"),
+    ):
+        if not ok:
+            raise RejectedWebhook(f"itep: `TestDate` {text!r}: {part} {value} {rule}")
+    try:
+        taken_on = date(year, month, day)
+    except ValueError:
+        raise rules.reject(_VENDOR, "TestDate", text, "is not a real calendar date") from None
+    for (field, sent_part), part_value in zip(sent_parts, (month, day, year), strict=True):
+        if sent_part is not None and sent_part != part_value:
+            raise rules.reject(_VENDOR, field, sent_part, f"does not match `TestDate` {text!r}")
+    return taken_on

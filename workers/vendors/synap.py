@@ -5,8 +5,9 @@ import msgspec
 
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Grade, Result, ResultEvent, Status
-from schemas.synap import SynapWebhook
+from schemas.synap import SynapAttempt, SynapWebhook
 from workers.errors import RejectedWebhook
+from workers.vendors import rules
 from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
 
 _decoder = msgspec.json.Decoder(SynapWebhook)
@@ -33,32 +34,43 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         raise decode_failure("synap", error) from None
 
     name = envelope.event or sent.meta.eventName
-    if not name:
+    if not name or not name.strip():
         raise RejectedWebhook("synap: no event name (set `event` on the source: Synap sends one per URL)")
+    rules.instant("synap", "meta.timestamp", sent.meta.timestamp)
     status = status_of(name)
     attempt, exam, user = sent.attempt, sent.exam, sent.user
+    attempt_id = _id(attempt.id) if attempt else None
+    exam_id = _id(exam.id) if exam else None
+    user_id = _id(user.id) if user else None
 
-    ids = (attempt.id if attempt else "", exam.id if exam else "", user.id if user else "")
+    ids = (attempt_id or "", exam_id or "", user_id or "")
     natural_key = f"{name}|{'|'.join(ids)}|{sent.meta.timestamp.isoformat()}"
 
+    exam_key = None
+    if attempt_id is not None:
+        exam_key = f"attempt:{attempt_id}"
+    elif exam_id is not None and user_id is not None:
+        exam_key = f"exam:{exam_id}/user:{user_id}"
+    elif status is not None:
+        # A status change applies to one candidate's exam; without its ids there is nothing to apply
+        # it to. Events that are not status changes (`user.registered`, …) need no exam.
+        raise RejectedWebhook(
+            f"synap: {name} needs `attempt.id`, or `exam.id` and `user.id`, to name the exam"
+        )
     exam_ref = None
-    if attempt is not None:
-        exam_ref = ExamRef(key=f"attempt:{attempt.id}", attempt_id=attempt.id)
-    elif exam is not None and user is not None:
-        exam_ref = ExamRef(key=f"exam:{exam.id}/user:{user.id}")
-    if exam_ref is not None:
+    if exam_key is not None:
         exam_ref = ExamRef(
-            key=exam_ref.key,
-            attempt_id=exam_ref.attempt_id,
-            test_id=sent.test.id if sent.test else None,
+            key=exam_key,
+            attempt_id=attempt_id,
+            test_id=_id(sent.test.id) if sent.test else None,
             title=(exam.name if exam else None) or (sent.test.title if sent.test else None),
         )
 
     attributes: dict[str, str | int | float | bool | None] = {}
-    if sent.portal is not None:
-        attributes["portal_id"] = sent.portal.id
-    if exam is not None:
-        attributes["exam_id"] = exam.id
+    if sent.portal is not None and (portal_id := _id(sent.portal.id)) is not None:
+        attributes["portal_id"] = portal_id
+    if exam_id is not None:
+        attributes["exam_id"] = exam_id
     if attempt is not None:
         for key, value in (
             ("attempt_status", attempt.status),
@@ -83,27 +95,68 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         occurred_at=sent.meta.timestamp,
         status=status,
         exam=exam_ref,
-        candidate=Candidate(id=user.id, name=user.name, email=user.email) if user else None,
+        candidate=_candidate(sent),
         result=_result(sent),
         attributes=attributes,
     )
     return [Normalized(natural_key, event)]
 
 
+def _id(value: str | None) -> str | None:
+    """An id sent empty is no id: `{}` and `{"id": ""}` are both an object without identity. A real
+    id is kept as sent, since the natural key (and so the event id) is made of it."""
+    return value if value is not None and value.strip() else None
+
+
+def _candidate(sent: SynapWebhook) -> Candidate | None:
+    user = sent.user
+    if user is None:
+        return None
+    candidate = Candidate(id=_id(user.id), name=user.name, email=user.email)
+    return None if candidate == Candidate() else candidate
+
+
 def _result(sent: SynapWebhook) -> Result | None:
     attempt = sent.attempt
-    if attempt is None or (attempt.score is None and attempt.grade is None and attempt.marks is None):
+    if attempt is None:
+        return None
+    # The values are checked even when no result is published from them: a count or a fraction out
+    # of its domain says the body is not what Synap documents.
+    fraction = rules.within("synap", "attempt.scoreFrac", attempt.scoreFrac, 0, 1)
+    correct, questions, answered = _counts(attempt)
+    spent = rules.not_negative("synap", "attempt.timeSpentInMs", attempt.timeSpentInMs)
+    max_points = rules.not_negative(
+        "synap", "attempt.marks.maxPoints", attempt.marks.maxPoints if attempt.marks else None
+    )
+    grade = attempt.grade
+    if attempt.score is None and (grade is None or grade.label is None) and max_points is None:
         return None
     return Result(
         score=attempt.score,
-        max_score=attempt.marks.maxPoints if attempt.marks else None,
-        percent=round(attempt.scoreFrac * 100, 4) if attempt.scoreFrac is not None else None,
-        grade=Grade(label=attempt.grade.label, passed=attempt.grade.isPass) if attempt.grade else None,
-        correct=int(attempt.totalAnsweredCorrectly) if attempt.totalAnsweredCorrectly is not None else None,
-        unanswered=(
-            attempt.totalQuestions - attempt.totalAnswered
-            if attempt.totalQuestions is not None and attempt.totalAnswered is not None
-            else None
-        ),
-        duration_minutes=round(attempt.timeSpentInMs / 60000, 3) if attempt.timeSpentInMs else None,
+        max_score=max_points,
+        percent=round(fraction * 100, 4) if fraction is not None else None,
+        # A grade without its label is not published: `label` is what the event's grade is.
+        grade=Grade(label=grade.label, passed=grade.isPass) if grade and grade.label is not None else None,
+        correct=correct,
+        unanswered=questions - answered if questions is not None and answered is not None else None,
+        duration_minutes=round(spent / 60000, 3) if spent else None,
     )
+
+
+def _counts(attempt: SynapAttempt) -> tuple[int | None, int | None, int | None]:
+    correct = rules.count("synap", "attempt.totalAnsweredCorrectly", attempt.totalAnsweredCorrectly)
+    questions = rules.count("synap", "attempt.totalQuestions", attempt.totalQuestions)
+    answered = rules.count("synap", "attempt.totalAnswered", attempt.totalAnswered)
+    # `unanswered` is derived from the two: more answers than questions would make it negative.
+    if questions is not None and answered is not None and answered > questions:
+        raise rules.reject(
+            "synap", "attempt.totalAnswered", answered, f"is more than `attempt.totalQuestions` {questions}"
+        )
+    if correct is not None and questions is not None and correct > questions:
+        raise rules.reject(
+            "synap",
+            "attempt.totalAnsweredCorrectly",
+            correct,
+            f"is more than `attempt.totalQuestions` {questions}",
+        )
+    return correct, questions, answered

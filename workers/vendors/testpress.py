@@ -5,7 +5,10 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
 from schemas.testpress import TestpressAttempt
-from workers.vendors.base import Normalized, decode_failure, event_id, text_or_none, vendor_event_type
+from workers.vendors import rules
+from workers.vendors.base import Normalized, decode_failure, event_id, text_or_none
+
+_VENDOR = "testpress"
 
 # Lax: "31" decodes as 31 and "62.00" as 62.0, as Testpress sends both forms.
 _decoder = msgspec.json.Decoder(TestpressAttempt, strict=False)
@@ -25,11 +28,18 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
 
     state = sent.attempt_state.strip()
     status = STATUSES.get(state.lower())
+    if status is None:
+        # Testpress fires at start and at completion only, and `attempt_state` is not covered by the
+        # hash: a state it does not document is a body to look at, not an event to publish.
+        raise rules.reject(_VENDOR, "attempt_state", state, "is not a documented state (started, completed)")
+    rules.instant(_VENDOR, "attempt_start_time", sent.attempt_start_time)
+    rules.instant(_VENDOR, "completed_on", sent.completed_on)
+    result = _result(sent)
     natural_key = f"{sent.attempt_id}|{state}|{sent.hash.lower()}"
     attempt_id = str(sent.attempt_id)
     event = ResultEvent(
         id=event_id(envelope, natural_key),
-        type=status.value if status else vendor_event_type(state),
+        type=status.value,
         vendor=envelope.vendor,
         source=envelope.source,
         webhook_id=envelope.id,
@@ -40,31 +50,41 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         exam=ExamRef(
             key=f"attempt:{attempt_id}",
             attempt_id=attempt_id,
-            test_id=str(sent.exam.id) if sent.exam else None,
+            test_id=str(sent.exam.id) if sent.exam and sent.exam.id is not None else None,
             title=sent.exam.title if sent.exam else None,
         ),
         candidate=Candidate(
-            id=str(sent.user_id),
+            id=str(sent.user_id) if sent.user_id is not None else None,
             external_id=text_or_none(sent.institute_attempt_id),
             username=sent.username,
             email=sent.email,
         ),
-        result=_result(sent) if status is Status.COMPLETED else None,
-        attributes={"exam_id": sent.exam.id} if sent.exam else {},
+        result=result if status is Status.COMPLETED else None,
+        attributes={"exam_id": sent.exam.id} if sent.exam and sent.exam.id is not None else {},
     )
     return [Normalized(natural_key, event)]
 
 
 def _result(sent: TestpressAttempt) -> Result:
+    """Checked on every call, started ones too: they carry the same fields (as zeros)."""
+    # Lax decoding turns "nan" and "inf" into floats; no score is either. Testpress marks negatively,
+    # so a score below zero is possible and not checked.
+    sections = []
+    for n, stat in enumerate(sent.subject_stats or ()):
+        score = rules.finite(_VENDOR, f"subject_stats[{n}].score", stat.score)
+        if stat.subject_name:
+            sections.append(Section(name=stat.subject_name, score=score))
     return Result(
-        score=sent.score,
-        percent=sent.percentage,
-        correct=sent.correct_answers_count,
-        incorrect=sent.incorrect_answers_count,
-        unanswered=sent.unanswered_answers_count,
-        sections=[
-            Section(name=stat.subject_name, score=stat.score)
-            for stat in sent.subject_stats
-            if stat.subject_name
-        ],
+        score=rules.finite(_VENDOR, "score", sent.score),
+        percent=rules.within(_VENDOR, "percentage", sent.percentage, 0, 100),
+        correct=_count("correct_answers_count", sent.correct_answers_count),
+        incorrect=_count("incorrect_answers_count", sent.incorrect_answers_count),
+        unanswered=_count("unanswered_answers_count", sent.unanswered_answers_count),
+        sections=sections,
     )
+
+
+def _count(field: str, value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise rules.reject(_VENDOR, field, value, "is negative")
+    return value
