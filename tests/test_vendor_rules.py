@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from devkit import samples
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.itep import ITEP_SECTIONS
 from schemas.vendor import Vendor
-from tests import samples
 from workers.errors import RejectedWebhook
-from workers.normalize import normalize
+from workers.router.normalize import normalize
 
 ABSENT = object()  # a key left out of the body
 # How a vendor can leave out an object or field the event does not need.
