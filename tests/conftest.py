@@ -30,6 +30,10 @@ def database_url() -> str:
 async def topology() -> AsyncIterator[Topology]:
     topo = Topology(prefix=f"rbtest-{uuid.uuid4().hex[:12]}")
     yield topo
+    await delete_topology(topo)
+
+
+async def delete_topology(topo: Topology) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()

@@ -8,7 +8,9 @@ exchange.
 """
 
 import asyncio
+import collections
 import contextlib
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -25,23 +27,27 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
 from common.broker import BROKER_ERRORS, persistent_message
+from common.consumer import (
+    ATTEMPTS,
+    ROUTING_KEY,
+    UNEXPECTED_ERRORS,
+    Verdict,
+    decide,
+    describe,
+    failure_headers,
+)
 from common.db import DbConn
 from common.errors import TRANSIENT
 from common.settings import WorkerSettings
 from schemas.envelope import decode_envelope
 from workers.errors import RejectedWebhook
+from workers.router import suspects
 from workers.router.normalize import normalize
 from workers.router.store import Outgoing, RawRow, store_batch
 from workers.vendors.base import Normalized
 
 log = structlog.get_logger("router")
 
-# Headers of a deferred or dead-lettered message: why, how often and since when.
-ATTEMPTS = "x-resultbus-attempts"
-FIRST_FAILED_AT = "x-resultbus-first-failed-at"
-LAST_FAILED_AT = "x-resultbus-last-failed-at"
-REASON = "x-resultbus-reason"
-ROUTING_KEY = "x-resultbus-routing-key"
 REPLAYED = "x-resultbus-replayed"  # set by `replay dead`: the message may have stored events before
 
 _PERSISTENT = 2  # AMQP delivery mode
@@ -50,6 +56,13 @@ ROUTED = prometheus_client.Counter(
     "resultbus_router_webhooks",
     "Raw webhooks handled, by outcome (stored, rejected, deferred, dead-lettered).",
     ["outcome"],
+)
+REJECTIONS = prometheus_client.Counter(
+    "resultbus_rejections",
+    "Webhooks stored as rejected, by vendor and kind: `expected` (the vendor sent what its documents "
+    "rule out), `unexpected` (an exception of no expected type: a bug of ours to look at), `poison` "
+    "(it ended the router while being processed).",
+    ["vendor", "kind"],
 )
 PUBLISHED = prometheus_client.Counter(
     "resultbus_router_events_published", "Events confirmed on the results exchange."
@@ -95,7 +108,8 @@ class Router:
         self._consuming = consuming
         self._publishing = publishing
         self._deferrals = publishing.default_exchange
-        self._inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._inbox: collections.deque[DeliveredMessage] = collections.deque()
+        self._arrived = asyncio.Event()
         self._consumer: tuple[aiormq.abc.AbstractChannel, str] | None = None
 
     async def _consume(self, *_: object) -> None:
@@ -134,8 +148,8 @@ class Router:
         finally:
             stopping.cancel()
             await self._stop_consuming()
-            while not self._inbox.empty():
-                await _settle(self._inbox.get_nowait(), ack=False)
+            while self._inbox:
+                await _settle(self._inbox.popleft(), ack=False)
 
     async def _stop_consuming(self) -> None:
         if isinstance(self._consuming, AbstractRobustChannel):
@@ -146,27 +160,35 @@ class Router:
                 await consumer[0].basic_cancel(consumer[1])
 
     async def _receive(self, message: DeliveredMessage) -> None:
-        self._inbox.put_nowait(message)
+        self._inbox.append(message)
+        self._arrived.set()
 
     async def _next_batch(self, stopping: asyncio.Task[bool]) -> list[DeliveredMessage] | None:
-        """Waits for one message, then takes whatever else has arrived, up to the batch size."""
-        waiting = asyncio.create_task(self._inbox.get())
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if stopping.done():
+        """Waits for one message, then takes whatever else has arrived, up to the batch size.
+
+        A message the broker delivered before (the router holding it died, or it was returned) is a
+        batch of its own, and is never batched with others: if it is what killed the router, it is
+        found alone (see `_suspect`) and its neighbours are stored without it."""
+        while not self._inbox:
+            self._arrived.clear()
+            waiting = asyncio.create_task(self._arrived.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
-            if waiting.done() and not waiting.cancelled():
-                await _settle(waiting.result(), ack=False)
-            return None
-        batch = [waiting.result()]
-        while len(batch) < self._settings.batch_size and not self._inbox.empty():
-            batch.append(self._inbox.get_nowait())
+            if stopping.done():
+                return None
+        batch = [self._inbox.popleft()]
+        if batch[0].redelivered:
+            return batch
+        while len(batch) < self._settings.batch_size and self._inbox and not self._inbox[0].redelivered:
+            batch.append(self._inbox.popleft())
         return batch
 
     # --- stage one: decode and store ------------------------------------------------------------
 
     async def _store(self, batch: list[DeliveredMessage], stop: asyncio.Event) -> Stored:
         started = time.perf_counter()
-        items = [_decode(message) for message in batch]
+        poison = batch[0].redelivered and await self._suspect(batch[0])
+        items = [_poison(batch[0], poison)] if poison else [_decode(message) for message in batch]
         for delay in (*self._settings.quick_retries, None):
             try:
                 return Stored(batch, items, started, await self._store_items(items), None)
@@ -177,17 +199,40 @@ class Router:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def _suspect(self, message: DeliveredMessage) -> int | None:
+        """Notes, durably and before touching it, that this redelivered message is being processed;
+        returns how often it was before without finishing (the router died each time) once that
+        reaches the limit, else None. The mark is cleared when the message is stored."""
+        key = _suspect_key(message)
+        for delay in (*self._settings.quick_retries, None):
+            try:
+                async with self._pool.acquire() as conn:
+                    started = await suspects.mark(conn, key)
+                return started - 1 if started > _POISON_LIMIT else None
+            except TRANSIENT as error:
+                if delay is None:
+                    # No mark without the database: process it as usual (it is a singleton batch).
+                    log.warning("could not mark a redelivered message", error=repr(error))
+                    return None
+                await asyncio.sleep(delay)
+        return None
+
     async def _store_items(self, items: list[Item]) -> list[Outgoing]:
         async with self._pool.acquire() as conn:
             try:
                 events = [e for i in items for e in i.events]
-                return await store_batch(conn, [i.raw for i in items], events, republish=_seen_before(items))
-            except asyncpg.PostgresError as error:
-                if isinstance(error, TRANSIENT):
+                outgoing = await store_batch(
+                    conn, [i.raw for i in items], events, republish=_seen_before(items)
+                )
+            except Exception as error:
+                if decide(error).verdict is Verdict.RETRY:
                     raise
-                # The data itself upset the database (a NUL byte PostgreSQL's jsonb refuses, say):
-                # find the culprits one by one rather than failing the whole batch for ever.
-                return await self._store_one_by_one(conn, items)
+                # The data itself upset the database (a NUL byte PostgreSQL's jsonb refuses, say),
+                # or our code: find the culprits one by one rather than failing the whole batch.
+                outgoing = await self._store_one_by_one(conn, items)
+            if items[0].message.redelivered:
+                await suspects.clear(conn, _suspect_key(items[0].message))
+            return outgoing
 
     async def _store_one_by_one(self, conn: DbConn, items: list[Item]) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
@@ -196,10 +241,17 @@ class Router:
                 outgoing.extend(
                     await store_batch(conn, [item.raw], item.events, republish=_seen_before([item]))
                 )
-            except asyncpg.PostgresError as error:
-                if isinstance(error, TRANSIENT):
+            except Exception as error:
+                decision = decide(error)
+                if decision.verdict is Verdict.RETRY:
                     raise
-                reason = f"database refused the webhook: {type(error).__name__}: {error}"
+                if isinstance(error, asyncpg.PostgresError):
+                    reason, kind = f"database refused the webhook: {describe(error)}", "expected"
+                else:
+                    reason, kind = f"storing failed: {decision.reason}", "unexpected"
+                    UNEXPECTED_ERRORS.labels("router").inc()
+                    log.error("storing a webhook failed unexpectedly", webhook_id=item.raw.id, exc_info=error)
+                REJECTIONS.labels(item.raw.vendor, kind).inc()
                 items[index] = Item(item.message, msgspec.structs.replace(item.raw, reason=reason), [])
                 await store_batch(conn, [items[index].raw], [])
         return outgoing
@@ -284,13 +336,8 @@ class Router:
     async def _defer(self, item: Item, error: BaseException) -> str:
         """Moves a message to its next delay tier, or to the dead-letter queue after the last one."""
         message, properties = item.message, item.message.header.properties
-        headers = dict(properties.headers or {})
-        previous = headers.get(ATTEMPTS, 0)
-        attempts = (previous if isinstance(previous, int) else 0) + 1
-        now = datetime.now(UTC).isoformat()
-        headers.setdefault(FIRST_FAILED_AT, now)
-        headers.setdefault(ROUTING_KEY, message.routing_key or "")
-        headers.update({ATTEMPTS: attempts, LAST_FAILED_AT: now, REASON: repr(error)[:500]})
+        headers = failure_headers(properties.headers, reason=describe(error), routing_key=message.routing_key)
+        attempts = headers[ATTEMPTS]
         delays = self._settings.retry_delays
         if attempts <= len(delays):
             target, outcome = self._settings.topology.retry_queue(delays[attempts - 1]), "deferred"
@@ -343,14 +390,50 @@ async def _settle(message: DeliveredMessage, *, ack: bool) -> None:
 
 
 def _decode(message: DeliveredMessage) -> Item:
+    """The boundary of one message's content: whatever decoding or normalizing it raises, the
+    message becomes a stored rejection with the reason, never an exception that leaves here."""
     try:
         envelope = decode_envelope(message.body)
-    except msgspec.MsgspecError as error:
-        return Item(message, _unreadable(message, f"envelope: {error}"), [])
+    except Exception as error:
+        REJECTIONS.labels("unknown", "expected").inc()
+        return Item(message, _unreadable(message, f"envelope: {describe(error)}"), [])
     try:
         return Item(message, RawRow.of(envelope), normalize(envelope))
     except RejectedWebhook as rejection:
+        REJECTIONS.labels(envelope.vendor.value, "expected").inc()
         return Item(message, RawRow.of(envelope, rejection.reason), [])
+    except Exception as error:
+        # Not a rule of ours: a bug, or an input no rule foresaw. Kept, replayable after a fix.
+        reason = f"{envelope.vendor.value}: internal error: {describe(error)}"
+        REJECTIONS.labels(envelope.vendor.value, "unexpected").inc()
+        UNEXPECTED_ERRORS.labels("router").inc()
+        log.error(
+            "webhook rejected by an unexpected error", webhook_id=envelope.id, reason=reason, exc_info=error
+        )
+        return Item(message, RawRow.of(envelope, reason), [])
+
+
+# A redelivered message that was being processed this often when a router died is not processed again.
+_POISON_LIMIT = 3
+
+
+def _poison(message: DeliveredMessage, times: int) -> Item:
+    """A message that ended the router `times` times while it was being processed: stored as
+    rejected unprocessed (replayable once the cause is fixed), so it stops taking routers down."""
+    reason = f"the router stopped {times} times while processing this webhook; set aside unprocessed"
+    try:
+        envelope = decode_envelope(message.body)
+        raw = RawRow.of(envelope, reason)
+    except Exception:
+        raw = _unreadable(message, reason)
+    REJECTIONS.labels(raw.vendor, "poison").inc()
+    log.error("poison webhook set aside", webhook_id=raw.id, reason=reason)
+    return Item(message, raw, [])
+
+
+def _suspect_key(message: DeliveredMessage) -> str:
+    properties = message.header.properties
+    return properties.message_id or hashlib.sha256(message.body).hexdigest()
 
 
 def _unreadable(message: DeliveredMessage, reason: str) -> RawRow:

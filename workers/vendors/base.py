@@ -49,8 +49,15 @@ def number(value: float | str | None, field: str) -> float | None:
     return value
 
 
-def decode_failure(vendor: str, error: msgspec.MsgspecError) -> RejectedWebhook:
+# What decoding a vendor's body may raise for a body that is simply bad: msgspec's own errors (invalid
+# UTF-8 and numbers out of range among them), and RecursionError for nesting deeper than it follows.
+DECODE_ERRORS = (msgspec.MsgspecError, RecursionError)
+
+
+def decode_failure(vendor: str, error: Exception) -> RejectedWebhook:
     """msgspec's message already names the field path (`- at $.attempt.id`)."""
+    if isinstance(error, RecursionError):
+        return RejectedWebhook(f"{vendor}: nested too deeply to decode")
     return RejectedWebhook(f"{vendor}: {error}")
 
 

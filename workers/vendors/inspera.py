@@ -7,7 +7,7 @@ from schemas.event import Candidate, ExamRef, ResultEvent, Status
 from schemas.inspera import InsperaEvent
 from workers.errors import RejectedWebhook
 from workers.vendors import rules
-from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
+from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, vendor_event_type
 
 _decoder = msgspec.json.Decoder(InsperaEvent)
 
@@ -23,7 +23,7 @@ _CANDIDATE_TYPES = {"CANDIDATE", "USER_ASSESSMENT"}
 def normalize(envelope: RawEnvelope) -> list[Normalized]:
     try:
         sent = _decoder.decode(envelope.body)
-    except msgspec.MsgspecError as error:
+    except DECODE_ERRORS as error:
         raise decode_failure("inspera", error) from None
     if not sent.event.strip():
         raise RejectedWebhook("inspera: `event` is empty (it names what happened)")

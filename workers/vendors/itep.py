@@ -14,6 +14,7 @@ from schemas.itep import ITEP_SECTIONS, ItepResult
 from workers.errors import RejectedWebhook
 from workers.vendors import rules
 from workers.vendors.base import (
+    DECODE_ERRORS,
     Normalized,
     decode_failure,
     event_id,
@@ -102,7 +103,7 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     data = form_data_field(envelope.content_type, envelope.body)
     try:
         sent = _decoder.decode(data)
-    except msgspec.MsgspecError as error:
+    except DECODE_ERRORS as error:
         raise decode_failure("itep: field `data`", error) from None
 
     rules.identity(_VENDOR, "TestID", sent.TestID)

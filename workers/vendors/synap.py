@@ -8,7 +8,7 @@ from schemas.event import Candidate, ExamRef, Grade, Result, ResultEvent, Status
 from schemas.synap import SynapAttempt, SynapWebhook
 from workers.errors import RejectedWebhook
 from workers.vendors import rules
-from workers.vendors.base import Normalized, decode_failure, event_id, vendor_event_type
+from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, vendor_event_type
 
 _decoder = msgspec.json.Decoder(SynapWebhook)
 
@@ -30,7 +30,7 @@ def status_of(event_name: str) -> Status | None:
 def normalize(envelope: RawEnvelope) -> list[Normalized]:
     try:
         sent = _decoder.decode(envelope.body)
-    except msgspec.MsgspecError as error:
+    except DECODE_ERRORS as error:
         raise decode_failure("synap", error) from None
 
     name = envelope.event or sent.meta.eventName

@@ -6,7 +6,7 @@ from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
 from schemas.testpress import TestpressAttempt
 from workers.vendors import rules
-from workers.vendors.base import Normalized, decode_failure, event_id, text_or_none
+from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, text_or_none
 
 _VENDOR = "testpress"
 
@@ -23,7 +23,7 @@ STATUSES: dict[str, Status] = {
 def normalize(envelope: RawEnvelope) -> list[Normalized]:
     try:
         sent = _decoder.decode(envelope.body)
-    except msgspec.MsgspecError as error:
+    except DECODE_ERRORS as error:
         raise decode_failure("testpress", error) from None
 
     state = sent.attempt_state.strip()
