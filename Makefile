@@ -47,9 +47,10 @@ bench: install services
 demo: install
 	$(PY) deploy/demo.py
 
-## make schema: regenerate docs/event.schema.json from the Structs.
+## make schema: regenerate docs/event.schema.json and docs/asyncapi.yaml from the Structs.
 schema: install
 	$(PY) -m schemas > docs/event.schema.json
+	$(PY) -m schemas asyncapi > docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -9,15 +9,14 @@ import asyncio
 import time
 from typing import Final, cast
 
-import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
+from common.amqp import connect_robust, redact_urls
 from common.broker import BROKER_ERRORS, declare_raw
-from common.env import redact_url
 from ingress.errors import BrokerUnavailable
 from schemas.envelope import ENVELOPE_CONTENT_TYPE
 from schemas.topology import Topology
@@ -64,14 +63,14 @@ class Publisher:
                 await self.close()
                 if time.monotonic() + delay > deadline:
                     raise BrokerUnavailable(
-                        f"cannot reach the broker at {redact_url(self._url)}: {exc!r}"
+                        f"cannot reach the broker at {redact_urls(self._url)}: {exc!r}"
                     ) from exc
                 log.warning("broker not reachable yet, retrying", retry_in=delay, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     async def _open(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url)
+        self._connection = await connect_robust(self._url)
         # on_return_raises: with mandatory=True an unroutable message becomes an error rather than
         # a confirm for a message that went nowhere.
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

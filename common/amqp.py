@@ -1,0 +1,106 @@
+"""Connecting to a RabbitMQ cluster by several addresses.
+
+`RESULTBUS_AMQP_URL` may list more than one node, comma-separated. The connection goes to the first
+that answers; when it is lost, aio-pika's robust reconnect tries the node after the one it lost,
+then the others in turn, so a node taken away for maintenance costs one reconnect, not an outage.
+Channels, declared queues and consumers are restored on the new node as aio-pika restores them on
+the old one (quorum queues are replicated, so they are there).
+
+A comma inside a URL (in a password, say) must be percent-encoded as `%2C`.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import structlog
+from aio_pika.abc import AbstractRobustConnection, TimeoutType
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.robust_connection import RobustConnection
+from yarl import URL
+
+log = structlog.get_logger("amqp")
+
+# aio-pika has no public hook for "about to make a connection attempt": its reconnect loop calls
+# this private method once per attempt, and nothing else. Overriding it is the narrowest change that
+# picks the address; checked here so that an aio-pika that renames it fails at import, not at 3 a.m.
+_ATTEMPT = "_RobustConnection__connect_transport"
+if not callable(getattr(RobustConnection, _ATTEMPT, None)):  # pragma: no cover - version guard
+    raise ImportError(f"aio_pika.RobustConnection has no {_ATTEMPT}: common/amqp.py needs updating")
+
+
+def parse_urls(urls: str | Sequence[str]) -> list[URL]:
+    """`"amqp://a/,amqp://b/"` or a list of them: the addresses in order, blanks dropped."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    parsed = [URL(item.strip()) for item in items if item.strip()]
+    if not parsed:
+        raise ValueError("no broker address given")
+    for url in parsed:
+        if url.scheme not in ("amqp", "amqps") or not url.host:
+            raise ValueError(f"not an amqp:// or amqps:// address: {redact(url)}")
+    return parsed
+
+
+def redact(url: URL) -> str:
+    return str(url.with_password("***")) if url.password else str(url)
+
+
+def redact_urls(urls: str | Sequence[str]) -> str:
+    """Every address of the list without its password, for logs and error messages (a single-URL
+    redaction would leak the passwords after the first comma)."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    return ",".join(redact(URL(item.strip())) for item in items if item.strip())
+
+
+class FailoverConnection(RobustConnection):
+    """A robust connection over several addresses: each connection attempt tries every address once,
+    starting with the one after the address last connected to (the first address the first time)."""
+
+    def __init__(self, urls: Sequence[URL], **kwargs: Any) -> None:
+        # Connection parameters (heartbeat, reconnect_interval, …) come from the first address's
+        # query and the keyword arguments; list the same query on every address.
+        super().__init__(urls[0], **kwargs)
+        self.urls = tuple(urls)
+        self._current: int | None = None
+
+    @property
+    def current_url(self) -> URL | None:
+        """The address of the live (or last) connection."""
+        return None if self._current is None else self.urls[self._current]
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        attempt = cast(Callable[[], Awaitable[None]], getattr(super(), _ATTEMPT))
+        previous = self._current
+        start = 0 if previous is None else previous + 1
+        failure: BaseException | None = None
+        for step in range(len(self.urls)):
+            index = (start + step) % len(self.urls)
+            self.url = self.urls[index]
+            # Set before the attempt: reconnect callbacks run inside it and may ask where we are.
+            self._current = index
+            try:
+                await attempt()
+            except CONNECTION_EXCEPTIONS as error:
+                failure = error
+                log.warning("broker address not reachable", address=redact(self.url), error=repr(error))
+                continue
+            if previous is not None:
+                log.warning("broker reconnected", address=redact(self.url), moved=index != previous)
+            return
+        self._current = previous
+        assert failure is not None
+        raise failure
+
+
+async def connect_robust(
+    urls: str | Sequence[str],
+    *,
+    timeout: TimeoutType = None,  # noqa: ASYNC109 - per address, handed to aio-pika as its own is
+    **kwargs: Any,
+) -> AbstractRobustConnection:
+    """Like `aio_pika.connect_robust`, over one or several addresses (a comma-separated string or a
+    list). Raises the last address's error when none is reachable at the first attempt; after that,
+    reconnects forever. `timeout` is per address; other keyword arguments go to the connection
+    (`reconnect_interval=…`, `client_properties=…`)."""
+    connection = FailoverConnection(parse_urls(urls), **kwargs)
+    await connection.connect(timeout=timeout)
+    return connection

@@ -1,0 +1,20 @@
+"""Finding the ecosystem validators that deploy/install-tools.sh installs. A missing tool skips its
+test with the reason printed (`-ra` shows it in the summary): never a silent pass."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL_HINT = "run `bash deploy/install-tools.sh` (.ci/run does)"
+
+
+def require(command: str, *, local: str | None = None) -> str:
+    """The path of `command` (or of the project-local `local` under ROOT), or a skip saying why."""
+    if local is not None and (ROOT / local).is_file():
+        return str(ROOT / local)
+    found = shutil.which(command)
+    if found is None:
+        pytest.skip(f"{command} is not installed here: {INSTALL_HINT}")
+    return found
