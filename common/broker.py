@@ -9,6 +9,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
+from common.amqp import connect_robust
 from schemas.topology import Topology
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def persistent_message(
 async def open_connection(service: "Service", url: str) -> AbstractRobustConnection:
     """A robust broker connection for the life of `service`: closed at shutdown (after its work
     tasks, so unsettled messages go back to their queues), and the process unready while it is down."""
-    connection = await aio_pika.connect_robust(url)
+    connection = await connect_robust(url)  # several addresses: a cluster, see common/amqp.py
     service.on_close(connection.close)
     service.ready_when(connection.connected.is_set)
     return connection

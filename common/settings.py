@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from common.amqp import env_amqp_url, redact_urls
 from common.env import (
     SettingError,
     env_duration,
@@ -62,7 +63,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         # The URLs may carry passwords: a traceback or a log line that shows settings must not.
         shown = {f: getattr(self, f) for f in self.__struct_fields__}
-        shown.update(amqp_url=redact_url(self.amqp_url), database_url=redact_url(self.database_url))
+        shown.update(amqp_url=redact_urls(self.amqp_url), database_url=redact_url(self.database_url))
         return f"WorkerSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @classmethod
@@ -72,7 +73,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingError(f"RESULTBUS_DATABASE_SCHEMA: not a plain identifier: {schema!r}")
         d = cls()  # the defaults: on a Struct class, `cls.field` is a descriptor, not the default
         return cls(
-            amqp_url=env_str(env, "RESULTBUS_AMQP_URL", d.amqp_url),
+            amqp_url=env_amqp_url(env),
             topology=Topology(env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)),
             database_url=env_str(env, "RESULTBUS_DATABASE_URL", d.database_url),
             database_schema=schema,

@@ -3,7 +3,8 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.env import SettingError, env_duration, env_int, env_str, redact_url
+from common.amqp import env_amqp_url, redact_urls
+from common.env import SettingError, env_duration, env_int, env_str
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -23,7 +24,7 @@ class IngressSettings:
 
     @property
     def amqp_url_redacted(self) -> str:
-        return redact_url(self.amqp_url)
+        return redact_urls(self.amqp_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "IngressSettings":
@@ -35,7 +36,7 @@ class IngressSettings:
             raise SettingError("RESULTBUS_AMQP_PREFIX: must not be empty")
         confirm_timeout = env_duration(env, "RESULTBUS_CONFIRM_TIMEOUT", 2.0, minimum=0.001)
         return cls(
-            amqp_url=env_str(env, "RESULTBUS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            amqp_url=env_amqp_url(env),
             topology=Topology(prefix),
             sources_path=env_str(env, "RESULTBUS_SOURCES", "deploy/sources.example.toml"),
             host=env_str(env, "RESULTBUS_INGRESS_HOST", "127.0.0.1"),

@@ -12,9 +12,9 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from common.amqp import FailoverConnection, connect_robust, parse_urls, redact_urls
+from devkit.proxy import TcpProxy
 from schemas.topology import Topology
 from tests.conftest import scratch_queue_name
-from tests.proxy import TcpProxy
 
 
 def test_parse_urls_splits_a_comma_separated_list_in_order() -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from common.env import SettingError
+from common.env import SettingError, redact_url
 from common.settings import ProcessSettings
-from ingress.settings import IngressSettings, redact_url
+from ingress.settings import IngressSettings
 from schemas.topology import Topology
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import aio_pika
 
+from common.amqp import connect_robust
 from common.broker import declare_raw
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 from common.db import connect
@@ -33,7 +34,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
 
 async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await connect_robust(settings.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if args.command == "replay" and args.what == "dead":

@@ -32,7 +32,7 @@ from schemas.delivery import (
 )
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
-from workers.delivery import store
+from workers.delivery import metrics, store
 from workers.delivery.broker import TaskPublisher
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.settings import DeliverySettings
@@ -177,14 +177,19 @@ class Attempts:
             disabled = kind == "gone" and await store.disable_subscription(
                 conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
             )
+        metrics.ATTEMPTS.labels(kind).inc()
+        if outcome.status is not None:
+            metrics.ATTEMPT_SECONDS.observe(outcome.latency_ms / 1000)
         if delay is not None:
             retry = msgspec.structs.replace(
                 task, step=task.step + 1, not_before=time.time() + delay, made=number
             )
             await self._tasks.later(retry, self._schedule.tier_for(delay))
         if kind == "failed":
+            metrics.FAILED.inc()
             await self._publish_failed(task, target, outcome, number, now)
         if disabled:
+            metrics.DISABLED.inc()
             await self._publish_disabled(task, target, now)
         log.log(
             20 if outcome.ok else 30,
