@@ -47,9 +47,10 @@ bench: install services
 demo: install
 	$(PY) deploy/demo.py
 
-## make schema: regenerate docs/event.schema.json from the Structs.
+## make schema: regenerate docs/event.schema.json and docs/itep-order.schema.json from the Structs.
 schema: install
 	$(PY) -m schemas > docs/event.schema.json
+	$(PY) -m schemas itep-order > docs/itep-order.schema.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
