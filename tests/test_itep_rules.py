@@ -62,7 +62,10 @@ def test_a_plain_order_has_no_problems() -> None:
             {"last_name": "Example"},
             "Unknown registration field [last_name] (field names are case-sensitive: Last_Name)",
         ),
-        ({"trExternal_ID": "mine"}, "Registration field [trExternal_ID] is set by resultbus (to the order id)"),
+        (
+            {"trExternal_ID": "mine"},
+            "Registration field [trExternal_ID] is set by resultbus (to the order id)",
+        ),
     ],
 )
 def test_each_registration_rule_with_itep_text(fields: dict[str, str | int], expected: str) -> None:
@@ -107,7 +110,9 @@ def test_every_problem_is_listed() -> None:
     ]
 
 
-@pytest.mark.parametrize("code", ["QSG-Academic-Plus", "gtx-Academic-Plus", "GTX-", "Academic-Plus", " GTX-A"])
+@pytest.mark.parametrize(
+    "code", ["QSG-Academic-Plus", "gtx-Academic-Plus", "GTX-", "Academic-Plus", " GTX-A"]
+)
 def test_only_gtx_and_stx_codes_are_api_orders(code: str) -> None:
     [problem] = problems(order(product_code=code))
     assert problem.startswith(f"Invalid product code [{code}]")
@@ -222,7 +227,9 @@ def test_answers_are_read_leniently(status: int, raw: str, kind: Kind, test_id: 
 
 
 def test_an_error_text_is_kept_as_itep_wrote_it() -> None:
-    assert read_answer(200, '{"error":"Out of range Birth Month [13]"}').error == "Out of range Birth Month [13]"
+    assert (
+        read_answer(200, '{"error":"Out of range Birth Month [13]"}').error == "Out of range Birth Month [13]"
+    )
     assert classify(200, "Invalid Gender [x]").detail == "Invalid Gender [x]"
 
 
@@ -244,3 +251,12 @@ def test_settings_need_what_itep_does_not_publish() -> None:
             FulfillmentSettings.from_env({k: v for k, v in env.items() if k != missing})
     with pytest.raises(SettingError, match="RESULTBUS_ITEP_SIGNATURE_ENCODING"):
         FulfillmentSettings.from_env({**env, "RESULTBUS_ITEP_SIGNATURE_ENCODING": "b32"})
+
+
+def test_published_order_schema_is_current() -> None:
+    from pathlib import Path
+
+    from schemas.itep_order import order_request_json_schema
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "itep-order.schema.json"
+    assert json.loads(path.read_text()) == order_request_json_schema(), "stale: run `make schema`"
