@@ -37,39 +37,39 @@ class FulfillmentSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "FulfillmentSettings":
         d = cls(endpoint="", api_key="", track="", gtx_header="", stx_header="")
-        endpoint = _required(env, "RESULTBUS_ITEP_ENDPOINT")
+        # Every variable is read before any is judged, so that --help lists them all.
+        names = ("ENDPOINT", "TRACK", "SIGNATURE_HEADER_GTX", "SIGNATURE_HEADER_STX")
+        given = {name: env_str(env, f"RESULTBUS_ITEP_{name}", "").strip() for name in names}
+        key_env = env_str(env, "RESULTBUS_ITEP_API_KEY_ENV", "ITEP_API_KEY")
+        encoding = env_str(env, "RESULTBUS_ITEP_SIGNATURE_ENCODING", d.encoding)
+        timeout = env_duration(env, "RESULTBUS_ITEP_TIMEOUT", d.timeout, minimum=0.01)
+        connect = env_duration(env, "RESULTBUS_ITEP_CONNECT_TIMEOUT", d.connect_timeout, minimum=0.01)
+        delays = env_durations(env, "RESULTBUS_ITEP_RETRY_DELAYS", d.retry_delays)
+        relay = env_duration(env, "RESULTBUS_ITEP_RELAY_INTERVAL", d.relay_interval, minimum=0.01)
+        for name, value in given.items():
+            if not value:
+                raise SettingError(f"RESULTBUS_ITEP_{name}: not set (see docs/itep-orders.md)")
+        endpoint = given["ENDPOINT"]
         if not endpoint.startswith(("https://", "http://")):
             raise SettingError(f"RESULTBUS_ITEP_ENDPOINT: expected an http(s) URL, got {endpoint!r}")
-        key_env = env_str(env, "RESULTBUS_ITEP_API_KEY_ENV", "ITEP_API_KEY")
         api_key = env.get(key_env, "")
         if not api_key:
             raise SettingError(
                 f"RESULTBUS_ITEP_API_KEY_ENV: environment variable {key_env} (the iTEP API key) is not set"
             )
-        encoding = env_str(env, "RESULTBUS_ITEP_SIGNATURE_ENCODING", d.encoding)
         if encoding not in ("hex", "base64"):
             raise SettingError(f"RESULTBUS_ITEP_SIGNATURE_ENCODING: expected hex or base64, got {encoding!r}")
-        delays = env_durations(env, "RESULTBUS_ITEP_RETRY_DELAYS", d.retry_delays)
         if any(delay < 0.001 for delay in delays):
             raise SettingError("RESULTBUS_ITEP_RETRY_DELAYS: every delay must be at least 1ms")
         return cls(
             endpoint=endpoint,
             api_key=api_key,
-            track=_required(env, "RESULTBUS_ITEP_TRACK"),
-            gtx_header=_required(env, "RESULTBUS_ITEP_SIGNATURE_HEADER_GTX"),
-            stx_header=_required(env, "RESULTBUS_ITEP_SIGNATURE_HEADER_STX"),
+            track=given["TRACK"],
+            gtx_header=given["SIGNATURE_HEADER_GTX"],
+            stx_header=given["SIGNATURE_HEADER_STX"],
             encoding="hex" if encoding == "hex" else "base64",
-            timeout=env_duration(env, "RESULTBUS_ITEP_TIMEOUT", d.timeout, minimum=0.01),
-            connect_timeout=env_duration(
-                env, "RESULTBUS_ITEP_CONNECT_TIMEOUT", d.connect_timeout, minimum=0.01
-            ),
+            timeout=timeout,
+            connect_timeout=connect,
             retry_delays=delays,
-            relay_interval=env_duration(env, "RESULTBUS_ITEP_RELAY_INTERVAL", d.relay_interval, minimum=0.01),
+            relay_interval=relay,
         )
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env_str(env, name, "").strip()
-    if not value:
-        raise SettingError(f"{name}: not set (see docs/itep-orders.md)")
-    return value
