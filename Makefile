@@ -47,9 +47,10 @@ bench: install services
 demo: install
 	$(PY) deploy/demo.py
 
-## make schema: regenerate docs/event.schema.json and docs/asyncapi.yaml from the Structs.
+## make schema: regenerate docs/event.schema.json, docs/itep-order.schema.json and docs/asyncapi.yaml.
 schema: install
 	$(PY) -m schemas > docs/event.schema.json
+	$(PY) -m schemas itep-order > docs/itep-order.schema.json
 	$(PY) -m schemas asyncapi > docs/asyncapi.yaml
 
 clean:

@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import store, wire
+from admin import itep_orders, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_types import event_types
 from admin.middleware import make_middleware
@@ -357,7 +357,10 @@ def create_app(
     allow_private: bool,
     ready: Callable[[], bool] = lambda: True,
 ) -> web.Application:
-    table = routes(Handlers(pool, tasks, allow_private=allow_private, ready=ready))
+    table = [
+        *routes(Handlers(pool, tasks, allow_private=allow_private, ready=ready)),
+        *itep_orders.routes(pool),
+    ]
     spec = _encoder.encode(document([op for op, _ in table]))
 
     async def openapi(request: web.Request) -> web.Response:

@@ -1,15 +1,20 @@
-"""`python -m schemas`: prints the JSON Schema of the normalized result event;
-`python -m schemas asyncapi`: prints the AsyncAPI document of the results exchange (YAML)."""
+"""`python -m schemas [event|itep-order|asyncapi]`: prints the JSON Schema of the normalized result
+event (the default) or of an iTEP order (the `<prefix>.itep.orders` queue and `POST /v1/itep/orders`),
+or the AsyncAPI document of the results exchange (YAML)."""
 
 import json
 import sys
 
 from schemas.event import event_json_schema
+from schemas.itep_order import order_request_json_schema
+
+_SCHEMAS = {"event": event_json_schema, "itep-order": order_request_json_schema}
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(json.dumps(event_json_schema(), indent=2, sort_keys=True))
+    which = argv[0] if argv else "event"
+    if which in _SCHEMAS and len(argv) <= 1:
+        print(json.dumps(_SCHEMAS[which](), indent=2, sort_keys=True))
         return 0
     if argv == ["asyncapi"]:
         # PyYAML is a development dependency: only this generator needs it.
@@ -23,7 +28,7 @@ def main(argv: list[str]) -> int:
             end="",
         )
         return 0
-    print("usage: python -m schemas [asyncapi]", file=sys.stderr)
+    print(f"usage: python -m schemas [{'|'.join([*_SCHEMAS, 'asyncapi'])}]", file=sys.stderr)
     return 2
 
 

@@ -92,6 +92,13 @@ class Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     sections: list[Section] = []
 
 
+class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The iTEP order (placed through resultbus) that this exam belongs to."""
+
+    id: Annotated[str, msgspec.Meta(description="The order id resultbus answered when the order was placed.")]
+    reference: Annotated[str, msgspec.Meta(description="The caller's own reference, as given in the order.")]
+
+
 class ResultEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A normalized event. `id` is stable: the same vendor event always gets the same id."""
 
@@ -110,6 +117,17 @@ class ResultEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     result: Result | None = None
     # Vendor ids that do not fit the fields above (Inspera marketplace, object types, …).
     attributes: dict[str, str | int | float | bool | None] = {}
+    # Added within v1 (optional, so no version bump).
+    order: Annotated[
+        OrderRef | None,
+        msgspec.Meta(
+            description=(
+                "Set when the exam was ordered through resultbus (`POST /v1/itep/orders` or the"
+                " `<prefix>.itep.orders` queue): iTEP's `OID` is the order id, or its `TestID` the"
+                " test ID the order was given. Added in v1."
+            )
+        ),
+    ] = None
 
 
 _encoder = msgspec.json.Encoder()

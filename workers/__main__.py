@@ -1,6 +1,6 @@
 """`python -m workers ROLE`: one process per role, each its own container.
 
-Roles: router, delivery, checker (long-running); migrate (applies the SQL migrations, then exits);
+Roles: router, delivery, checker, fulfillment (long-running); migrate (applies the SQL migrations, then exits);
 inspect and replay (operator commands). `python -m workers ROLE --help` lists a role's settings.
 """
 
@@ -20,6 +20,7 @@ from common.settings import ProcessSettings, WorkerSettings
 from workers import operator_cli
 from workers.checker.run import read_checker_settings, start_checker
 from workers.delivery.run import read_delivery_settings, start_delivery
+from workers.fulfillment.run import read_fulfillment_settings, start_fulfillment
 from workers.migrate import migrate
 from workers.router.run import start_router
 
@@ -54,6 +55,12 @@ ROLES = {
         "Verifies every subscriber endpoint on a schedule; unsubscribes one that fails several times in a row.",
         read_checker_settings,
         start_checker,
+    ),
+    "fulfillment": Role(
+        "Orders iTEP test IDs (iTEP's fulfillment API) for the orders placed on the admin API or the "
+        "itep.orders queue; publishes each order's changes.",
+        read_fulfillment_settings,
+        start_fulfillment,
     ),
 }
 

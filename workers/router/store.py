@@ -13,6 +13,7 @@ from common.db import DbConn
 from schemas.envelope import RawEnvelope
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
+from workers.router.orders import tie_to_orders
 from workers.router.state import ExamKey, ExamState, exam_keys, plan
 from workers.vendors.base import Normalized
 
@@ -126,6 +127,8 @@ async def store_batch(
         known = {row["id"] for row in await conn.fetch(_KNOWN_EVENTS, list(fresh))}
         new = [e for e in candidates if e.id not in known]
         changes = plan(current, new)
+        # iTEP results of orders placed through resultbus carry the order; the orders follow.
+        new = await tie_to_orders(conn, new, changes.final)
         encoded = {e.id: encode_event(e) for e in new}
         # One insert order everywhere (by id), so concurrent routers cannot deadlock on it.
         in_id_order = sorted(new, key=lambda e: e.id)
