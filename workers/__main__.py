@@ -6,6 +6,7 @@ inspect and replay (operator commands). `python -m workers ROLE --help` lists a 
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -18,42 +19,54 @@ from common.logs import configure_logging
 from common.service import Service, serve
 from common.settings import ProcessSettings, WorkerSettings
 from workers import operator_cli
-from workers.checker.run import read_checker_settings, start_checker
-from workers.delivery.run import read_delivery_settings, start_delivery
 from workers.migrate import migrate
-from workers.router.run import start_router
 
 log = structlog.get_logger()
 
 
 class Role:
-    def __init__(
-        self,
-        summary: str,
-        read_settings: Callable[[Mapping[str, str]], Any],
-        start: Callable[[Service, Any], Awaitable[None]],
-    ) -> None:
+    """A role, named by where its functions live ("module:attribute"), imported only when the role is
+    run: a module's Prometheus metrics are registered when it is imported, and a process serves every
+    registered metric, so a router importing the checker would export the checker's series at zero."""
+
+    def __init__(self, summary: str, read_settings: str, start: str) -> None:
         self.summary = summary
-        self.read_settings = read_settings
-        self.start = start
+        self._read_settings = read_settings
+        self._start = start
+
+    @property
+    def read_settings(self) -> Callable[[Mapping[str, str]], Any]:
+        return _load(self._read_settings)  # type: ignore[no-any-return]
+
+    @property
+    def start(self) -> Callable[[Service, Any], Awaitable[None]]:
+        return _load(self._start)  # type: ignore[no-any-return]
+
+
+def _load(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    found: Any = importlib.import_module(module)
+    for name in attribute.split("."):
+        found = getattr(found, name)
+    return found
 
 
 ROLES = {
     "router": Role(
         "Raw queue -> PostgreSQL -> results exchange: decodes, normalizes and stores each webhook, then "
         "publishes its events.",
-        WorkerSettings.from_env,
-        start_router,
+        "common.settings:WorkerSettings.from_env",
+        "workers.router.run:start_router",
     ),
     "delivery": Role(
         "Results exchange -> subscriber endpoints: signed webhooks with retries in the broker.",
-        read_delivery_settings,
-        start_delivery,
+        "workers.delivery.run:read_delivery_settings",
+        "workers.delivery.run:start_delivery",
     ),
     "checker": Role(
         "Verifies every subscriber endpoint on a schedule; unsubscribes one that fails several times in a row.",
-        read_checker_settings,
-        start_checker,
+        "workers.checker.run:read_checker_settings",
+        "workers.checker.run:start_checker",
     ),
 }
 

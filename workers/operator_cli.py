@@ -16,7 +16,6 @@ from common.broker import declare_raw
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 from common.db import connect
 from common.settings import WorkerSettings
-from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -33,6 +32,10 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
 
 async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
+    # Imported here: replay imports the router's metrics, which `python -m workers` must not register
+    # in every role it starts (see Role in workers/__main__.py).
+    from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
+
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
