@@ -1,7 +1,9 @@
-"""`python -m workers ROLE`: one process per role, each its own container.
+"""`resultbus COMMAND` (installed into the venv: `.venv/bin/resultbus` from a clone), or
+`python -m workers COMMAND`: one process per role, each its own container.
 
-Roles: router, delivery, checker (long-running); migrate (applies the SQL migrations, then exits);
-inspect and replay (operator commands). `python -m workers ROLE --help` lists a role's settings.
+Roles: router, delivery, checker (long-running); ingress and admin (the HTTP servers, also
+`python -m ingress|admin`); migrate (applies the SQL migrations, then exits); inspect and replay
+(operator commands). `resultbus COMMAND --help` lists a command's settings or options.
 """
 
 import argparse
@@ -81,8 +83,21 @@ async def run_migrate(settings: WorkerSettings) -> None:
     log.info("migrations up to date", applied=applied)
 
 
+# The HTTP servers live outside `workers`; `resultbus ingress|admin` runs them, imported only then.
+SERVERS = {
+    "ingress": ("ingress.__main__:main", "the vendor-facing webhook server (also `python -m ingress`)"),
+    "admin": ("admin.__main__:main", "the admin API (also `python -m admin`)"),
+}
+
+
+def _prog() -> str:
+    # The console script and `python -m workers` are the same program; help shows how it was called.
+    return "resultbus" if sys.argv and sys.argv[0].endswith("resultbus") else "python -m workers"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    prog = _prog()
     if argv and argv[0] in ROLES:
         role = ROLES[argv[0]]
         return serve(
@@ -91,14 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             read_settings=role.read_settings,
             start=role.start,
             argv=argv[1:],
-            prog=f"python -m workers {argv[0]}",
+            prog=f"{prog} {argv[0]}",
         )
+    if argv and argv[0] in SERVERS:
+        server_main: Callable[[list[str]], int] = _load(SERVERS[argv[0]][0])
+        return server_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m workers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="ROLE")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, role in ROLES.items():
         sub.add_parser(name, help=role.summary, add_help=False)
+    for name, (_, summary) in SERVERS.items():
+        sub.add_parser(name, help=summary, add_help=False)
     sub.add_parser("migrate", help="apply the SQL migrations (safe from several containers at once)")
     operator_cli.add_commands(sub)
     args = parser.parse_args(argv)
