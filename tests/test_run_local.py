@@ -2,6 +2,7 @@
 port of its own (the documented scheme) and exports its own metrics, not another role's."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -102,6 +103,56 @@ async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema
     for role in ("delivery", "checker", "ingress", "admin"):
         assert "resultbus_router_" not in metrics[role], role
     assert "resultbus_delivery_" not in metrics["router"]
+
+
+async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: str) -> None:
+    for name in delivery_queue_names(topology, DeliverySettings().schedule):
+        scratch_queue_name(topology, "", name=name)
+    base = free_base(7)
+    ingress, admin = f"http://127.0.0.1:{base + 5}", f"http://127.0.0.1:{base + 6}"
+    env = local_env(
+        topology,
+        db_schema,
+        RESULTBUS_METRICS_PORT=str(base),
+        RESULTBUS_INGRESS_PORT=str(base + 5),
+        RESULTBUS_ADMIN_PORT=str(base + 6),
+        RESULTBUS_INGRESS_URL=ingress,
+        RESULTBUS_ADMIN_URL=admin,
+    )
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", "migrate", env=env, cwd=ROOT
+    )
+    assert await asyncio.wait_for(migrate.wait(), 60) == 0
+    runner = await asyncio.create_subprocess_exec(
+        "bash", str(ROOT / "deploy" / "run-local.sh"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+            for offset in OFFSETS.values():
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://127.0.0.1:{base + offset}/readyz") as ready:
+                            if ready.status == 200:
+                                break
+                    assert runner.returncode is None, "run-local.sh stopped"
+                    await asyncio.sleep(0.2)
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "deploy" / "demo.py"), env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(demo.communicate(), 60)
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(runner.communicate(), 30)
+    text = out.decode()
+    assert demo.returncode == 0, text
+    assert "subscribed http://127.0.0.1:" in text and "through the admin API" in text
+    delivered = [line for line in text.splitlines() if "signature verified" in line]
+    assert len(delivered) == 4, text
+    assert {line.split()[1].split(".")[0] for line in delivered} == {"itep", "inspera", "synap", "testpress"}
+    assert all("schema=resultbus.result-event/v1" in line for line in delivered)
+    assert "NOT VERIFIED" not in text
 
 
 def test_a_bad_metrics_base_is_one_line() -> None:
