@@ -43,7 +43,8 @@ pytest: install services
 bench: install services
 	$(PY) -m bench
 
-## make demo: one signed sample of each vendor to a running ingress (start it with make run).
+## make demo: vendor -> event -> signed delivery on a running pipeline (start it with make run): a receiver,
+## subscribed through the admin API, prints what it gets.
 demo: install
 	$(PY) deploy/demo.py
 

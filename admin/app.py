@@ -10,8 +10,9 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import itep_orders, store, wire
+from admin import exams, itep_orders, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
+from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
@@ -25,6 +26,7 @@ from subscribers.ssrf import ForbiddenAddress, check_host
 log = structlog.get_logger("admin")
 
 T = TypeVar("T")
+_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
 
@@ -60,7 +62,12 @@ class Handlers:
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
-        return msgspec.convert(dict(request.query), kind, strict=False)
+        query = dict(request.query)
+        for name in ("since", "until"):
+            # A date alone is its midnight, UTC: `since=2026-11-22` as an operator types it.
+            if _DATE.match(query.get(name, "")):
+                query[name] += "T00:00:00Z"
+        return msgspec.convert(query, kind, strict=False)
 
     @staticmethod
     def _id(request: web.Request) -> str:
@@ -106,6 +113,7 @@ class Handlers:
 
     async def create_subscription(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.SubscriptionCreate)
+        check_event_types(body.event_types)
         endpoint = await self._endpoint(body.url)
         secret = self._secret(body.secret)
         async with self._pool.acquire() as conn:
@@ -128,6 +136,7 @@ class Handlers:
     async def update_subscription(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
         body = await self._body(request, wire.SubscriptionUpdate)
+        check_event_types(body.event_types)
         endpoint = None if body.url is None else await self._endpoint(body.url)
         async with self._pool.acquire() as conn:
             updated = await store.update_subscription(conn, subscription_id, body, endpoint)
@@ -206,6 +215,11 @@ class Handlers:
 
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)
+        if query.key is None:
+            async with self._pool.acquire() as conn:
+                return _json(await exams.list_exams(conn, query))
+        if query.vendor is None:
+            raise Unprocessable("key: give the vendor too (an exam key is unique per vendor)")
         async with self._pool.acquire() as conn:
             found = await store.get_exam(conn, query.vendor.value, query.key)
         if found is None:
@@ -229,6 +243,7 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 Route = tuple[Operation, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+_EXAM_OR_EXAMS: Final = (wire.Exam, wire.Exams)
 
 
 def routes(h: Handlers) -> list[Route]:
@@ -317,9 +332,10 @@ def routes(h: Handlers) -> list[Route]:
             Operation(
                 "GET",
                 "/v1/exams",
-                "an exam's current state and its history",
+                "with vendor and key: an exam's current state and its history; without key: a page of "
+                "exams, the most recently updated first",
                 200,
-                wire.Exam,
+                _EXAM_OR_EXAMS,
                 query=wire.ExamQuery,
             ),
             h.exam,
@@ -328,7 +344,7 @@ def routes(h: Handlers) -> list[Route]:
             Operation(
                 "GET",
                 "/v1/events",
-                "stored events by vendor, exam, type and time",
+                "stored events by vendor, exam, type and time, the newest first (order=oldest to read on)",
                 200,
                 wire.Events,
                 query=wire.EventsQuery,

@@ -22,7 +22,8 @@ class Operation(NamedTuple):
     path: str  # OpenAPI form: `{id}` path parameters are subscription ids
     summary: str
     status: int  # the success status
-    response: type | None  # None: no body
+    # None: no body. A tuple: one of these shapes, told apart by the query (see GET /v1/exams).
+    response: type | tuple[type, ...] | None
     body: type | None = None
     query: type | None = None
     public: bool = False
@@ -31,7 +32,8 @@ class Operation(NamedTuple):
 def document(operations: Sequence[Operation]) -> dict[str, Any]:
     types: list[Any] = [Error, Uuid]
     for op in operations:
-        types.extend(t for t in (op.response, op.body, op.query) if t is not None)
+        responses = op.response if isinstance(op.response, tuple) else (op.response,)
+        types.extend(t for t in (*responses, op.body, op.query) if t is not None)
     refs, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     ref_of = dict(zip(map(id, types), refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
@@ -76,7 +78,10 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
 
 def _responses(op: Operation, ref_of: dict[int, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "success"}
-    if op.response is not None:
+    if isinstance(op.response, tuple):
+        shapes = [ref_of[id(t)] for t in op.response]
+        success["content"] = {"application/json": {"schema": {"oneOf": shapes}}}
+    elif op.response is not None:
         success["content"] = {"application/json": {"schema": ref_of[id(op.response)]}}
     responses: dict[str, Any] = {str(op.status): success}
     error = {"application/json": {"schema": ref_of[id(Error)]}}

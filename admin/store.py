@@ -194,7 +194,9 @@ async def query_events(conn: DbConn, query: wire.EventsQuery) -> list[wire.Store
         WHERE ($1::text IS NULL OR vendor = $1) AND ($2::text IS NULL OR exam_key = $2)
           AND ($3::text IS NULL OR type = $3) AND ($4::timestamptz IS NULL OR stored_at >= $4)
           AND ($5::timestamptz IS NULL OR stored_at < $5)
-        ORDER BY stored_at, id LIMIT $6
+        ORDER BY """
+        + ("stored_at DESC, id DESC" if query.order == "newest" else "stored_at, id")
+        + """ LIMIT $6
         """,
         query.vendor.value if query.vendor else None,
         query.exam_key,

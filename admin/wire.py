@@ -129,12 +129,23 @@ class Events(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
 
 
+# A query string's time: a date and time (no zone: UTC), or a date alone (its midnight, UTC), which
+# the handlers' query reader turns into a date and time before these Structs see it.
+Since = Annotated[
+    datetime,
+    Meta(description="at or after: 2026-11-22T08:00:00+01:00, or a date (2026-11-22: midnight UTC)"),
+]
+Until = Annotated[datetime, Meta(description="before: a date and time, or a date (its midnight, UTC)")]
+Order = Literal["newest", "oldest"]
+
+
 class EventsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     vendor: Vendor | None = None
     exam_key: Name | None = None
     type: Name | None = None
-    since: datetime | None = None  # stored at or after
-    until: datetime | None = None  # stored before
+    since: Since | None = None  # stored at or after
+    until: Until | None = None  # stored before
+    order: Order = "newest"  # as deliveries: the latest first; `oldest` to read forward from `since`
     limit: Limit = 100
 
 
@@ -148,9 +159,35 @@ class Exam(msgspec.Struct, frozen=True, kw_only=True):
     history: list[StoredEvent]  # every event of the exam, applied or not, oldest first
 
 
+class ExamSummary(msgspec.Struct, frozen=True, kw_only=True):
+    vendor: str
+    exam_key: str
+    status: str | None = None
+    occurred_at: datetime | None = None
+    event_id: str | None = None
+    updated_at: datetime
+
+
+class Exams(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of exams, the most recently updated first; `next` is the `cursor` of the next page."""
+
+    exams: list[ExamSummary]
+    next: str | None = None
+
+
+Cursor = Annotated[str, Meta(max_length=500, description="`next` of the previous page")]
+
+
 class ExamQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    vendor: Vendor
-    key: Name
+    """With `key` (and `vendor`): that exam and its history. Without: a page of exams, filtered."""
+
+    vendor: Vendor | None = None
+    key: Name | None = None
+    status: Name | None = None
+    since: Since | None = None  # updated at or after
+    until: Until | None = None  # updated before
+    limit: Limit = 100
+    cursor: Cursor | None = None
 
 
 class RejectedWebhook(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,7 +209,7 @@ class RejectedWebhooks(msgspec.Struct, frozen=True):
 
 class RejectedQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     source: Name | None = None
-    since: datetime | None = None
+    since: Since | None = None
     limit: Limit = 100
 
 
@@ -206,7 +243,7 @@ class Deliveries(msgspec.Struct, frozen=True):
 
 class DeliveriesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["pending", "succeeded", "failed", "cancelled"] | None = None
-    since: datetime | None = None  # created at or after
+    since: Since | None = None  # created at or after
     limit: Limit = 100
 
 

@@ -29,17 +29,47 @@ trap stop INT TERM
 export RESULTBUS_ALLOW_PRIVATE_ENDPOINTS=${RESULTBUS_ALLOW_PRIVATE_ENDPOINTS:-1}
 export RESULTBUS_ADMIN_TOKEN=${RESULTBUS_ADMIN_TOKEN:-local-admin-token-change-me}
 
-for role in ${RESULTBUS_ROLES:-router delivery checker}; do
-  "$PY" -m workers "$role" &
+# RESULTBUS_METRICS_PORT is a base here: each process serves /metrics, /healthz and /readyz on a port
+# of its own, base+0 ingress, +1 router, +2 delivery, +3 checker, +4 admin (other roles from +5 on).
+metrics_base=${RESULTBUS_METRICS_PORT:-}
+unset RESULTBUS_METRICS_PORT
+if [[ -n "$metrics_base" && ! "$metrics_base" =~ ^[0-9]+$ ]]; then
+  echo "run-local: RESULTBUS_METRICS_PORT: expected a port number, got '$metrics_base'" >&2
+  exit 2
+fi
+declare -A offsets=([ingress]=0 [router]=1 [delivery]=2 [checker]=3 [admin]=4)
+declare -A taken=()
+next_offset=5
+ports=()
+
+start() {  # role command...
+  local role=$1
+  shift
+  if [[ -z "$metrics_base" ]]; then
+    "$@" &
+  else
+    # A role started twice (RESULTBUS_ROLES="router router") takes the next free offset.
+    local offset=${offsets[$role]:-}
+    if [[ -z "$offset" || -n "${taken[$offset]:-}" ]]; then
+      offset=$next_offset
+      next_offset=$((next_offset + 1))
+    fi
+    taken[$offset]=1
+    RESULTBUS_METRICS_PORT=$((metrics_base + offset)) "$@" &
+    ports+=("$role=http://${RESULTBUS_METRICS_HOST:-127.0.0.1}:$((metrics_base + offset))/metrics")
+  fi
   pids+=($!)
+}
+
+for role in ${RESULTBUS_ROLES:-router delivery checker}; do
+  start "$role" "$PY" -m workers "$role"
 done
-"$PY" -m ingress &
-pids+=($!)
-"$PY" -m admin &
-pids+=($!)
+start ingress "$PY" -m ingress
+start admin "$PY" -m admin
 
 echo "run-local: admin API on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081} (Bearer \$RESULTBUS_ADMIN_TOKEN)"
 echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>; try 'make demo'"
+[[ -n "$metrics_base" ]] && echo "run-local: metrics ${ports[*]}"
 # Any process exiting stops the rest: a half-running pipeline is worse than a stopped one.
 wait -n "${pids[@]}" || true
 stop

@@ -99,10 +99,15 @@ class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
     reference: Annotated[str, msgspec.Meta(description="The caller's own reference, as given in the order.")]
 
 
-class ResultEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A normalized event. `id` is stable: the same vendor event always gets the same id."""
+class ResultEvent(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="schema", tag=SCHEMA_ID
+):
+    """A normalized event. `id` is stable: the same vendor event always gets the same id.
 
-    schema: str = SCHEMA_ID
+    `schema` is the Struct's tag, not a field: `omit_defaults` drops a field equal to its default, so
+    a `schema` field defaulting to SCHEMA_ID was never sent. A tag is always encoded (first), marked
+    required in the JSON Schema, and a decoder refuses another version's tag instead of misreading it."""
+
     id: str
     type: str  # a Status value, or VENDOR_EVENT_PREFIX + the vendor's event name
     vendor: Vendor

@@ -248,6 +248,8 @@ async def test_lookups(admin: Admin) -> None:
     assert (await admin.call("GET", "/v1/exams", vendor="itep", key="nope"))[0] == 404
 
     status, events = await admin.call("GET", "/v1/events", vendor="itep", exam_key="T1", limit="1")
+    assert [e["id"] for e in events["events"]] == [second]  # the newest first, as deliveries
+    status, events = await admin.call("GET", "/v1/events", exam_key="T1", limit="1", order="oldest")
     assert [e["id"] for e in events["events"]] == [first]
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert (await admin.call("GET", "/v1/events", since=future))[1] == {"events": []}

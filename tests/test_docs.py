@@ -25,42 +25,69 @@ def test_published_json_schema_is_current() -> None:
     assert published == event_json_schema(), "docs/event.schema.json is stale: run `make schema`"
 
 
-async def test_example_consumer_receives_an_event(amqp_url: str, topology: Topology) -> None:
-    queue = scratch_queue_name(topology, "example-consumer")
+async def run_example_consumer(amqp_url: str, topology: Topology, *options: str) -> tuple[str, str]:
+    """Runs docs/example_consumer.py bound to `*.completed` until it handled one event; returns the
+    queue it consumed from and what it printed."""
     consumer = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "docs" / "example_consumer.py"),
         "--url", amqp_url,
         "--exchange", topology.results_exchange,
-        "--queue", queue,
         "--bind", "*.completed",
         "--count", "1",
+        *options,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
+    assert consumer.stderr is not None
     [item] = normalize(samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress())))
     connection = await aio_pika.connect(amqp_url)
-    async with connection:
+    async with connection, asyncio.timeout(20):
+        # It says which queue once the queue is declared and bound.
+        line = (await consumer.stderr.readline()).decode()
+        assert line.startswith("consuming from "), line
+        queue = line.removeprefix("consuming from ").strip()
         channel = await connection.channel()
         exchange = await declare_results(channel, topology)
-        # Publish until the consumer's queue exists and is bound (it declares it at start-up).
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    await channel.declare_queue(queue, passive=True)
-                    break
-                except aio_pika.exceptions.ChannelClosed:
-                    channel = await connection.channel()
-                    exchange = await declare_results(channel, topology)
-                    await asyncio.sleep(0.1)
-            await asyncio.sleep(0.2)  # the bind follows the declare
-            await exchange.publish(
-                aio_pika.Message(b'{"not": "completed"}'), routing_key="testpress.event.other"
-            )
-            body = encode_event(item.event)
-            await exchange.publish(
-                aio_pika.Message(body, message_id=item.event.id), routing_key="testpress.completed"
-            )
-            out, _ = await consumer.communicate()
+        await exchange.publish(aio_pika.Message(b'{"not": "completed"}'), routing_key="testpress.event.other")
+        body = encode_event(item.event)
+        await exchange.publish(
+            aio_pika.Message(body, message_id=item.event.id), routing_key="testpress.completed"
+        )
+        out, _ = await consumer.communicate()
     assert consumer.returncode == 0
     assert out.decode().strip() == f"testpress.completed {item.event.id} exam=attempt:4512 status=completed"
+    return queue, out.decode()
+
+
+async def queue_exists(amqp_url: str, name: str) -> bool:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        try:
+            await (await connection.channel()).declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return False
+        return True
+
+
+async def test_example_consumer_by_default_leaves_no_queue_behind(amqp_url: str, topology: Topology) -> None:
+    queue, _ = await run_example_consumer(amqp_url, topology)
+    assert queue.startswith("amq")  # named for it (by the broker, or by aio-pika's robust connection)
+    assert not await queue_exists(amqp_url, queue)
+
+
+async def test_example_consumers_named_queue_expires_once_unused(amqp_url: str, topology: Topology) -> None:
+    name = scratch_queue_name(topology, "example-consumer")
+    queue, _ = await run_example_consumer(amqp_url, topology, "--queue", name, "--expires", "1")
+    assert queue == name
+    async with asyncio.timeout(15):
+        while await queue_exists(amqp_url, name):
+            await asyncio.sleep(0.5)
+
+
+async def test_example_consumers_durable_queue_stays(amqp_url: str, topology: Topology) -> None:
+    name = scratch_queue_name(topology, "example-consumer-durable")
+    await run_example_consumer(amqp_url, topology, "--queue", name, "--durable")
+    await asyncio.sleep(1.5)
+    assert await queue_exists(amqp_url, name)

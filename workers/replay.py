@@ -15,6 +15,7 @@ from common.db import DbConn
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
+from workers.progress import Progress, no_progress
 from workers.router.loop import REPLAYED
 
 log = structlog.get_logger("replay")
@@ -23,7 +24,11 @@ _RETRY_HEADERS = (ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT)
 
 
 async def replay_dead_letters(
-    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    limit: int | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> int:
     """Moves what is in the raw dead-letter queue now back to the raw exchange; returns how many.
 
@@ -37,11 +42,15 @@ async def replay_dead_letters(
         headers[REPLAYED] = datetime.now(UTC).isoformat()
         return exchange, str(headers.get(ROUTING_KEY) or "replay"), headers
 
-    return await _move_dead(channel, topology.dead_queue, back_to_raw, limit)
+    return await _move_dead(channel, topology.dead_queue, back_to_raw, limit, progress)
 
 
 async def replay_delivery_dead_letters(
-    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    limit: int | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> int:
     """Moves delivery work (events to fan out, attempts to make) back to the queue it died in."""
     await channel.declare_queue(
@@ -57,17 +66,24 @@ async def replay_delivery_dead_letters(
             raise ValueError(f"dead delivery message from an unknown queue {queue!r}")
         return channel.default_exchange, queue, headers
 
-    return await _move_dead(channel, topology.delivery_dead_queue, back_to_its_queue, limit)
+    return await _move_dead(channel, topology.delivery_dead_queue, back_to_its_queue, limit, progress)
 
 
 Target = Callable[[AbstractIncomingMessage], tuple[AbstractExchange, str, dict[str, Any]]]
 
 
-async def _move_dead(channel: AbstractChannel, dead_queue: str, target: Target, limit: int | None) -> int:
+async def _move_dead(
+    channel: AbstractChannel,
+    dead_queue: str,
+    target: Target,
+    limit: int | None,
+    progress: Callable[[int], Progress] | None,
+) -> int:
     dead = await channel.declare_queue(dead_queue, passive=True)
     # Only what is there now: a message that fails again must not be replayed in a loop.
     waiting = dead.declaration_result.message_count or 0
     count = min(waiting, limit) if limit is not None else waiting
+    report = progress(count) if progress is not None else no_progress
     moved = 0
     for _ in range(count):
         message = await dead.get(fail=False)
@@ -86,6 +102,7 @@ async def _move_dead(channel: AbstractChannel, dead_queue: str, target: Target, 
         )
         await message.ack()
         moved += 1
+        report(moved)
     log.info("dead letters replayed", queue=dead_queue, count=moved)
     return moved
 
@@ -109,12 +126,14 @@ async def replay_rejected(
     since: datetime | None = None,
     source: str | None = None,
     ids: list[str] | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> int:
     """Sends rejected webhooks through the router again, under their original ids: one that now
     decodes turns from rejected to accepted; one that still fails stays rejected with the new reason."""
     exchange, _ = await declare_raw(channel, topology)
     rows = await conn.fetch(_REJECTED, since, source, ids)
-    for row in rows:
+    report = progress(len(rows)) if progress is not None else no_progress
+    for done, row in enumerate(rows, 1):
         if row["vendor"] in Vendor._value2member_map_:
             vendor = Vendor(row["vendor"])
             body = encode_envelope(
@@ -142,5 +161,6 @@ async def replay_rejected(
             ),
             routing_key=routing_key,
         )
+        report(done)
     log.info("rejected webhooks replayed", count=len(rows))
     return len(rows)

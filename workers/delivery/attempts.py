@@ -84,6 +84,7 @@ class Attempts:
         known = self._endpoint_of.get(task.subscription_id)
         if known is not None and self._health(known).verdict(time.monotonic()) is Verdict.PARK:
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
+            metrics.PARKED.inc()
             return
         async with self._pool.acquire() as conn:
             target = await store.target(conn, task.subscription_id)
@@ -109,9 +110,12 @@ class Attempts:
         verdict = health.verdict(now)
         if verdict is Verdict.PARK:
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
+            metrics.PARKED.inc()
             return
         if verdict is Verdict.SKIP:
-            await self._settle(task, target, Outcome(status=None, latency_ms=0.0, error=health.reason(now)))
+            await self._settle(
+                task, target, Outcome(status=None, latency_ms=0.0, error=health.reason(now)), skipped=True
+            )
             return
         started = health.started(now)
         outcome: Outcome | None = None
@@ -119,7 +123,9 @@ class Attempts:
             outcome = await self._post(task, target)
         finally:
             answered = outcome is not None and outcome.status is not None and outcome.status < 500
-            health.finished(started, time.monotonic(), answered_below_500=answered)
+            finished = time.monotonic()
+            health.finished(started, finished, answered_below_500=answered)
+            metrics.ATTEMPT_SECONDS.observe(finished - started)
             if health.idle:
                 self._endpoints.pop(target.endpoint, None)
         await self._settle(task, target, outcome)
@@ -154,7 +160,9 @@ class Attempts:
         headers = webhook_headers(keys, task.event_id, int(time.time()), task.body)
         return await self._poster.post(target.url, task.body, headers)
 
-    async def _settle(self, task: DeliveryTask, target: store.Target, outcome: Outcome) -> None:
+    async def _settle(
+        self, task: DeliveryTask, target: store.Target, outcome: Outcome, *, skipped: bool = False
+    ) -> None:
         now = datetime.now(UTC)
         delay: float | None = None
         if outcome.ok:
@@ -177,14 +185,12 @@ class Attempts:
             disabled = kind == "gone" and await store.disable_subscription(
                 conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
             )
-        metrics.ATTEMPTS.labels(kind).inc()
-        if outcome.status is not None:
-            metrics.ATTEMPT_SECONDS.observe(outcome.latency_ms / 1000)
         if delay is not None:
             retry = msgspec.structs.replace(
                 task, step=task.step + 1, not_before=time.time() + delay, made=number
             )
             await self._tasks.later(retry, self._schedule.tier_for(delay))
+        metrics.ATTEMPTS.labels("skipped" if skipped and kind == "retry" else kind).inc()
         if kind == "failed":
             metrics.FAILED.inc()
             await self._publish_failed(task, target, outcome, number, now)

@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from common.consumer import describe
 from common.errors import Reject
 from schemas.delivery import DeliveryTask, is_operational
-from workers.delivery import store
+from workers.delivery import metrics, store
 from workers.delivery.broker import TaskPublisher
 
 
@@ -62,4 +62,5 @@ class FanOut:
                 for d, s in pending
             )
         )
+        metrics.DELIVERIES.inc(len(pending))
         structlog.contextvars.bind_contextvars(type=head.type, deliveries=len(pending))
