@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import store, wire
+from admin import console, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_types import event_types
 from admin.middleware import make_middleware
@@ -367,4 +367,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     for op, handler in table:
         app.router.add_route(op.method, op.path, handler)
+    console.setup(app, pool, tasks, token=token)
     return app

@@ -1,0 +1,169 @@
+"""Replay, for operators after a fix: dead-lettered messages and rejected webhooks go back through the
+raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated.
+
+Here in common/ (not workers/) because both the operator CLI and the admin console replay."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from common.broker import declare_raw, persistent_message
+from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, ROUTING_KEY
+from common.db import DbConn
+from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
+from schemas.topology import Topology, raw_routing_key
+from schemas.vendor import Vendor
+
+log = structlog.get_logger("replay")
+
+_RETRY_HEADERS = (ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT)
+
+# Set on a message replayed from the dead letters: the router then publishes again what it may have
+# stored the first time round. The router reads it under this name (workers.router.loop.REPLAYED).
+REPLAYED = "x-resultbus-replayed"
+
+
+async def replay_dead_letters(
+    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+) -> int:
+    """Moves what is in the raw dead-letter queue now back to the raw exchange; returns how many.
+
+    `channel` must have publisher confirms: each message leaves the dead-letter queue only after the
+    broker confirmed its copy."""
+    exchange, _ = await declare_raw(channel, topology)
+
+    def back_to_raw(message: AbstractIncomingMessage) -> tuple[AbstractExchange, str, dict[str, Any]]:
+        headers = {k: v for k, v in (message.headers or {}).items() if k not in _RETRY_HEADERS}
+        # The router then publishes the events it may have stored the first time round.
+        headers[REPLAYED] = datetime.now(UTC).isoformat()
+        return exchange, str(headers.get(ROUTING_KEY) or "replay"), headers
+
+    return await _move_dead(channel, topology.dead_queue, back_to_raw, limit)
+
+
+async def replay_delivery_dead_letters(
+    channel: AbstractChannel, topology: Topology, *, limit: int | None = None
+) -> int:
+    """Moves delivery work (events to fan out, attempts to make) back to the queue it died in."""
+    await channel.declare_queue(
+        topology.delivery_dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    queues = {topology.deliveries_queue, topology.delivery_attempts_queue}
+
+    def back_to_its_queue(message: AbstractIncomingMessage) -> tuple[AbstractExchange, str, dict[str, Any]]:
+        headers = dict(message.headers or {})
+        died_in = headers.get(QUEUE) or headers.get("x-first-death-queue")
+        queue = died_in.decode() if isinstance(died_in, bytes) else str(died_in)
+        if queue not in queues:
+            raise ValueError(f"dead delivery message from an unknown queue {queue!r}")
+        return channel.default_exchange, queue, headers
+
+    return await _move_dead(channel, topology.delivery_dead_queue, back_to_its_queue, limit)
+
+
+Target = Callable[[AbstractIncomingMessage], tuple[AbstractExchange, str, dict[str, Any]]]
+
+
+async def _move_dead(channel: AbstractChannel, dead_queue: str, target: Target, limit: int | None) -> int:
+    dead = await channel.declare_queue(dead_queue, passive=True)
+    # Only what is there now: a message that fails again must not be replayed in a loop.
+    waiting = dead.declaration_result.message_count or 0
+    count = min(waiting, limit) if limit is not None else waiting
+    moved = 0
+    for _ in range(count):
+        message = await dead.get(fail=False)
+        if message is None:
+            break
+        exchange, routing_key, headers = target(message)
+        await exchange.publish(
+            persistent_message(
+                message.body,
+                headers=headers,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                timestamp=message.timestamp,
+            ),
+            routing_key=routing_key,
+        )
+        await message.ack()
+        moved += 1
+    log.info("dead letters replayed", queue=dead_queue, count=moved)
+    return moved
+
+
+_REJECTED = """
+SELECT id::text, source, vendor, received_at, content_type, body, vendor_event, remote
+FROM raw_webhooks
+WHERE outcome = 'rejected'
+  AND ($1::timestamptz IS NULL OR received_at >= $1)
+  AND ($2::text IS NULL OR source = $2)
+  AND ($3::uuid[] IS NULL OR id = ANY($3))
+  AND ($4::timestamptz IS NULL OR received_at < $4)
+ORDER BY received_at
+LIMIT $5
+"""
+
+
+async def replay_rejected(
+    conn: DbConn,
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    ids: list[str] | None = None,
+) -> int:
+    """Sends rejected webhooks through the router again, under their original ids: one that now
+    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason."""
+    return len(await republish_rejected(conn, channel, topology, since=since, source=source, ids=ids))
+
+
+async def republish_rejected(
+    conn: DbConn,
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: str | None = None,
+    ids: list[str] | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """`replay_rejected`, returning the ids of the webhooks sent again (oldest first), so that a caller
+    can follow their new outcomes."""
+    exchange, _ = await declare_raw(channel, topology)
+    rows = await conn.fetch(_REJECTED, since, source, ids, until, limit)
+    for row in rows:
+        if row["vendor"] in Vendor._value2member_map_:
+            vendor = Vendor(row["vendor"])
+            body = encode_envelope(
+                RawEnvelope(
+                    id=row["id"],
+                    source=row["source"],
+                    vendor=vendor,
+                    received_at=row["received_at"],
+                    content_type=row["content_type"],
+                    body=bytes(row["body"]),
+                    event=row["vendor_event"],
+                    remote=row["remote"],
+                )
+            )
+            routing_key = raw_routing_key(vendor, row["source"])
+        else:
+            # Not an envelope at all when it arrived: send back exactly what was received.
+            body, routing_key = bytes(row["body"]), row["source"]
+        await exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=row["id"],
+                content_type=ENVELOPE_CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+        )
+    log.info("rejected webhooks replayed", count=len(rows))
+    return [str(row["id"]) for row in rows]
