@@ -4,7 +4,9 @@ subscription actions, and that vendor and subscriber values are escaped and secr
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -197,3 +199,169 @@ async def test_every_page_renders_for_the_bearer_token_with_security_headers(
             assert "script-src 'self'" in response.headers["Content-Security-Policy"]
             assert response.headers["Cache-Control"] == "no-store"
             assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_an_exam_is_found_by_external_id_test_id_and_key_with_its_history_escaped(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    ids = await seed(world)
+    for query in ("by=external_id&q=cand-4711", "by=test_id&q=CONSOLE1TEST", "by=key&q=CONSOLE1TEST"):
+        status, html = await get(http, f"{world.base}/console/exams?{query}", headers=BEARER)
+        assert status == 200 and "/console/exam?vendor=itep&amp;key=CONSOLE1TEST" in html, query
+    status, html = await get(http, f"{world.base}/console/exams?by=external_id&q=cand-0000", headers=BEARER)
+    assert "No exam found" in html
+    # Vendor and key given: straight to the exam.
+    async with http.get(
+        f"{world.base}/console/exams?by=key&vendor=itep&q=CONSOLE1TEST", headers=BEARER, allow_redirects=False
+    ) as response:
+        assert response.status == 303 and response.headers["Location"].startswith("/console/exam?vendor=itep")
+    status, html = await get(http, f"{world.base}/console/exam?vendor=itep&key=CONSOLE1TEST", headers=BEARER)
+    assert status == 200
+    assert "completed" in html and ids["good"] in html and "cand-4711" in html
+    # The body's script is text on the page, never markup.
+    assert "window.__pwned" in html and SCRIPT not in html
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    status, _ = await get(http, f"{world.base}/console/exam?vendor=itep&key=NOPE", headers=BEARER)
+    assert status == 404
+
+
+async def test_a_rejected_webhook_replayed_after_the_fix_shows_its_new_outcome(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    ids = await seed(world)
+    csrf = await sign_in(world, http)
+    status, html = await get(http, world.base + "/console/rejected")
+    assert status == 200 and ids["bad"] in html
+    # Replayed as is: still rejected, under the same id, with the reason shown.
+    async with http.post(
+        world.base + "/console/rejected/replay", data={"csrf": csrf, "id": ids["bad"]}
+    ) as response:
+        html = await response.text()
+        assert response.status == 200 and response.url.path == "/console/replayed"
+    assert "rejected" in html and "waiting for the router" not in html
+    # The "fix" (as a corrected source would give): replayed again, now accepted.
+    await world.router.pool.execute(
+        "UPDATE raw_webhooks SET vendor_event = 'exam.resultsReleased' WHERE id = $1", ids["bad"]
+    )
+    async with http.post(
+        world.base + "/console/rejected/replay", data={"csrf": csrf, "id": ids["bad"]}
+    ) as response:
+        html = await response.text()
+    assert re.search(r'class="accepted outcome">accepted<', html), html
+    status, html = await get(http, world.base + "/console/rejected")
+    assert ids["bad"] not in html and "No rejected webhook" in html
+    status, html = await get(http, f"{world.base}/console/webhooks/{ids['bad']}")
+    assert 'id="outcome">accepted<' in html
+    # "Replay all" of nothing left replays nothing.
+    async with http.post(
+        world.base + "/console/rejected/replay", data={"csrf": csrf, "all": "1"}
+    ) as response:
+        assert "Replayed 0 webhooks" in await response.text()
+    async with http.post(world.base + "/console/rejected/replay", data={"csrf": csrf}) as response:
+        assert response.status == 400 and "nothing selected" in await response.text()
+
+
+async def test_subscription_pages_escape_subscriber_values_hide_secrets_and_act(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    pool = world.router.pool
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+    async with http.post(
+        world.base + "/v1/subscriptions",
+        json={"url": "http://127.0.0.1:9/hook", "description": f"school {SCRIPT}", "secret": secret},
+        headers=BEARER,
+    ) as response:
+        assert response.status == 201
+        subscription_id = (await response.json())["subscription"]["id"]
+    # A failed delivery whose error text is the subscriber's, script and all.
+    event_id = str(uuid.uuid4())
+    delivery_id = str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, attempts, last_status,"
+        " last_error) VALUES ($1, $2, $3, 'completed', 'failed', 1, 500, $4)",
+        delivery_id,
+        subscription_id,
+        event_id,
+        f"HTTP 500: {SCRIPT}",
+    )
+    await pool.execute(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, outcome)"
+        " VALUES ($1, 1, now(), 500, 12.5, $2, 'failed')",
+        delivery_id,
+        f"HTTP 500: {SCRIPT}",
+    )
+    csrf = await sign_in(world, http)
+    page = f"{world.base}/console/subscriptions/{subscription_id}"
+    for url in (world.base + "/console/subscriptions", page):
+        status, html = await get(http, url)
+        assert status == 200
+        assert SCRIPT not in html and "&lt;script&gt;" in html
+        assert secret not in html and secret[6:20] not in html and "whsec_QUJD" not in html
+    status, html = await get(http, world.base + "/console/subscriptions")
+    assert "0.0%" in html  # one finished delivery, failed
+    status, html = await get(http, page)
+    assert "HTTP 500" in html and "failing since" in html.lower()
+
+    async def act(path: str, **data: str) -> str:
+        async with http.post(f"{page}/{path}", data={"csrf": csrf, **data}) as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
+
+    assert "Disabled: nothing is delivered" in await act("status", status="disabled")
+    assert (
+        await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", subscription_id) == "disabled"
+    )
+    assert "enable it first" in await act_fails(http, f"{page}/replay", csrf, since="2024-01-01T00:00")
+    assert "Enabled" in await act("status", status="active")
+    new_secret = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    html = await act("rotate", secret=new_secret, overlap_hours="1")
+    assert "New secret added" in html and new_secret not in html
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM subscription_secrets WHERE subscription_id = $1", subscription_id
+        )
+        == 2
+    )
+    assert "secret:" in await act_fails(http, f"{page}/rotate", csrf, secret="not-a-secret")
+    # Replaying failed deliveries whose event is not stored queues nothing (as the API does).
+    assert "queued again: 0" in await act(
+        "replay", since=(datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    )
+
+
+async def act_fails(http: aiohttp.ClientSession, url: str, csrf: str, **data: str) -> str:
+    async with http.post(url, data={"csrf": csrf, **data}) as response:
+        assert response.status == 400
+        return await response.text()
+
+
+async def test_overview_counts_webhooks_and_shows_queue_depths(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    await seed(world)
+    status, html = await get(http, world.base + "/console/", headers=BEARER)
+    assert status == 200
+    assert re.search(r"<td>itep</td><td class=\"accepted\">accepted</td><td class=\"num\">1</td>", html)
+    assert re.search(r"<td>synap</td><td class=\"rejected\">rejected</td><td class=\"num\">1</td>", html)
+    assert "1 rejected webhooks</a> in the last day" in html
+    topology = world.router.settings.topology
+    assert (
+        topology.raw_queue in html
+        and topology.dead_queue in html
+        and topology.delivery_attempts_queue in html
+    )
+    assert '<rect class="accepted"' in html and '<rect class="rejected"' in html
+
+
+async def test_without_authentication_configured_the_console_is_open_but_forms_still_need_csrf(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str, http: aiohttp.ClientSession
+) -> None:
+    async with console_world(amqp_url, database_url, topology, db_schema, token=None) as open_world:
+        status, html = await get(http, open_world.base + "/console/")
+        assert status == 200 and "Overview" in html
+        async with http.post(open_world.base + "/console/dead/replay", data={"which": "raw"}) as response:
+            assert response.status == 403
+        async with http.post(
+            open_world.base + "/console/dead/replay", data={"which": "raw", "csrf": csrf_of(html)}
+        ) as response:
+            assert response.status == 200 and "Moved 0 raw dead letter" in await response.text()
