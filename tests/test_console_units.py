@@ -120,3 +120,9 @@ def test_the_console_names_the_delivery_tiers_as_the_delivery_workers_do() -> No
 
 def test_replay_marks_messages_with_the_header_the_router_reads() -> None:
     assert REPLAYED == ROUTER_REPLAYED
+
+
+def test_a_json_form_field_is_shown_pretty_with_its_credentials_hidden() -> None:
+    body = b"data=" + json.dumps({"OID": "cand-1", "api_key": "k3y"}).encode().replace(b" ", b"+")
+    shown = display.show_body(body, "application/x-www-form-urlencoded")
+    assert '"OID": "cand-1"' in shown and "k3y" not in shown and display.HIDDEN in shown

@@ -48,13 +48,23 @@ def show_body(body: bytes | None, content_type: str | None, size: int | None = N
             shown = None
     if shown is None and kind == "application/x-www-form-urlencoded" and not cut:
         pairs = parse_qsl(text, keep_blank_values=True)
-        shown = "\n".join(f"{k} = {HIDDEN if sensitive(k) else v}" for k, v in pairs)
+        shown = "\n".join(f"{k} = {HIDDEN if sensitive(k) else _field(v)}" for k, v in pairs)
     if shown is None:
         # Multipart or plain text: field values after a credential-like name are hidden line by line.
         shown = _redact_lines(text)
     if cut:
         shown += f"\n… (first {len(data)} of {size} bytes shown)"
     return shown
+
+
+def _field(value: str) -> str:
+    """A form field's value; one that holds a JSON object (iTEP's `data`) shown pretty and redacted."""
+    if value.lstrip().startswith("{"):
+        try:
+            return json.dumps(_redact(json.loads(value)), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+    return value
 
 
 _MULTIPART_NAME: Final = re.compile(r'name="([^"]*)"', re.IGNORECASE)

@@ -104,7 +104,7 @@ class Pages:
         if caller.authenticated:
             raise web.HTTPSeeOther(safe_next(request.query.get("next")))
         return self._render.page(
-            request, "login.html", next=safe_next(request.query.get("next")), failed=False, open=False
+            request, "login.html", next=safe_next(request.query.get("next")), failed=False
         )
 
     async def login(self, request: web.Request) -> web.Response:
@@ -114,7 +114,7 @@ class Pages:
         token = form.get("token")
         if not isinstance(token, str) or not self._sessions.token_matches(token):
             log.warning("console sign-in refused", remote=request.remote)
-            return self._render.page(request, "login.html", 401, next=target, failed=True, open=False)
+            return self._render.page(request, "login.html", 401, next=target, failed=True)
         if caller.session is not None and not caller.session.authenticated:
             self._sessions.revoke(caller.session)
         session, cookie = self._sessions.issue(authenticated=True)
