@@ -137,17 +137,15 @@ class Pages:
         now = datetime.now(UTC)
         day_ago, hour_ago = now - timedelta(days=1), now - timedelta(hours=1)
         async with self._pool.acquire() as conn:
-            received = await queries.received(conn, day_ago)
+            received = await queries.received(conn, day_ago, hour_ago)
             rejected = await queries.rejected_counts(conn, day_ago)
             by_status = await queries.subscriptions_by_status(conn)
             checker = await queries.checker(conn, hour_ago)
         table: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for row in received:
             counts = table[(row["vendor"], row["outcome"])]
+            counts[0] += row["last_hour"]
             counts[1] += row["n"]
-            if row["hour"] >= hour_ago.replace(minute=0, second=0, microsecond=0):
-                counts[0] += row["n"]
-        # The last hour is counted in whole clock hours (the chart's), so it may reach back to :00.
         chart = display.hourly_chart(((r["hour"], r["outcome"], r["n"]) for r in received), now)
         broker = self._broker()
         depths, broker_error = [], None
@@ -318,7 +316,10 @@ class Pages:
     async def replayed(self, request: web.Request) -> web.Response:
         at = _time(request.query.get("at"), "at") or datetime.now(UTC)
         ids = [_uuid(v, "webhook") for v in request.query.getall("id", [])][:PAGE]
-        count = int(request.query.get("n", str(len(ids))) or 0)
+        try:
+            count = int(request.query.get("n") or len(ids))
+        except ValueError:
+            raise BadInput("n: not a number") from None
         deadline = time.monotonic() + OUTCOME_WAIT
         while True:
             async with self._pool.acquire() as conn:

@@ -18,7 +18,8 @@ VENDORS: Final = [v.value for v in Vendor]
 BODY_SHOWN: Final = 64 * 1024
 
 _RECEIVED = """
-SELECT vendor, outcome, date_trunc('hour', received_at) AS hour, count(*) AS n
+SELECT vendor, outcome, date_trunc('hour', received_at) AS hour, count(*) AS n,
+       count(*) FILTER (WHERE received_at >= $2) AS last_hour
 FROM raw_webhooks WHERE received_at >= $1
 GROUP BY 1, 2, 3
 """
@@ -40,8 +41,8 @@ WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.endpoint_id = e.id AND s.sta
 """
 
 
-async def received(conn: DbConn, since: datetime) -> list[Row]:
-    return await conn.fetch(_RECEIVED, since)
+async def received(conn: DbConn, since: datetime, hour_ago: datetime) -> list[Row]:
+    return await conn.fetch(_RECEIVED, since, hour_ago)
 
 
 async def rejected_counts(conn: DbConn, day_ago: datetime) -> Row:
