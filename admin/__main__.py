@@ -7,10 +7,12 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
+from admin import console
 from admin.app import create_app
 from admin.settings import AdminSettings
 from common.broker import open_connection
 from common.db import open_pool
+from common.env import process_env
 from common.service import Service, serve
 from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 
@@ -27,6 +29,8 @@ async def start_admin(service: Service, settings: AdminSettings) -> None:
     app = create_app(
         pool, tasks, token=settings.token, allow_private=settings.allow_private, ready=lambda: service.ready
     )
+    # The delivery tiers' names come from the delivery workers' settings, read from the same environment.
+    console.attach_broker(app, connection, worker, process_env())
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=service.process.shutdown_timeout)
     await runner.setup()
     service.on_close(runner.cleanup)
@@ -40,6 +44,7 @@ async def start_admin(service: Service, settings: AdminSettings) -> None:
     if settings.token is None:
         log.warning("admin API running WITHOUT authentication (RESULTBUS_ADMIN_NO_AUTH)")
     log.info("admin API listening", host=settings.host, port=settings.port)
+    log.info("operator console", url=f"http://{settings.host}:{settings.port}{console.PREFIX}/")
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import exams, itep_orders, store, wire
+from admin import console, exams, itep_orders, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -386,4 +386,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     for op, handler in table:
         app.router.add_route(op.method, op.path, handler)
+    console.setup(app, pool, tasks, token=token)
     return app

@@ -18,6 +18,8 @@ log = structlog.get_logger("admin")
 
 # Paths any caller may read: liveness and the API's own description (it holds no data).
 PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json"})
+# The operator console authenticates for itself (the same token, or its session cookie): admin/console.
+CONSOLE_PREFIX: Final = "/console"
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -29,6 +31,8 @@ def make_middleware(token: str | None) -> Middleware:
 
     def authenticate(request: web.Request) -> None:
         if expected is None or request.path in PUBLIC_PATHS:
+            return
+        if request.path == CONSOLE_PREFIX or request.path.startswith(CONSOLE_PREFIX + "/"):
             return
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, expected):

@@ -1,4 +1,4 @@
-"""`python -m bench [router|ingress|delivery|soak]`: figures against baselines measured in the same
+"""`python -m bench [router|ingress|delivery|soak|console]`: figures against baselines measured in the same
 run (the default, `all`, is router and ingress), and the soak run.
 
 The figures exit 0 whatever they are (a floor missed is printed as FAIL); non-zero only when the
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 
-from bench import delivery, ingress, router, soak
+from bench import console, delivery, ingress, router, soak
 from bench.loadgen import Load
 from bench.soak_calls import Mix
 from bench.world import BenchError
@@ -22,7 +22,7 @@ DEFAULT_TIMEOUT = 300.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", nargs="?", choices=["all", "router", "ingress", "delivery", "soak"], default="all"
+        "which", nargs="?", choices=["all", "router", "ingress", "delivery", "soak", "console"], default="all"
     )
     parser.add_argument("--messages", type=int, default=20_000, help="router: raw envelopes pre-filled")
     parser.add_argument(
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2_000, help="delivery: events published")
     parser.add_argument(
         "--dead", choices=["hanging", "refused"], default="hanging", help="delivery: dead one"
+    )
+    parser.add_argument("--seed-events", type=int, default=100_000, help="console: events stored")
+    parser.add_argument("--page-rounds", type=int, default=30, help="console: timed loads per page")
+    parser.add_argument(
+        "--without-indexes", action="store_true", help="console: drop migration 008's indexes first"
     )
     args = parser.parse_args(argv)
     with contextlib.suppress(ImportError):
@@ -75,6 +80,12 @@ async def _run(args: argparse.Namespace) -> list[str]:
             lines += _ingress_table(result, args.concurrency)
         else:
             lines += ["", "ingress: skipped, ingress/__main__.py does not exist yet"]
+    if args.which == "console":
+        lines += console.table(
+            await console.run(args.seed_events, args.page_rounds, without_indexes=args.without_indexes),
+            args.seed_events,
+            args.without_indexes,
+        )
     if args.which == "delivery":
         config = delivery.DeliveryConfig(events=args.events, dead=args.dead, timeout=args.timeout)
         lines += _delivery_table(await delivery.run(config))

@@ -41,6 +41,7 @@ LAST_FAILED_AT = "x-resultbus-last-failed-at"
 REASON = "x-resultbus-reason"
 ROUTING_KEY = "x-resultbus-routing-key"
 QUEUE = "x-resultbus-queue"  # the queue a message was dead-lettered from (by us, not by the broker)
+REPLAYED = "x-resultbus-replayed"  # set by a replay of the dead letters: publish again what was stored
 UNEXPECTED = "x-resultbus-unexpected"  # set when the reason is an exception of no expected type
 
 MESSAGES = prometheus_client.Counter(

@@ -6,9 +6,9 @@ import asyncio
 import aio_pika
 
 from common.broker import declare_results
+from common.replay import replay_delivery_dead_letters
 from schemas.topology import Topology
 from workers.delivery.broker import declare_deliveries
-from workers.replay import replay_delivery_dead_letters
 
 
 async def test_redelivered_too_often_is_dead_lettered_then_replayed(

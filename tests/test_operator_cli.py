@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from common.progress import Reporter
 from devkit import samples
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.conftest import DATABASE_URL
 from tests.pipeline import running_router
 from workers.operator_cli import parse_since
-from workers.progress import Reporter
 from workers.router.store import RawRow, store_batch
 
 ROOT = Path(__file__).resolve().parent.parent

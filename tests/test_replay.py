@@ -4,12 +4,12 @@ import asyncio
 
 import aio_pika
 
+from common.replay import replay_dead_letters, replay_rejected
 from devkit import samples
 from schemas.envelope import encode_envelope
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.pipeline import running_router
-from workers.replay import replay_dead_letters, replay_rejected
 from workers.router.normalize import normalize
 from workers.router.store import RawRow, store_batch
 

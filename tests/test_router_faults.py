@@ -12,6 +12,7 @@ import pytest
 
 from common.broker import declare_raw, declare_results
 from common.db import create_pool
+from common.replay import replay_dead_letters
 from common.settings import WorkerSettings
 from devkit import samples
 from devkit.proxy import TcpProxy
@@ -20,7 +21,6 @@ from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.pipeline import running_router
 from workers.migrate import migrate
-from workers.replay import replay_dead_letters
 from workers.router.loop import Router
 
 

@@ -20,8 +20,9 @@ from common.amqp import connect_robust
 from common.broker import declare_raw
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, REASON, ROUTING_KEY
 from common.db import connect
+from common.progress import Progress, Reporter
+from common.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
 from common.settings import WorkerSettings
-from workers.progress import Progress, Reporter
 
 DEFAULT_LIMIT = 100
 
@@ -76,9 +77,6 @@ class _Progress:
 
 
 async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
-    # Imported here: replay imports the router's metrics, which `python -m workers` must not register
-    # in every role it starts (see Role in workers/__main__.py).
-    from workers.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
 
     connection = await connect_robust(settings.amqp_url)
     async with connection:

@@ -29,6 +29,7 @@ from aiormq.abc import DeliveredMessage
 from common.broker import BROKER_ERRORS, persistent_message
 from common.consumer import (
     ATTEMPTS,
+    REPLAYED,
     ROUTING_KEY,
     UNEXPECTED_ERRORS,
     Verdict,
@@ -47,8 +48,6 @@ from workers.router.store import Outgoing, RawRow, store_batch
 from workers.vendors.base import Normalized
 
 log = structlog.get_logger("router")
-
-REPLAYED = "x-resultbus-replayed"  # set by `replay dead`: the message may have stored events before
 
 _PERSISTENT = 2  # AMQP delivery mode
 

@@ -1,5 +1,7 @@
 """Replay, for operators after a fix: dead-lettered messages and rejected webhooks go back through the
-raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated."""
+raw queue. Idempotent: a webhook already stored is not stored again, and its events are deduplicated.
+
+Here in common/ (not workers/) because both the operator CLI and the admin console replay."""
 
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,13 +12,12 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from common.broker import declare_raw, persistent_message
-from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, ROUTING_KEY
+from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REPLAYED, ROUTING_KEY
 from common.db import DbConn
+from common.progress import Progress, no_progress
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
-from workers.progress import Progress, no_progress
-from workers.router.loop import REPLAYED
 
 log = structlog.get_logger("replay")
 
@@ -114,7 +115,9 @@ WHERE outcome = 'rejected'
   AND ($1::timestamptz IS NULL OR received_at >= $1)
   AND ($2::text IS NULL OR source = $2)
   AND ($3::uuid[] IS NULL OR id = ANY($3))
+  AND ($4::timestamptz IS NULL OR received_at < $4)
 ORDER BY received_at
+LIMIT $5
 """
 
 
@@ -130,8 +133,28 @@ async def replay_rejected(
 ) -> int:
     """Sends rejected webhooks through the router again, under their original ids: one that now
     decodes turns from rejected to accepted; one that still fails stays rejected with the new reason."""
+    replayed = await republish_rejected(
+        conn, channel, topology, since=since, source=source, ids=ids, progress=progress
+    )
+    return len(replayed)
+
+
+async def republish_rejected(
+    conn: DbConn,
+    channel: AbstractChannel,
+    topology: Topology,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: str | None = None,
+    ids: list[str] | None = None,
+    limit: int | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> list[str]:
+    """`replay_rejected`, returning the ids of the webhooks sent again (oldest first), so that a caller
+    can follow their new outcomes."""
     exchange, _ = await declare_raw(channel, topology)
-    rows = await conn.fetch(_REJECTED, since, source, ids)
+    rows = await conn.fetch(_REJECTED, since, source, ids, until, limit)
     report = progress(len(rows)) if progress is not None else no_progress
     for done, row in enumerate(rows, 1):
         if row["vendor"] in Vendor._value2member_map_:
@@ -163,4 +186,4 @@ async def replay_rejected(
         )
         report(done)
     log.info("rejected webhooks replayed", count=len(rows))
-    return len(rows)
+    return [str(row["id"]) for row in rows]

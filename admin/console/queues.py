@@ -1,0 +1,143 @@
+"""What the console asks the broker: queue depths (passive declares: nothing is created), a look at
+the dead letters, and the replays, each on a short-lived channel of the admin process's connection."""
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Final
+
+import aiormq
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from common import replay
+from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REASON, ROUTING_KEY
+from common.db import DbConn
+from common.env import parse_duration, parse_durations
+from common.settings import WorkerSettings
+from schemas.topology import Topology
+
+# The delivery workers' retry schedule and park time, as they read them (workers/delivery/settings.py),
+# to name their delay tiers; the defaults are those of workers/delivery/schedule.py (a test checks).
+DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_DELIVERY_PARK: Final = 1.0
+
+
+class Depth(msgspec.Struct, frozen=True):
+    group: str  # raw | raw retry | raw dead | delivery | delivery retry | delivery dead
+    queue: str
+    messages: int | None  # None: the queue does not exist (yet)
+    consumers: int | None
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str | None
+    routing_key: str | None
+    queue: str | None  # where it died
+    attempts: str | None
+    first_failed_at: str | None
+    last_failed_at: str | None
+    reason: str | None
+    size: int
+
+
+def delivery_tiers_ms(env: Mapping[str, str]) -> list[int]:
+    """The delivery delay tiers' TTLs, computed as workers.delivery.schedule.Schedule.tiers_ms does.
+    A value the delivery workers would refuse is theirs to report: here the defaults stand in."""
+    delays: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
+    park = DEFAULT_DELIVERY_PARK
+    with contextlib.suppress(ValueError):
+        delays = parse_durations(env.get("RESULTBUS_DELIVERY_SCHEDULE") or "") or delays
+    with contextlib.suppress(ValueError):
+        park = parse_duration(env.get("RESULTBUS_DELIVERY_PARK") or "") or park
+    return sorted({max(1, round(d * 1000)) for d in (*delays[1:], park) if d > 0})
+
+
+class Broker:
+    def __init__(
+        self, connection: AbstractConnection, settings: WorkerSettings, delivery_tiers: Sequence[int]
+    ) -> None:
+        self._connection = connection
+        self.topology: Topology = settings.topology
+        self.queues: list[tuple[str, str]] = [
+            ("raw", self.topology.raw_queue),
+            *(("raw retry", self.topology.retry_queue(d)) for d in settings.retry_delays),
+            ("raw dead", self.topology.dead_queue),
+            ("delivery", self.topology.deliveries_queue),
+            ("delivery", self.topology.delivery_attempts_queue),
+            *(("delivery retry", self.topology.delivery_retry_queue(ms)) for ms in delivery_tiers),
+            ("delivery dead", self.topology.delivery_dead_queue),
+        ]
+
+    @contextlib.asynccontextmanager
+    async def _channel(self, *, confirms: bool = False) -> AsyncIterator[AbstractChannel]:
+        channel = await self._connection.channel(publisher_confirms=confirms)
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def depths(self) -> list[Depth]:
+        found: list[Depth] = []
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            for group, name in self.queues:
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    # The broker closes a channel on a passive declare of a missing queue.
+                    found.append(Depth(group, name, None, None))
+                    channel = await self._connection.channel(publisher_confirms=False)
+                    continue
+                result = queue.declaration_result
+                found.append(Depth(group, name, result.message_count, result.consumer_count))
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return found
+
+    async def dead_letters(self, queue: str, limit: int) -> tuple[int | None, list[DeadLetter]]:
+        """The queue's depth and its first `limit` messages, taken without ack and so given back when
+        the channel closes (as `python -m workers inspect dead` does)."""
+        async with self._channel() as channel:
+            try:
+                dead = await channel.declare_queue(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return None, []
+            waiting = dead.declaration_result.message_count
+            shown: list[DeadLetter] = []
+            for _ in range(min(limit, waiting or 0)):
+                message = await dead.get(fail=False)
+                if message is None:
+                    break
+                headers = message.headers or {}
+                shown.append(
+                    DeadLetter(
+                        message_id=message.message_id,
+                        routing_key=_header(headers, ROUTING_KEY) or message.routing_key,
+                        queue=_header(headers, QUEUE) or _header(headers, "x-first-death-queue"),
+                        attempts=_header(headers, ATTEMPTS),
+                        first_failed_at=_header(headers, FIRST_FAILED_AT),
+                        last_failed_at=_header(headers, LAST_FAILED_AT),
+                        reason=_header(headers, REASON) or _header(headers, "x-first-death-reason"),
+                        size=len(message.body),
+                    )
+                )
+            return waiting, shown
+
+    async def replay_dead(self, which: str) -> int:
+        async with self._channel(confirms=True) as channel:
+            if which == "raw":
+                return await replay.replay_dead_letters(channel, self.topology)
+            return await replay.replay_delivery_dead_letters(channel, self.topology)
+
+    async def replay_rejected(self, conn: DbConn, **filters: Any) -> list[str]:
+        async with self._channel(confirms=True) as channel:
+            return await replay.republish_rejected(conn, channel, self.topology, **filters)
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
