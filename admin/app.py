@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import store, wire
+from admin import erasures, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_types import event_types
 from admin.middleware import make_middleware
@@ -346,6 +346,7 @@ def routes(h: Handlers) -> list[Route]:
             ),
             h.rejected,
         ),
+        *erasures.routes(h._pool),
     ]
 
 

@@ -1,6 +1,6 @@
 """`python -m workers ROLE`: one process per role, each its own container.
 
-Roles: router, delivery, checker (long-running); migrate (applies the SQL migrations, then exits);
+Roles: router, delivery, checker, retention (long-running); migrate (applies the SQL migrations, then exits);
 inspect and replay (operator commands). `python -m workers ROLE --help` lists a role's settings.
 """
 
@@ -21,6 +21,7 @@ from workers import operator_cli
 from workers.checker.run import read_checker_settings, start_checker
 from workers.delivery.run import read_delivery_settings, start_delivery
 from workers.migrate import migrate
+from workers.retention.run import read_retention_settings, start_retention
 from workers.router.run import start_router
 
 log = structlog.get_logger()
@@ -54,6 +55,11 @@ ROLES = {
         "Verifies every subscriber endpoint on a schedule; unsubscribes one that fails several times in a row.",
         read_checker_settings,
         start_checker,
+    ),
+    "retention": Role(
+        "Purges what is past its retention period (in small batches) and runs queued erasures.",
+        read_retention_settings,
+        start_retention,
     ),
 }
 

@@ -58,7 +58,7 @@ async def take(conn: DbConn, endpoint_id: int, limit: int, period: float) -> flo
         window = timedelta(seconds=period)
         recent = sorted(t for t in row["sent"] if t > now - window)
         if len(recent) >= limit:
-            return max(0.0, (recent[-limit] + window - now).total_seconds())
+            return max(0.0, float((recent[-limit] + window - now).total_seconds()))
         recent.append(now)
         await conn.execute(_RECORD, endpoint_id, recent[-limit:])
         return None
