@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, exams, itep_orders, store, wire
+from admin import console, erasures, exams, itep_orders, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -362,6 +362,8 @@ def routes(h: Handlers) -> list[Route]:
             ),
             h.rejected,
         ),
+        *erasures.routes(h._pool),
+        *itep_orders.routes(h._pool),
     ]
 
 
@@ -373,10 +375,7 @@ def create_app(
     allow_private: bool,
     ready: Callable[[], bool] = lambda: True,
 ) -> web.Application:
-    table = [
-        *routes(Handlers(pool, tasks, allow_private=allow_private, ready=ready)),
-        *itep_orders.routes(pool),
-    ]
+    table = routes(Handlers(pool, tasks, allow_private=allow_private, ready=ready))
     spec = _encoder.encode(document([op for op, _ in table]))
 
     async def openapi(request: web.Request) -> web.Response:

@@ -19,7 +19,8 @@ SELECT s.id::text, s.url, e.url AS endpoint, s.description, s.vendors, s.sources
                                  ORDER BY k.created_at DESC, k.id DESC)
                  FROM subscription_secrets k
                  WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())),
-                '[]'::json)::text AS secrets
+                '[]'::json)::text AS secrets,
+       s.rate_limit, s.rate_limit_per
 FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
 """
 
@@ -42,6 +43,8 @@ _secrets = msgspec.json.Decoder(list[_Secret])
 
 def _subscription(row: Any) -> wire.Subscription:
     record = dict(row)
+    count, per = record.pop("rate_limit"), record.pop("rate_limit_per")
+    record["rate_limit"] = None if count is None else wire.RateLimit(count=count, per=per)
     secrets = _secrets.decode(record.pop("secrets"))
     record["secrets"] = [
         wire.SecretInfo(masked=mask_secret(s.secret), created_at=s.created_at, expires_at=s.expires_at)
@@ -57,8 +60,8 @@ async def create_subscription(
     async with conn.transaction():
         endpoint_id = await conn.fetchval(_ENDPOINT, endpoint)
         await conn.execute(
-            "INSERT INTO subscriptions (id, url, endpoint_id, description, vendors, sources, event_types)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO subscriptions (id, url, endpoint_id, description, vendors, sources, event_types,"
+            " rate_limit, rate_limit_per) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             subscription_id,
             body.url,
             endpoint_id,
@@ -66,6 +69,8 @@ async def create_subscription(
             [v.value for v in body.vendors],
             body.sources,
             body.event_types,
+            body.rate_limit.count if body.rate_limit else None,
+            body.rate_limit.per if body.rate_limit else None,
         )
         await conn.execute(
             "INSERT INTO subscription_secrets (subscription_id, secret) VALUES ($1, $2)",
@@ -110,6 +115,7 @@ async def update_subscription(
                 endpoint_id,
             )
         status_changed = body.status is not None and body.status != current["status"]
+        limit = body.rate_limit
         await conn.execute(
             """
             UPDATE subscriptions SET
@@ -122,6 +128,8 @@ async def update_subscription(
                 status = coalesce($8, status),
                 status_reason = CASE WHEN $9 THEN $10 ELSE status_reason END,
                 status_changed_at = CASE WHEN $9 THEN now() ELSE status_changed_at END,
+                rate_limit = CASE WHEN $11 THEN $12 ELSE rate_limit END,
+                rate_limit_per = CASE WHEN $11 THEN $13 ELSE rate_limit_per END,
                 updated_at = now()
             WHERE id = $1::uuid
             """,
@@ -135,6 +143,9 @@ async def update_subscription(
             body.status,
             status_changed,
             "disabled by an operator" if body.status == "disabled" else None,
+            not isinstance(limit, msgspec.UnsetType),
+            limit.count if isinstance(limit, wire.RateLimit) else None,
+            limit.per if isinstance(limit, wire.RateLimit) else None,
         )
     return await get_subscription(conn, subscription_id)
 

@@ -33,6 +33,15 @@ class Error(msgspec.Struct, frozen=True):
     error: str
 
 
+class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """At most `count` deliveries per second or per minute to the subscription's endpoint, however
+    many delivery workers run. Subscriptions on one endpoint share one limit: the strictest of
+    theirs. Deliveries over it wait in the broker (their attempt log notes `rate_limited`)."""
+
+    count: Annotated[int, Meta(ge=1, le=10000)]
+    per: Literal["second", "minute"]
+
+
 class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: Url
     description: Description | None = None
@@ -41,6 +50,7 @@ class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     # Exact types (`completed`, `event.qti_export_ready`) or a prefix ending in `*` (`event.*`).
     event_types: Filter = []
     secret: Secret | None = None  # generated when not given
+    rate_limit: RateLimit | None = None  # none: as fast as the workers can send
 
 
 class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +62,8 @@ class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     sources: Filter | None = None
     event_types: Filter | None = None
     status: Literal["active", "disabled"] | None = None
+    # Left out: unchanged; null: no limit any more.
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +86,7 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     secrets: list[SecretInfo]
+    rate_limit: RateLimit | None = None
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True, kw_only=True):

@@ -111,7 +111,7 @@ async def _move_dead(
 _REJECTED = """
 SELECT id::text, source, vendor, received_at, content_type, body, vendor_event, remote
 FROM raw_webhooks
-WHERE outcome = 'rejected'
+WHERE outcome = 'rejected' AND purged_at IS NULL  -- a purged body has nothing to replay
   AND ($1::timestamptz IS NULL OR received_at >= $1)
   AND ($2::text IS NULL OR source = $2)
   AND ($3::uuid[] IS NULL OR id = ANY($3))

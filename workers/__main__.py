@@ -1,7 +1,7 @@
 """`resultbus COMMAND` (installed into the venv: `.venv/bin/resultbus` from a clone), or
 `python -m workers COMMAND`: one process per role, each its own container.
 
-Roles: router, delivery, checker, fulfillment (long-running); ingress and admin (the HTTP servers, also
+Roles: router, delivery, checker, fulfillment, retention (long-running); ingress and admin (the HTTP servers, also
 `python -m ingress|admin`); migrate (applies the SQL migrations, then exits); inspect and replay
 (operator commands). `resultbus COMMAND --help` lists a command's settings or options.
 """
@@ -75,6 +75,11 @@ ROLES = {
         "itep.orders queue; publishes each order's changes.",
         "workers.fulfillment.run:read_fulfillment_settings",
         "workers.fulfillment.run:start_fulfillment",
+    ),
+    "retention": Role(
+        "Purges what is past its retention period (in small batches) and runs queued erasures.",
+        "workers.retention.run:read_retention_settings",
+        "workers.retention.run:start_retention",
     ),
 }
 

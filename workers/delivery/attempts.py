@@ -32,7 +32,7 @@ from schemas.delivery import (
 )
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
-from workers.delivery import metrics, store
+from workers.delivery import metrics, rate_limit, store
 from workers.delivery.broker import TaskPublisher
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.settings import DeliverySettings
@@ -117,6 +117,20 @@ class Attempts:
                 task, target, Outcome(status=None, latency_ms=0.0, error=health.reason(now)), skipped=True
             )
             return
+        if target.rate_limit is not None and target.rate_period is not None:
+            held_for = await rate_limit.hold(
+                self._pool,
+                endpoint_id=target.endpoint_id,
+                limit=target.rate_limit,
+                period=target.rate_period,
+                delivery_id=task.delivery_id,
+                attempt=state.attempts + 1,
+                rng=self._rng,
+            )
+            if held_for is not None:  # over the limit: back to the broker until the window has room
+                held = msgspec.structs.replace(task, not_before=time.time() + held_for)
+                await self._tasks.later(held, self._schedule.tier_for(held_for))
+                return
         started = health.started(now)
         outcome: Outcome | None = None
         try:

@@ -37,12 +37,21 @@ WHERE $4 AND d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[]) AND 
   AND d.attempts = 0 AND d.id NOT IN (SELECT id FROM inserted)
 """
 
+# The endpoint's rate limit is the strictest of its active subscriptions' (see rate_limit.py).
 _TARGET = """
 SELECT s.url, s.status, e.url AS endpoint,
        array(SELECT secret FROM subscription_secrets k
              WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())
-             ORDER BY k.created_at DESC, k.id DESC) AS secrets
+             ORDER BY k.created_at DESC, k.id DESC) AS secrets,
+       e.id AS endpoint_id, rl.rate_limit, rl.rate_period
 FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
+LEFT JOIN LATERAL (
+    SELECT o.rate_limit, CASE o.rate_limit_per WHEN 'minute' THEN 60.0 ELSE 1.0 END AS rate_period
+    FROM subscriptions o
+    WHERE o.endpoint_id = s.endpoint_id AND o.status = 'active' AND o.rate_limit IS NOT NULL
+    ORDER BY o.rate_limit / CASE o.rate_limit_per WHEN 'minute' THEN 60.0 ELSE 1.0 END
+    LIMIT 1
+) rl ON true
 WHERE s.id = $1::uuid
 """
 
@@ -82,6 +91,9 @@ class Target(msgspec.Struct, frozen=True):
     status: str
     endpoint: str  # normalized: the key of the per-endpoint limit
     secrets: list[str]
+    endpoint_id: int = 0
+    rate_limit: int | None = None  # deliveries per `rate_period` seconds, across every worker
+    rate_period: float | None = None
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,7 +128,15 @@ async def target(conn: DbConn, subscription_id: str) -> Target | None:
     row = await conn.fetchrow(_TARGET, subscription_id)
     if row is None:
         return None
-    return Target(row["url"], row["status"], row["endpoint"], list(row["secrets"]))
+    return Target(
+        row["url"],
+        row["status"],
+        row["endpoint"],
+        list(row["secrets"]),
+        row["endpoint_id"],
+        row["rate_limit"],
+        None if row["rate_period"] is None else float(row["rate_period"]),
+    )
 
 
 class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):

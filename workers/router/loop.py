@@ -168,13 +168,13 @@ class Router:
         A message the broker delivered before (the router holding it died, or it was returned) is a
         batch of its own, and is never batched with others: if it is what killed the router, it is
         found alone (see `_suspect`) and its neighbours are stored without it."""
-        while not self._inbox:
+        while not self._inbox and not stopping.done():
             self._arrived.clear()
             waiting = asyncio.create_task(self._arrived.wait())
             await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
-            if stopping.done():
-                return None
+        if stopping.done():
+            return None  # what is in the inbox goes back to the queue
         batch = [self._inbox.popleft()]
         if batch[0].redelivered:
             return batch

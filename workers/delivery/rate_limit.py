@@ -1,0 +1,90 @@
+"""Per-endpoint rate limits, shared by every delivery worker.
+
+A subscription may set `rate_limit` (N per second or per minute); subscriptions on one endpoint share
+the strictest. The count lives in PostgreSQL, so it holds however many workers deliver: one row per
+limited endpoint keeps the times of its last N sends (a sliding window log), read and rewritten under
+the row's lock in one short transaction. A send is allowed when fewer than N fell within the last
+window; otherwise the task goes back to the broker (a delay tier) until the window has room, spread
+over one more window so that a backlog comes back a little at a time rather than all at once. The
+task holds no prefetch slot and no worker waits meanwhile, and an endpoint without a limit never
+reaches this module.
+"""
+
+import random
+from datetime import datetime, timedelta
+
+import asyncpg
+import prometheus_client
+import structlog
+
+from common.db import DbConn
+
+log = structlog.get_logger("delivery")
+
+HELD = prometheus_client.Counter(
+    "resultbus_delivery_rate_limited", "Delivery tasks held back in the broker by an endpoint's rate limit."
+)
+
+_LOCK = "SELECT sent FROM endpoint_rate WHERE endpoint_id = $1 FOR UPDATE"
+_CREATE = "INSERT INTO endpoint_rate (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING"
+_RECORD = "UPDATE endpoint_rate SET sent = $2 WHERE endpoint_id = $1"
+
+# One note per held attempt in the attempt log, however often the task is held: `attempt` is the
+# number of the attempt waiting to be made.
+_NOTE = """
+INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, latency_ms, error, outcome, next_attempt_at)
+SELECT $1::uuid, $2, now(), 0, $3, 'rate_limited', $4
+WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts
+                  WHERE delivery_id = $1::uuid AND attempt = $2 AND outcome = 'rate_limited')
+"""
+
+
+def describe(limit: int, period: float) -> str:
+    return f"{limit}/{'minute' if period >= 60 else 'second'}"
+
+
+async def take(conn: DbConn, endpoint_id: int, limit: int, period: float) -> float | None:
+    """Records a send to the endpoint now and returns None, or, if the window is full, returns how
+    many seconds until it has room (and records nothing)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(_LOCK, endpoint_id)
+        if row is None:
+            await conn.execute(_CREATE, endpoint_id)
+            row = await conn.fetchrow(_LOCK, endpoint_id)
+            assert row is not None
+        # The database's clock, read once the lock is held: one clock for every worker, and no send
+        # is recorded earlier than the one before it.
+        now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        window = timedelta(seconds=period)
+        recent = sorted(t for t in row["sent"] if t > now - window)
+        if len(recent) >= limit:
+            return max(0.0, float((recent[-limit] + window - now).total_seconds()))
+        recent.append(now)
+        await conn.execute(_RECORD, endpoint_id, recent[-limit:])
+        return None
+
+
+async def hold(
+    pool: asyncpg.Pool,
+    *,
+    endpoint_id: int,
+    limit: int,
+    period: float,
+    delivery_id: str,
+    attempt: int,
+    rng: random.Random,
+) -> float | None:
+    """None: send now. Otherwise the seconds the task is to wait in the broker; the attempt log says
+    why (outcome `rate_limited`, once per attempt)."""
+    async with pool.acquire() as conn:
+        room_in = await take(conn, endpoint_id, limit, period)
+        if room_in is None:
+            return None
+        wait = room_in + rng.uniform(0.0, period)
+        note = f"held back by the endpoint's rate limit ({describe(limit, period)})"
+        await conn.execute(
+            _NOTE, delivery_id, attempt, note, datetime.now().astimezone() + timedelta(seconds=wait)
+        )
+    HELD.inc()
+    log.debug("delivery held by rate limit", limit=describe(limit, period), wait=round(wait, 3))
+    return wait
