@@ -22,6 +22,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devkit import samples  # sample bodies shaped after the vendors' documents
+from devkit.itep_demo import place_demo_order
 from devkit.receiver import Delivery, Receiver, describe
 
 HERE = Path(__file__).resolve().parent
@@ -131,7 +132,10 @@ async def main() -> int:
     finally:
         await receiver.stop()
     complete = len(rows) >= len(ids) and len(results(received)) >= events
-    return 0 if complete and all(d.verified for d in received) else 1
+    print("\nan iTEP test ID ordered through the admin API, its result tied back to the order:")
+    token = os.environ.get("RESULTBUS_ADMIN_TOKEN", LOCAL_ADMIN_TOKEN)
+    ordered = await place_demo_order(admin, token, random.randint(100_000, 999_999))
+    return 0 if complete and all(d.verified for d in received) and ordered == 0 else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole pipeline on this machine: one ingress and one router (more can be started beside
-# them), against the local RabbitMQ and PostgreSQL unless RESULTBUS_* variables say otherwise.
+# Runs the whole pipeline on this machine: ingress, admin API (with the operator console) and one of
+# each worker role (more can be started beside them), against the local RabbitMQ and PostgreSQL
+# unless RESULTBUS_* variables say otherwise. Without a real iTEP endpoint configured, a fake iTEP
+# (devkit/fake_itep.py) takes the orders, so that `make demo` shows an order turn into a result.
 # Ctrl-C (or SIGTERM) stops every process gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,16 +32,17 @@ export RESULTBUS_ALLOW_PRIVATE_ENDPOINTS=${RESULTBUS_ALLOW_PRIVATE_ENDPOINTS:-1}
 export RESULTBUS_ADMIN_TOKEN=${RESULTBUS_ADMIN_TOKEN:-local-admin-token-change-me}
 
 # RESULTBUS_METRICS_PORT is a base here: each process serves /metrics, /healthz and /readyz on a port
-# of its own, base+0 ingress, +1 router, +2 delivery, +3 checker, +4 admin (other roles from +5 on).
+# of its own, base+0 ingress, +1 router, +2 delivery, +3 checker, +4 admin, +5 fulfillment,
+# +6 retention (a second copy of a role from +7 on).
 metrics_base=${RESULTBUS_METRICS_PORT:-}
 unset RESULTBUS_METRICS_PORT
 if [[ -n "$metrics_base" && ! "$metrics_base" =~ ^[0-9]+$ ]]; then
   echo "run-local: RESULTBUS_METRICS_PORT: expected a port number, got '$metrics_base'" >&2
   exit 2
 fi
-declare -A offsets=([ingress]=0 [router]=1 [delivery]=2 [checker]=3 [admin]=4)
+declare -A offsets=([ingress]=0 [router]=1 [delivery]=2 [checker]=3 [admin]=4 [fulfillment]=5 [retention]=6)
 declare -A taken=()
-next_offset=5
+next_offset=7
 ports=()
 
 start() {  # role command...
@@ -61,13 +64,26 @@ start() {  # role command...
   pids+=($!)
 }
 
-for role in ${RESULTBUS_ROLES:-router delivery checker}; do
+if [[ -z "${RESULTBUS_ITEP_ENDPOINT:-}" ]]; then
+  "$PY" -m devkit.fake_itep --port "${RESULTBUS_FAKE_ITEP_PORT:-8090}" --api-key "$ITEP_API_KEY" \
+    --results-url "http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/itep-demo" \
+    --results-user itep --results-password "$RESULTBUS_DEMO_ITEP_PASSWORD" &
+  pids+=($!)
+  export RESULTBUS_ITEP_ENDPOINT="http://127.0.0.1:${RESULTBUS_FAKE_ITEP_PORT:-8090}/requests/ecommerce_webhook.php"
+  export RESULTBUS_ITEP_SIGNATURE_HEADER_GTX=${RESULTBUS_ITEP_SIGNATURE_HEADER_GTX:-X-Itep-Gtx-Signature}
+  export RESULTBUS_ITEP_SIGNATURE_HEADER_STX=${RESULTBUS_ITEP_SIGNATURE_HEADER_STX:-X-Itep-Stx-Signature}
+  echo "run-local: fake iTEP on $RESULTBUS_ITEP_ENDPOINT (set RESULTBUS_ITEP_ENDPOINT for a real one)"
+fi
+export RESULTBUS_ITEP_TRACK=${RESULTBUS_ITEP_TRACK:-DEMO}
+
+for role in ${RESULTBUS_ROLES:-router delivery checker fulfillment retention}; do
   start "$role" "$PY" -m workers "$role"
 done
 start ingress "$PY" -m ingress
 start admin "$PY" -m admin
 
 echo "run-local: admin API on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081} (Bearer \$RESULTBUS_ADMIN_TOKEN)"
+echo "run-local: operator console on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081}/console/ (sign in with the token: $RESULTBUS_ADMIN_TOKEN)"
 echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>; try 'make demo'"
 [[ -n "$metrics_base" ]] && echo "run-local: metrics ${ports[*]}"
 # Any process exiting stops the rest: a half-running pipeline is worse than a stopped one.

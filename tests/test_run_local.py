@@ -18,7 +18,9 @@ from workers.delivery.broker import delivery_queue_names
 from workers.delivery.settings import DeliverySettings
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFSETS = {"ingress": 0, "router": 1, "delivery": 2, "checker": 3, "admin": 4}
+OFFSETS = {
+    "ingress": 0, "router": 1, "delivery": 2, "checker": 3, "admin": 4, "fulfillment": 5, "retention": 6
+}  # fmt: skip
 
 
 def free_base(count: int) -> int:
@@ -55,13 +57,14 @@ def local_env(topology: Topology, schema: str, **extra: str) -> dict[str, str]:
 async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema: str) -> None:
     for name in delivery_queue_names(topology, DeliverySettings().schedule):
         scratch_queue_name(topology, "", name=name)
-    base = free_base(7)
+    base = free_base(10)
     env = local_env(
         topology,
         db_schema,
         RESULTBUS_METRICS_PORT=str(base),
-        RESULTBUS_INGRESS_PORT=str(base + 5),
-        RESULTBUS_ADMIN_PORT=str(base + 6),
+        RESULTBUS_INGRESS_PORT=str(base + 7),
+        RESULTBUS_ADMIN_PORT=str(base + 8),
+        RESULTBUS_FAKE_ITEP_PORT=str(base + 9),
     )
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", "migrate", env=env, cwd=ROOT
@@ -108,16 +111,17 @@ async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema
 async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: str) -> None:
     for name in delivery_queue_names(topology, DeliverySettings().schedule):
         scratch_queue_name(topology, "", name=name)
-    base = free_base(7)
-    ingress, admin = f"http://127.0.0.1:{base + 5}", f"http://127.0.0.1:{base + 6}"
+    base = free_base(10)
+    ingress, admin = f"http://127.0.0.1:{base + 7}", f"http://127.0.0.1:{base + 8}"
     env = local_env(
         topology,
         db_schema,
         RESULTBUS_METRICS_PORT=str(base),
-        RESULTBUS_INGRESS_PORT=str(base + 5),
-        RESULTBUS_ADMIN_PORT=str(base + 6),
+        RESULTBUS_INGRESS_PORT=str(base + 7),
+        RESULTBUS_ADMIN_PORT=str(base + 8),
         RESULTBUS_INGRESS_URL=ingress,
         RESULTBUS_ADMIN_URL=admin,
+        RESULTBUS_FAKE_ITEP_PORT=str(base + 9),
     )
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", "migrate", env=env, cwd=ROOT
@@ -153,6 +157,8 @@ async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: 
     assert {line.split()[1].split(".")[0] for line in delivered} == {"itep", "inspera", "synap", "testpress"}
     assert all("schema=resultbus.result-event/v1" in line for line in delivered)
     assert "NOT VERIFIED" not in text
+    # The iTEP order: the fake iTEP assigns a test ID and sends the results back through the ingress.
+    assert "POST /v1/itep/orders -> 202" in text and "completed" in text.split("iTEP test ID ordered")[1]
 
 
 def test_a_bad_metrics_base_is_one_line() -> None:
