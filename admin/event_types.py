@@ -9,6 +9,7 @@ from typing import Final
 from admin.wire import EventType
 from schemas.event import VENDOR_EVENT_PREFIX, Status
 from schemas.vendor import Vendor
+from vendors import SPECS
 
 _STATUS_TEXT: Final = {
     Status.STARTED: "the candidate started",
@@ -24,26 +25,13 @@ _STATUS_TEXT: Final = {
 
 _ALL: Final = [v.value for v in Vendor]
 
-# Vendor events the vendors' pages name that are not a status change.
-_VENDOR_EVENTS: Final = {
-    Vendor.INSPERA: ["revision_status_updated", "qti_export_ready"],
-    Vendor.SYNAP: [
-        "attemptOverride.created",
-        "user.registered",
-        "user.updated",
-        "user.addedToGroup",
-        "user.registeredForExam",
-        "assignment.completed",
-        "flag.planted",
-    ],
-}
-
 
 def event_types() -> list[EventType]:
     found = [
         EventType(type=s.value, kind="status", description=_STATUS_TEXT[s], vendors=_ALL) for s in Status
     ]
-    for vendor, names in _VENDOR_EVENTS.items():
+    for vendor, spec in SPECS.items():
+        names = spec.documented_events
         found.extend(
             EventType(
                 type=VENDOR_EVENT_PREFIX + name,

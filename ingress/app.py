@@ -30,16 +30,7 @@ from schemas.envelope import RawEnvelope, encode_envelope
 from schemas.inspera import is_verification_ping
 from schemas.topology import raw_routing_key
 from schemas.vendor import Vendor
-
-# The media types each vendor sends (parameters such as charset or boundary are allowed).
-ACCEPTED_MEDIA_TYPES: Final[Mapping[Vendor, frozenset[str]]] = {
-    # iTEP's text says "form encoded", its captured headers show multipart: both.
-    Vendor.ITEP: frozenset({"application/x-www-form-urlencoded", "multipart/form-data"}),
-    # Inspera's verification ping is a Java map string, not JSON.
-    Vendor.INSPERA: frozenset({"application/json", "text/plain"}),
-    Vendor.SYNAP: frozenset({"application/json"}),
-    Vendor.TESTPRESS: frozenset({"application/json"}),
-}
+from vendors import SPECS
 
 _JSON: Final = "application/json"
 _VERIFIED: Final = b'{"status":"verified"}'
@@ -79,7 +70,7 @@ class _Route:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.routing_key = raw_routing_key(source.vendor, source.id)
-        self.media_types = ACCEPTED_MEDIA_TYPES[source.vendor]
+        self.media_types = SPECS[source.vendor].media_types
 
 
 def create_app(

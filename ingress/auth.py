@@ -16,6 +16,7 @@ from urllib.parse import quote
 import msgspec
 
 from ingress.errors import AuthError, MalformedBody
+from schemas.testpress import TestpressSigned
 
 
 class SecretSet:
@@ -152,22 +153,7 @@ class InsperaSignatureAuth:
         return f"InsperaSignatureAuth(secrets={self._secrets!r})"
 
 
-class _TestpressSigned(msgspec.Struct):
-    """Only the fields the hash covers, each kept as the raw JSON text the vendor sent, so that a
-    number keeps its literal form (`62.00` stays `62.00`) instead of being re-rendered."""
-
-    key: msgspec.Raw
-    attempt_id: msgspec.Raw
-    correct_answers_count: msgspec.Raw
-    incorrect_answers_count: msgspec.Raw
-    unanswered_answers_count: msgspec.Raw
-    percentage: msgspec.Raw
-    score: msgspec.Raw
-    user_id: msgspec.Raw
-    hash: msgspec.Raw
-
-
-_testpress_decoder = msgspec.json.Decoder(_TestpressSigned)
+_testpress_decoder = msgspec.json.Decoder(TestpressSigned)
 _string_decoder = msgspec.json.Decoder(str)
 
 

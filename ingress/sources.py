@@ -23,6 +23,7 @@ from ingress.auth import (
     TestpressHashAuth,
 )
 from schemas.vendor import Vendor
+from vendors import SPECS
 
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
 
@@ -67,13 +68,6 @@ class NoAuthConfig(_Config, tag="none"):
 
 
 AuthConfig = BasicConfig | HeaderTokenConfig | InsperaSignatureConfig | TestpressHashConfig | NoAuthConfig
-
-ALLOWED_AUTH: Final[Mapping[Vendor, tuple[type[_Config], ...]]] = {
-    Vendor.ITEP: (BasicConfig, HeaderTokenConfig),
-    Vendor.INSPERA: (InsperaSignatureConfig,),
-    Vendor.SYNAP: (BasicConfig, NoAuthConfig),
-    Vendor.TESTPRESS: (TestpressHashConfig,),
-}
 
 
 class SourceConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,16 +162,20 @@ def _decode_entry(index: int, entry: object) -> SourceConfig:
 
 def _resolve(config: SourceConfig, env: Mapping[str, str]) -> Source:
     where = f"source {config.id!r}"
-    if not isinstance(config.auth, ALLOWED_AUTH[config.vendor]):
-        allowed = " | ".join(str(kind.__struct_config__.tag) for kind in ALLOWED_AUTH[config.vendor])
+    spec = SPECS[config.vendor]
+    kind = str(config.auth.__struct_config__.tag)
+    if kind not in spec.auth_kinds:
         raise SourceConfigError(
-            f"{where}: field 'auth.kind': {config.auth.__struct_config__.tag!r} is not allowed "
-            f"for vendor {config.vendor.value} (allowed: {allowed})"
+            f"{where}: field 'auth.kind': {kind!r} is not allowed "
+            f"for vendor {config.vendor.value} (allowed: {' | '.join(sorted(spec.auth_kinds))})"
         )
-    if config.vendor is Vendor.SYNAP and config.event is None:
-        raise SourceConfigError(f"{where}: field 'event': required for vendor synap")
-    if config.vendor is not Vendor.SYNAP and config.event is not None:
-        raise SourceConfigError(f"{where}: field 'event': only allowed for vendor synap")
+    if spec.event_per_url and config.event is None:
+        raise SourceConfigError(f"{where}: field 'event': required for vendor {config.vendor.value}")
+    if not spec.event_per_url and config.event is not None:
+        raise SourceConfigError(
+            f"{where}: field 'event': only for vendors that send one event per URL "
+            f"({', '.join(v.value for v, s in SPECS.items() if s.event_per_url)})"
+        )
     networks: list[IpNetwork] = []
     for cidr in config.allow_ips:
         try:

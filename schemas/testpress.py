@@ -41,3 +41,18 @@ class TestpressAttempt(msgspec.Struct, frozen=True, kw_only=True):
     completed_on: datetime | None = None
     institute_attempt_id: str | int | None = None
     subject_stats: list[TestpressSubjectStat] | None = None
+
+
+class TestpressSigned(msgspec.Struct):
+    """What the ingress reads to check the hash: only the fields it covers, each kept as the raw JSON text the vendor sent, so that a
+    number keeps its literal form (`62.00` stays `62.00`) instead of being re-rendered."""
+
+    key: msgspec.Raw
+    attempt_id: msgspec.Raw
+    correct_answers_count: msgspec.Raw
+    incorrect_answers_count: msgspec.Raw
+    unanswered_answers_count: msgspec.Raw
+    percentage: msgspec.Raw
+    score: msgspec.Raw
+    user_id: msgspec.Raw
+    hash: msgspec.Raw

@@ -7,9 +7,9 @@ import signal
 import sys
 
 from schemas.envelope import RawEnvelope
+from vendors.base import Normalized
 from workers.__main__ import main
 from workers.router import loop
-from workers.vendors.base import Normalized
 
 _normalize = loop.normalize
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from devkit import samples
 from schemas.envelope import RawEnvelope, decode_envelope, encode_envelope
 from schemas.vendor import Vendor
-from workers.errors import RejectedWebhook
+from vendors.base import RejectedWebhook
 from workers.router.normalize import normalize
 
 CONTENT_TYPES = {

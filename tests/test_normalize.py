@@ -8,7 +8,7 @@ import pytest
 from devkit import samples
 from schemas.event import Status, decode_event, encode_event
 from schemas.vendor import Vendor
-from workers.errors import RejectedWebhook
+from vendors.base import RejectedWebhook
 from workers.router.normalize import normalize
 
 

@@ -181,7 +181,7 @@ def test_synap_needs_event() -> None:
                 'kind = "testpress_hash"\nprivate_key_env = ["K"]\n'
             ),
             {"K": "k-s3cret"},
-            ("source 'tp'", "field 'event'", "only allowed for vendor synap"),
+            ("source 'tp'", "field 'event'", "only for vendors that send one event per URL (synap)"),
         ),
         (
             one_source(

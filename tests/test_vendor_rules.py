@@ -12,7 +12,7 @@ from devkit import samples
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.itep import ITEP_SECTIONS
 from schemas.vendor import Vendor
-from workers.errors import RejectedWebhook
+from vendors.base import RejectedWebhook
 from workers.router.normalize import normalize
 
 ABSENT = object()  # a key left out of the body

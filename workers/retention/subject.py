@@ -21,9 +21,9 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate
 from schemas.vendor import Vendor
-from workers.errors import RejectedWebhook
+from vendors.base import RejectedWebhook
+from vendors.itep import form_data_field
 from workers.router.normalize import normalize
-from workers.vendors.itep import form_data_field
 
 Kind = Literal["email", "candidate_id", "external_id"]
 

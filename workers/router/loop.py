@@ -41,11 +41,10 @@ from common.db import DbConn
 from common.errors import TRANSIENT
 from common.settings import WorkerSettings
 from schemas.envelope import decode_envelope
-from workers.errors import RejectedWebhook
+from vendors.base import Normalized, RejectedWebhook
 from workers.router import suspects
 from workers.router.normalize import normalize
 from workers.router.store import Outgoing, RawRow, store_batch
-from workers.vendors.base import Normalized
 
 log = structlog.get_logger("router")
 

@@ -13,9 +13,9 @@ from common.db import DbConn
 from schemas.envelope import RawEnvelope
 from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
+from vendors.base import Normalized
 from workers.router.orders import tie_to_orders
 from workers.router.state import ExamKey, ExamState, exam_keys, plan
-from workers.vendors.base import Normalized
 
 
 class RawRow(msgspec.Struct, frozen=True, kw_only=True):

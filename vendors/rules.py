@@ -11,7 +11,7 @@ the rule's. Comparisons are written so that NaN fails them.
 import math
 from datetime import datetime
 
-from workers.errors import RejectedWebhook
+from vendors.base import RejectedWebhook
 
 
 def shown(value: object) -> str:

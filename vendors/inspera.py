@@ -5,9 +5,17 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, ResultEvent, Status
 from schemas.inspera import InsperaEvent
-from workers.errors import RejectedWebhook
-from workers.vendors import rules
-from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, vendor_event_type
+from schemas.vendor import Vendor
+from vendors import rules
+from vendors.base import (
+    DECODE_ERRORS,
+    Normalized,
+    RejectedWebhook,
+    VendorSpec,
+    decode_failure,
+    event_id,
+    vendor_event_type,
+)
 
 _decoder = msgspec.json.Decoder(InsperaEvent)
 
@@ -84,3 +92,13 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         attributes=attributes,
     )
     return [Normalized(natural_key, event)]
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.INSPERA,
+    # The verification ping is a Java map string, not JSON.
+    media_types=frozenset({"application/json", "text/plain"}),
+    auth_kinds=frozenset({"inspera_signature"}),
+    documented_events=("revision_status_updated", "qti_export_ready"),
+    normalize=normalize,
+)

@@ -1,18 +1,43 @@
-"""What every vendor module returns, and the pieces they share."""
+"""What every vendor module declares and returns, and the pieces they share."""
 
 import math
 import re
 import uuid
+from collections.abc import Callable
 
 import msgspec
 
+from common.errors import Reject
 from schemas.envelope import RawEnvelope
 from schemas.event import VENDOR_EVENT_PREFIX, ResultEvent
-from workers.errors import RejectedWebhook
+from schemas.vendor import Vendor
 
 # Event ids are UUIDv5 of the vendor and its natural key: the same vendor event gets the same id
 # wherever and whenever it is processed, which is what makes dedup and replay safe.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-8b0d-5c3e-9a71-2d4b6e8f0a13")
+
+
+class RejectedWebhook(Reject):
+    """The webhook can never be processed as sent: stored as rejected with this reason and acked
+    (replayable after a fix)."""
+
+
+class VendorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the ingress, the router and the admin API need to know of one vendor, declared once
+    in its module (`vendors/<vendor>.py`) and looked up in `vendors.SPECS` everywhere else."""
+
+    vendor: Vendor
+    # What the vendor sends, without parameters (charset, boundary): anything else is a 415.
+    media_types: frozenset[str]
+    # The `auth.kind`s a source of this vendor may use (see ingress/sources.py for each kind).
+    auth_kinds: frozenset[str]
+    # True: the vendor sends one event per URL, so the source names it (`event = "..."`, required);
+    # False: the body names its event, and a source may not.
+    event_per_url: bool = False
+    # Vendor events the vendor documents that are not a status change (`event.<name>`), for the admin
+    # API's list of event types; unknown ones are kept all the same.
+    documented_events: tuple[str, ...] = ()
+    normalize: Callable[[RawEnvelope], list["Normalized"]]
 
 
 class Normalized(msgspec.Struct, frozen=True):

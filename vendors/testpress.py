@@ -5,8 +5,9 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
 from schemas.testpress import TestpressAttempt
-from workers.vendors import rules
-from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, text_or_none
+from schemas.vendor import Vendor
+from vendors import rules
+from vendors.base import DECODE_ERRORS, Normalized, VendorSpec, decode_failure, event_id, text_or_none
 
 _VENDOR = "testpress"
 
@@ -88,3 +89,11 @@ def _count(field: str, value: int | None) -> int | None:
     if value is not None and value < 0:
         raise rules.reject(_VENDOR, field, value, "is negative")
     return value
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.TESTPRESS,
+    media_types=frozenset({"application/json"}),
+    auth_kinds=frozenset({"testpress_hash"}),
+    normalize=normalize,
+)

@@ -11,11 +11,13 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
 from schemas.itep import ITEP_SECTIONS, ItepResult
-from workers.errors import RejectedWebhook
-from workers.vendors import rules
-from workers.vendors.base import (
+from schemas.vendor import Vendor
+from vendors import rules
+from vendors.base import (
     DECODE_ERRORS,
     Normalized,
+    RejectedWebhook,
+    VendorSpec,
     decode_failure,
     event_id,
     number,
@@ -213,3 +215,13 @@ def day_taken(sent: ItepResult) -> date | None:
         if sent_part is not None and sent_part != part_value:
             raise rules.reject(_VENDOR, field, sent_part, f"does not match `TestDate` {text!r}")
     return taken_on
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.ITEP,
+    # iTEP's text says "form encoded", its captured headers show multipart: both.
+    media_types=frozenset({"application/x-www-form-urlencoded", "multipart/form-data"}),
+    # Set per tracking code by iTEP staff; no signature is documented.
+    auth_kinds=frozenset({"basic", "header_token"}),
+    normalize=normalize,
+)

@@ -6,9 +6,17 @@ import msgspec
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Grade, Result, ResultEvent, Status
 from schemas.synap import SynapAttempt, SynapWebhook
-from workers.errors import RejectedWebhook
-from workers.vendors import rules
-from workers.vendors.base import DECODE_ERRORS, Normalized, decode_failure, event_id, vendor_event_type
+from schemas.vendor import Vendor
+from vendors import rules
+from vendors.base import (
+    DECODE_ERRORS,
+    Normalized,
+    RejectedWebhook,
+    VendorSpec,
+    decode_failure,
+    event_id,
+    vendor_event_type,
+)
 
 _decoder = msgspec.json.Decoder(SynapWebhook)
 
@@ -160,3 +168,21 @@ def _counts(attempt: SynapAttempt) -> tuple[int | None, int | None, int | None]:
             f"is more than `attempt.totalQuestions` {questions}",
         )
     return correct, questions, answered
+
+
+SPEC = VendorSpec(
+    vendor=Vendor.SYNAP,
+    media_types=frozenset({"application/json"}),
+    auth_kinds=frozenset({"basic", "none"}),  # basic auth is optional; no signature is documented
+    event_per_url=True,  # only the results-released body names its event
+    documented_events=(
+        "attemptOverride.created",
+        "user.registered",
+        "user.updated",
+        "user.addedToGroup",
+        "user.registeredForExam",
+        "assignment.completed",
+        "flag.planted",
+    ),
+    normalize=normalize,
+)
