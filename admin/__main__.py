@@ -14,7 +14,7 @@ from common.broker import open_connection
 from common.db import open_pool
 from common.env import process_env
 from common.service import Service, serve
-from workers.delivery.broker import TaskPublisher, declare_attempts_queue
+from subscribers.queues import TaskPublisher, declare_attempts_queue
 
 log = structlog.get_logger("admin")
 

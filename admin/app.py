@@ -32,7 +32,7 @@ _encoder: Final = msgspec.json.Encoder()
 
 
 class TaskSink(Protocol):
-    """Where replays go: the delivery workers' attempts queue (workers.delivery.broker.TaskPublisher)."""
+    """Where replays go: the delivery workers' attempts queue (subscribers.queues.TaskPublisher)."""
 
     async def now(self, task: DeliveryTask) -> None: ...
 

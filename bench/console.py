@@ -27,7 +27,7 @@ from common.broker import declare_raw, declare_retry_tiers
 from common.db import create_pool
 from common.settings import WorkerSettings
 from schemas.vendor import Vendor
-from workers.delivery.broker import TaskPublisher, declare_attempts_queue
+from subscribers.queues import TaskPublisher, declare_attempts_queue
 from workers.migrate import migrate
 
 TARGET_MS = 200.0

@@ -43,8 +43,8 @@ from schemas.event import ExamRef, ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
 from schemas.vendor import Vendor
 from subscribers.endpoint import normalize_endpoint
+from subscribers.queues import delivery_queue_names
 from subscribers.signing import generate_secret
-from workers.delivery.broker import delivery_queue_names
 from workers.delivery.settings import DeliverySettings
 
 Event = tuple[str, bytes]  # (event id, body)

@@ -11,7 +11,7 @@ import pytest
 
 from common.settings import WorkerSettings
 from schemas.topology import Topology
-from workers.delivery.broker import delivery_queue_names
+from subscribers.queues import delivery_queue_names
 from workers.delivery.settings import DeliverySettings
 from workers.fulfillment.broker import fulfillment_queue_names
 

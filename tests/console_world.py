@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 from admin import console
 from admin.app import create_app
 from schemas.topology import Topology
+from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.pipeline import RunningRouter, running_router
-from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 
 TOKEN = "console-test-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -26,8 +26,8 @@ from common.settings import WorkerSettings
 from devkit.proxy import TcpProxy
 from schemas.event import encode_event
 from schemas.topology import Topology
+from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.test_delivery import FAST, make_event, subscriber, world
-from workers.delivery.broker import TaskPublisher, declare_attempts_queue
 from workers.migrate import migrate
 
 TOKEN = "test-admin-token-0123456789"

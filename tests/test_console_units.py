@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from admin.console import auth, display, queues
 from admin.console.serving import safe_next
-from workers.delivery.schedule import DEFAULT_SCHEDULE, Schedule
+from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
 
 TOKEN = "unit-test-token-0123456789"
 

@@ -29,10 +29,10 @@ from schemas.event import ExamRef, ResultEvent, Status, encode_event
 from schemas.topology import Topology, result_routing_key
 from schemas.vendor import Vendor
 from subscribers.endpoint import normalize_endpoint
+from subscribers.queues import delivery_queue_names
+from subscribers.schedule import Schedule
 from subscribers.signing import generate_secret
-from workers.delivery.broker import delivery_queue_names
 from workers.delivery.run import start_delivery
-from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
 from workers.migrate import migrate
 

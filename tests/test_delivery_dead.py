@@ -8,7 +8,7 @@ import aio_pika
 from common.broker import declare_results
 from common.replay import replay_delivery_dead_letters
 from schemas.topology import Topology
-from workers.delivery.broker import declare_deliveries
+from subscribers.queues import declare_deliveries
 
 
 async def test_redelivered_too_often_is_dead_lettered_then_replayed(

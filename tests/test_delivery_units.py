@@ -11,9 +11,9 @@ from standardwebhooks import Webhook
 from common.env import SettingError, parse_durations
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
 from subscribers.poster import parse_retry_after
+from subscribers.schedule import Schedule
 from subscribers.signing import InvalidSecret, generate_secret, secret_key, webhook_headers
 from subscribers.ssrf import is_forbidden
-from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
 
 

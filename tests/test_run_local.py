@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 
 from schemas.topology import Topology
+from subscribers.queues import delivery_queue_names
 from tests.conftest import DATABASE_URL, scratch_queue_name
-from workers.delivery.broker import delivery_queue_names
 from workers.delivery.settings import DeliverySettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from common.settings import WorkerSettings
 from schemas.topology import Topology
 
 # The delivery workers' retry schedule and park time, as they read them (workers/delivery/settings.py),
-# to name their delay tiers; the defaults are those of workers/delivery/schedule.py (a test checks).
+# to name their delay tiers; the defaults are those of subscribers/schedule.py (a test checks).
 DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_DELIVERY_PARK: Final = 1.0
 
@@ -41,7 +41,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def delivery_tiers_ms(env: Mapping[str, str]) -> list[int]:
-    """The delivery delay tiers' TTLs, computed as workers.delivery.schedule.Schedule.tiers_ms does.
+    """The delivery delay tiers' TTLs, computed as subscribers.schedule.Schedule.tiers_ms does.
     A value the delivery workers would refuse is theirs to report: here the defaults stand in."""
     delays: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
     park = DEFAULT_DELIVERY_PARK

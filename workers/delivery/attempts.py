@@ -31,9 +31,9 @@ from schemas.delivery import (
     encode_operational,
 )
 from subscribers.poster import Outcome, Poster
+from subscribers.queues import TaskPublisher
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import metrics, rate_limit, store
-from workers.delivery.broker import TaskPublisher
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.settings import DeliverySettings
 

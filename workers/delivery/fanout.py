@@ -13,8 +13,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from common.consumer import describe
 from common.errors import Reject
 from schemas.delivery import DeliveryTask, is_operational
+from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, store
-from workers.delivery.broker import TaskPublisher
 
 
 class EventHead(msgspec.Struct, frozen=True):

@@ -10,8 +10,8 @@ from common.db import open_pool
 from common.service import Service
 from common.settings import WorkerSettings
 from subscribers.poster import Poster, subscriber_session
+from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
 from workers.delivery.attempts import Attempts
-from workers.delivery.broker import TaskPublisher, declare_attempts, declare_deliveries
 from workers.delivery.fanout import FanOut
 from workers.delivery.settings import DeliverySettings
 

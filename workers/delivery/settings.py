@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import msgspec
 
 from common.env import SettingError, env_duration, env_flag, env_float, env_int, parse_durations
-from workers.delivery.schedule import DEFAULT_SCHEDULE, Schedule
+from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
 
 
 class DeliverySettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,7 +8,7 @@ from pamqp.common import FieldValue
 from common.broker import persistent_message
 from schemas.delivery import DeliveryTask, encode_task
 from schemas.topology import Topology
-from workers.delivery.schedule import Schedule
+from subscribers.schedule import Schedule
 
 
 def _work_queue_arguments(topology: Topology) -> dict[str, FieldValue]:
