@@ -47,7 +47,9 @@ async def start_admin(service: Service, settings: AdminSettings) -> None:
     log.info("operator console", url=f"http://{settings.host}:{settings.port}{console.PREFIX}/")
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, env: Mapping[str, str] | None = None, *, prog: str | None = None
+) -> int:
     return serve(
         "admin",
         description="The admin API: subscriptions, deliveries, exams, events, rejected webhooks, replay. "
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         start=start_admin,
         argv=argv,
         env=env,
+        prog=prog,
     )
 
 

@@ -40,6 +40,7 @@ class ProcessSettings(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             log_level=level,
             log_json=env_optional_flag(env, "RESULTBUS_LOG_JSON"),
+            shutdown_timeout=env_duration(env, "RESULTBUS_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
             metrics_host=env_str(env, "RESULTBUS_METRICS_HOST", d.metrics_host),
             metrics_port=env_port(env, "RESULTBUS_METRICS_PORT"),
         )

@@ -72,7 +72,9 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
     )
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, env: Mapping[str, str] | None = None, *, prog: str | None = None
+) -> int:
     return serve(
         "ingress",
         description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz.",
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         start=start_ingress,
         argv=argv,
         env=env,
+        prog=prog,
     )
 
 

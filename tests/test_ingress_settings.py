@@ -28,9 +28,13 @@ def test_overrides_and_no_password_in_repr() -> None:
         "RESULTBUS_RETRY_AFTER": "30",
         "RESULTBUS_LOG_LEVEL": "debug",
         "RESULTBUS_LOG_JSON": "true",
+        "RESULTBUS_SHUTDOWN_TIMEOUT": "1m",
+        "RESULTBUS_METRICS_HOST": "0.0.0.0",
+        "RESULTBUS_METRICS_PORT": "9100",
     }
     s = IngressSettings.from_env(env)
     process = ProcessSettings.from_env(env)
+    assert (process.shutdown_timeout, process.metrics_host, process.metrics_port) == (60.0, "0.0.0.0", 9100)
     assert s.topology.raw_exchange == "rb2.raw"
     assert (s.port, s.confirm_timeout, s.retry_after, process.log_level, process.log_json) == (
         9000,

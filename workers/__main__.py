@@ -120,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog=f"{prog} {argv[0]}",
         )
     if argv and argv[0] in SERVERS:
-        server_main: Callable[[list[str]], int] = _load(SERVERS[argv[0]][0])
-        return server_main(argv[1:])
+        server_main: Callable[..., int] = _load(SERVERS[argv[0]][0])
+        return server_main(argv[1:], prog=f"{prog} {argv[0]}")
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
