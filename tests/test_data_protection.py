@@ -15,10 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from admin.app import create_app
 from common.broker import declare_results
 from common.db import create_pool
+from common.itep.orders import create_order
 from common.settings import WorkerSettings
 from devkit import samples
 from schemas.delivery import DeliveryTask
 from schemas.erasure import ERASURE_COMPLETED_KEY
+from schemas.itep_order import OrderRequest
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.conftest import scratch_queue_name
@@ -364,6 +366,16 @@ async def test_an_erasure_leaves_no_trace_of_the_candidate_and_keeps_the_state(
     erasure_world: tuple[asyncpg.Pool, TestClient, Erasures, aio_pika.abc.AbstractQueue],
 ) -> None:
     pool, client, erasures, probe = erasure_world
+    # She also had an iTEP test ID ordered for her (placed through the admin API's store).
+    first, last = ADA_NAME.split(" ")
+    order_request = OrderRequest(
+        reference="erasure-test-1",
+        product_code="STX-Academic-Plus",
+        email=ADA_EMAIL,
+        registration={"First_Name": first, "Last_Name": last, "Birthday": "7/8/1995"},
+    )
+    async with pool.acquire() as conn:
+        order, _ = await create_order(conn, order_request, [])
     assert await _traces(pool, ADA_EMAIL) and await _traces(pool, ADA_NAME)
     before = await _state(pool)
 
@@ -375,8 +387,9 @@ async def test_an_erasure_leaves_no_trace_of_the_candidate_and_keeps_the_state(
         "events": 2,
         "exams": 2,
         "deliveries": 0,
-        "itep_orders": 0,
+        "itep_orders": 1,
     }
+    assert record["touched"]["itep_orders"] == [order.id]
     assert ADA_EMAIL not in json.dumps(record).lower()
     assert await _traces(pool, ADA_EMAIL) == []
     assert await _traces(pool, ADA_NAME) == []

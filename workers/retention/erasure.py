@@ -304,61 +304,31 @@ async def _exams(conn: DbConn, keys: list[ExamId], keep: bool) -> list[ExamId]:
     return [ExamId(r["vendor"], r["exam_key"]) for r in rows]
 
 
-# iTEP orders (issue 13) may not exist in this database: the table is looked at as it is. An order
-# concerns the candidate when its id is their external id (iTEP's OID is the order id), or, for an
-# email, when any of its text or JSON columns holds it. Its tombstone keeps ids, statuses, product
-# and test ids and times; every other text, JSON or binary column is cleared (NULL, or `{}` where
-# NULL is not allowed).
-_CONTENT_TYPES = ("text", "character varying", "json", "jsonb", "bytea")
-
-
-def _kept_column(name: str) -> bool:
-    return name in ("id", "status", "state", "product_code", "test_id") or name.endswith(("_id", "_at"))
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+# What an iTEP order holds about its candidate: the order as the caller sent it (registration: names,
+# birth date, email...), iTEP's answers (which may echo them) and the problems found in it (which
+# quote values). The id, reference, product code, status, test id and times stay: the audit trail.
+_ERASE_ORDERS = """
+UPDATE itep_orders
+SET request = '{{}}'::jsonb, response_body = NULL, response = NULL, problems = '{{}}', last_error = NULL,
+    updated_at = now()
+WHERE {where} AND request <> '{{}}'::jsonb
+RETURNING id::text
+"""
+_ERASE_ORDER_HISTORY = "UPDATE itep_order_history SET detail = NULL WHERE order_id = ANY($1::uuid[])"
 
 
 async def erase_orders(conn: DbConn, subject: Subject) -> list[str]:
-    if await conn.fetchval("SELECT to_regclass('itep_orders')") is None or subject.kind == "candidate_id":
-        return []
-    columns = await conn.fetch(
-        "SELECT column_name, data_type, is_nullable = 'YES' AS nullable FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = 'itep_orders'"
-    )
-    names = {c["column_name"] for c in columns}
-    if "id" not in names:
-        return []
-    content = [c for c in columns if c["data_type"] in _CONTENT_TYPES]
+    if subject.kind == "candidate_id":
+        return []  # an order has no vendor candidate id: iTEP's results name it by OID
     if subject.kind == "external_id":
         where, args = "id::text = $1", [subject.value.strip()]
     else:
-        texts = [
-            f"strpos(lower({_quoted(c['column_name'])}::text), n.s) > 0"
-            for c in content
-            if c["data_type"] != "bytea"
-        ]
-        if not texts:
-            return []
-        where = f"EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(s) WHERE {' OR '.join(texts)})"
+        contains = " OR ".join(
+            f"strpos(lower({column}::text), n.s) > 0" for column in ("request", "response_body", "response")
+        )
+        where = f"EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(s) WHERE {contains})"
         args = [needles(subject.value)]  # type: ignore[list-item]
-    sets = []
-    for c in content:
-        if _kept_column(c["column_name"]):
-            continue
-        if c["nullable"]:
-            sets.append(f"{_quoted(c['column_name'])} = NULL")
-        elif c["data_type"] in ("json", "jsonb"):
-            sets.append(f"{_quoted(c['column_name'])} = '{{}}'")
-    if not sets:
-        return []
-    try:
-        async with conn.transaction():  # a savepoint: an order table we cannot clear fails only here
-            rows = await conn.fetch(
-                f"UPDATE itep_orders SET {', '.join(sets)} WHERE {where} RETURNING id::text", *args
-            )
-    except asyncpg.PostgresError as error:  # a constraint of a table this code did not know
-        log.error("itep orders not erased: their table refused the tombstone", error=type(error).__name__)
-        return []
-    return [r[0] for r in rows]
+    ids = [r[0] for r in await conn.fetch(_ERASE_ORDERS.format(where=where), *args)]
+    if ids:
+        await conn.execute(_ERASE_ORDER_HISTORY, ids)
+    return ids
