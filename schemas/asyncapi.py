@@ -18,7 +18,9 @@ from schemas.delivery import (
     SubscriptionDisabled,
     SubscriptionUnsubscribed,
 )
+from schemas.erasure import ERASURE_COMPLETED_KEY, ErasureCompleted, ExamId
 from schemas.event import SCHEMA_VERSION, Candidate, ExamRef, Grade, Result, ResultEvent, Section, Status
+from schemas.itep_order import ORDER_ROUTING_PREFIX, OrderChanged
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 
@@ -122,6 +124,28 @@ _UNSUBSCRIBED_EXAMPLE: Final = SubscriptionUnsubscribed(
     unsubscribed_at=_AT,
 )
 
+_ERASURE_EXAMPLE: Final = ErasureCompleted(
+    id="5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a",
+    erasure_id="0d6c3f5e-8a53-4b8e-9a55-2b7f0e1c9d41",
+    subject_kind="email",
+    requested_at=_AT,
+    completed_at=_AT,
+    event_ids=[_RESULT_EXAMPLE.id],
+    webhook_ids=[_RESULT_EXAMPLE.webhook_id],
+    exams=[ExamId(vendor="itep", exam_key="3279B035APR")],
+)
+_ORDER_EXAMPLE: Final = OrderChanged(
+    id="7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918",
+    type="itep.order.test_id_assigned",
+    change="test_id_assigned",
+    order_id="c0ffee00-1234-4abc-8def-0123456789ab",
+    reference="sis-2026-000123",
+    product_code="STX-Academic-Plus",
+    status="test_id_assigned",
+    test_id="3279B035APR",
+    changed_at=_AT,
+)
+
 # (channel and message id, routing key, title, summary, Struct, example)
 _OPERATIONAL: Final = (
     (
@@ -147,6 +171,23 @@ _OPERATIONAL: Final = (
         "The dead-endpoint checker dropped a subscription whose endpoint failed its verification calls.",
         SubscriptionUnsubscribed,
         _UNSUBSCRIBED_EXAMPLE,
+    ),
+    (
+        "erasureCompleted",
+        ERASURE_COMPLETED_KEY,
+        "Erasure completed",
+        "A candidate's data was erased here (by id; never the values): erase your copies of them.",
+        ErasureCompleted,
+        _ERASURE_EXAMPLE,
+    ),
+    (
+        "itepOrderChanged",
+        ORDER_ROUTING_PREFIX + "{change}",
+        "iTEP order changed",
+        "An iTEP order placed through resultbus changed state (ordered, test_id_assigned, finished, "
+        "completed, invalidated, reset, rejected, failed, unconfirmed, conflict).",
+        OrderChanged,
+        _ORDER_EXAMPLE,
     ),
 )
 
@@ -212,10 +253,14 @@ def asyncapi_document(topology: Topology | None = None) -> dict[str, Any]:
         channels[name] = {
             "address": key,
             "title": title,
-            "description": f"Operational event; bind `{key}` or `resultbus.#`.",
+            "description": f"Operational event; bind `{key.replace('{change}', '*')}` or `resultbus.#`.",
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "bindings": bindings,
         }
+        if "{change}" in key:
+            channels[name]["parameters"] = {
+                "change": {"description": "The order's new status, or `conflict`."}
+            }
         operations[f"publish{name[0].upper()}{name[1:]}"] = _send(name, name, summary)
         messages[name] = _message(name, title, summary, struct.__name__, example)
 
