@@ -5,7 +5,7 @@ docs/asyncapi.yaml cannot drift from the code (`make schema` writes it, a test c
 Pure: returns plain data; `python -m schemas asyncapi` prints it as YAML.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import msgspec
@@ -86,7 +86,7 @@ _RESULT_EXAMPLE: Final = ResultEvent(
     vendor_event="Complete",
     received_at=_AT,
     status=Status.COMPLETED,
-    exam=ExamRef(key="3279B035APR", test_id="3279B035APR"),
+    exam=ExamRef(key="3279B035APR", test_id="3279B035APR", taken_on=date(2024, 6, 10)),
     candidate=Candidate(external_id="cand-0042", email="ada.lovelace@example.com"),
     result=Result(
         level=4.5,
@@ -94,7 +94,6 @@ _RESULT_EXAMPLE: Final = ResultEvent(
         grade=Grade(label="C1", passed=True),
         sections=[Section(name="reading", score=100.0, percent=100.0, level=6.0, cefr="C2")],
     ),
-    attributes={"test_date": "6/10/2024"},
 )
 _FAILED_EXAMPLE: Final = DeliveryFailed(
     id="6b1f7d0e-2f55-4a57-9d0b-3b8e7f2c1a01",
