@@ -281,7 +281,9 @@ class Router:
             ROUTED.labels(outcome).inc(count)
         duration_ms = round(seconds * 1000, 2)
         for item, outcome in zip(stored.items, outcomes, strict=True):
-            log.info(
+            # A rejection is a result that did not get through: an operator looks at each one.
+            log.log(
+                _LEVELS.get(outcome, 20),
                 "webhook routed",
                 webhook_id=item.raw.id,
                 source=item.raw.source,
@@ -410,6 +412,8 @@ def _decode(message: DeliveredMessage) -> Item:
         )
         return Item(message, RawRow.of(envelope, reason), [])
 
+
+_LEVELS = {"rejected": 40, "deferred": 30, "dead-lettered": 40}
 
 # A redelivered message that was being processed this often when a router died is not processed again.
 _POISON_LIMIT = 3
