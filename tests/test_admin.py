@@ -289,6 +289,8 @@ async def test_replay_one_event_and_failed_deliveries(
         assert got[3].headers["webhook-id"] == event_id
         Webhook(secret).verify(got[3].body, got[3].headers)
         assert body  # the first event stays failed: it is not in the events table
+        # The subscriber has the POST; the worker records the attempt once it has the answer.
+        await running.delivery(subscription_id, "succeeded")
 
         status, deliveries = await api.call("GET", f"/v1/subscriptions/{subscription_id}/deliveries")
         by_event = {d["event_id"]: d for d in deliveries["deliveries"]}
