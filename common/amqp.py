@@ -9,6 +9,7 @@ the old one (quorum queues are replicated, so they are there).
 A comma inside a URL (in a password, say) must be percent-encoded as `%2C`.
 """
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -104,7 +105,15 @@ async def connect_robust(
     reconnects forever. `timeout` is per address; other keyword arguments go to the connection
     (`reconnect_interval=…`, `client_properties=…`)."""
     connection = FailoverConnection(parse_urls(urls), **kwargs)
-    await connection.connect(timeout=timeout)
+    try:
+        await connection.connect(timeout=timeout)
+    except BaseException:
+        # A first connection given up (failed, or cancelled by a SIGTERM during start-up): without
+        # `close`, aio-pika's reconnect loop lives on in the background and keeps the process from
+        # exiting (asyncio's shutdown waits for it, and it answers a cancel with another attempt).
+        with contextlib.suppress(Exception):
+            await connection.close()
+        raise
     return connection
 
 

@@ -19,6 +19,7 @@ that is restarted. Transient failures are the task's own business (it retries), 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -56,6 +57,9 @@ class Service:
         self._stack = stack
         self._tasks: dict[asyncio.Task[None], str] = {}
         self._ready_checks: list[Callable[[], bool]] = []
+        # Not ready until start-up is done: /readyz answers before the resources are open, and a
+        # check not yet registered must not read as "all checks pass".
+        self._started = False
 
     async def open(self, resource: contextlib.AbstractAsyncContextManager[T]) -> T:
         """Enters `resource` now; it is exited at shutdown, after the work tasks, in reverse order."""
@@ -70,7 +74,7 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        return not self.stopping.is_set() and all(check() for check in self._ready_checks)
+        return self._started and not self.stopping.is_set() and all(check() for check in self._ready_checks)
 
     def run(self, name: str, work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Starts a work task. It must return soon after `stopping` is set, having finished or handed
@@ -123,6 +127,7 @@ async def running(
         await stack.enter_async_context(health_server(service, process.metrics_host, process.metrics_port))
         try:
             await start(service, settings)
+            service._started = True
             yield service
         finally:
             await service.shutdown(process.shutdown_timeout)
@@ -203,14 +208,40 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 async def _serve(
     role: str, process: ProcessSettings, settings: S, start: Callable[[Service, S], Awaitable[None]]
 ) -> None:
+    # Signals first, before any resource is opened: a SIGTERM while start-up waits on an unreachable
+    # broker stops the start (what is open is closed) instead of being ignored until it gives up.
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled.set)
-    started = time.monotonic()
-    async with running(role, settings, start, process) as service:
-        log.info("started", startup_ms=round((time.monotonic() - started) * 1000, 1))
-        died = await service.watch(signalled)
+    began = time.monotonic()
+    started = asyncio.Event()
+
+    async def life() -> list[str]:
+        async with running(role, settings, start, process) as service:
+            started.set()
+            log.info("started", startup_ms=round((time.monotonic() - began) * 1000, 1))
+            return await service.watch(signalled)
+
+    body = asyncio.create_task(life())
+    early = asyncio.create_task(signalled.wait())
+    await asyncio.wait({body, early}, return_when=asyncio.FIRST_COMPLETED)
+    early.cancel()
+    if not started.is_set() and not body.done():
+        body.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await body
+        log.info("stopped during start-up")
+        return
+    try:
+        died = await body
+    except HealthPortError:
+        raise
+    except Exception as error:
+        if started.is_set():
+            raise
+        # A resource that cannot be opened (a missing database, a broker refusing us): one line.
+        raise StartupError(f"could not start: {type(error).__name__}: {error}") from None
     if died:
         raise TaskDied(", ".join(died))
     log.info("stopped")
@@ -246,8 +277,11 @@ async def health_server(service: Service, host: str, port: int | None) -> AsyncI
         await web.TCPSite(runner, host, port).start()
     except OSError as error:
         await runner.cleanup()
+        # asyncio's message already repeats the address ("error while attempting to bind on address
+        # (...): address already in use"): the system's own words for the errno say it once.
+        reason = os.strerror(error.errno) if error.errno else str(error)
         raise HealthPortError(
-            f"RESULTBUS_METRICS_PORT={port}: cannot listen on {host}:{port}: {error.strerror or error}"
+            f"RESULTBUS_METRICS_PORT={port}: cannot listen on {host}:{port}: {reason}"
         ) from None
     try:
         yield

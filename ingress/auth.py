@@ -161,7 +161,14 @@ def _as_sent(raw: msgspec.Raw, field: str) -> str:
     text = bytes(raw)
     first = text[:1]
     if first == b'"':
-        return _string_decoder.decode(text)
+        # A Raw field is only checked for its JSON shape: its text (invalid UTF-8, a lone surrogate
+        # escape) is read here, and a string that cannot be read is the sender's fault, a 400.
+        try:
+            value = _string_decoder.decode(text)
+            value.encode()
+        except (msgspec.DecodeError, UnicodeError):
+            raise MalformedBody(f"Testpress field {field!r} is not valid UTF-8 text") from None
+        return value
     if first in b"-0123456789" and first:
         return text.decode("ascii")
     # null, true/false, an object or an array: nothing the vendor's hash could have been made from.

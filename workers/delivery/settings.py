@@ -25,7 +25,7 @@ class DeliverySettings(msgspec.Struct, frozen=True, kw_only=True):
             try:
                 delays = parse_durations(raw)
             except ValueError as error:
-                raise SettingError(f"RESULTBUS_DELIVERY_SCHEDULE: {error}: {raw!r}") from None
+                raise SettingError(f"RESULTBUS_DELIVERY_SCHEDULE: {error}") from None
         schedule = Schedule(
             delays,
             jitter=env_float(env, "RESULTBUS_DELIVERY_JITTER", d.schedule.jitter),
