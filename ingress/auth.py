@@ -206,6 +206,8 @@ class TestpressHashAuth:
         except msgspec.DecodeError as exc:
             # ValidationError is a DecodeError: not JSON, not an object, or a field missing.
             raise MalformedBody(f"Testpress body: {exc}") from None
+        except RecursionError:
+            raise MalformedBody("Testpress body: nested too deeply") from None
         values = (
             _as_sent(signed.key, "key"),
             _as_sent(signed.attempt_id, "attempt_id"),

@@ -52,6 +52,10 @@ def _mutations(valid: bytes) -> dict[str, bytes]:
         "empty": b"",
         "deep nesting": b"[" * 100_000 + b"]" * 100_000,
         "deep objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        # Found by the property test below: msgspec skips an unknown field by recursing into it.
+        "deep nesting in an unsigned field": valid.replace(
+            b'"username": "', b'"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b', "username": "', 1
+        ),
         "huge number": valid.replace(b'"attempt_id": 130', b'"attempt_id": ' + b"9" * 5000, 1),
         "huge exponent": valid.replace(b'"attempt_id": 130', b'"attempt_id": 1e999999', 1),
         "NaN": valid.replace(b'"attempt_id": 130', b'"attempt_id": NaN', 1),

@@ -24,12 +24,12 @@ from common.settings import ProcessSettings, WorkerSettings
 from devkit.proxy import TcpProxy
 from schemas.delivery import DELIVERY_FAILED_KEY
 from schemas.topology import Topology
+from subscribers.queues import delivery_queue_names
+from subscribers.schedule import Schedule
 from tests.conftest import DATABASE_URL, scratch_queue_name
 from tests.test_delivery import FAST, Behaviour, World, make_event, subscriber
 from workers.delivery.attempts import _OPERATIONAL_IDS
-from workers.delivery.broker import delivery_queue_names
 from workers.delivery.run import start_delivery
-from workers.delivery.schedule import Schedule
 from workers.delivery.settings import DeliverySettings
 from workers.migrate import migrate
 
