@@ -87,8 +87,7 @@ class Attempts:
             metrics.PARKED.inc()
             return
         async with self._pool.acquire() as conn:
-            target = await store.target(conn, task.subscription_id)
-            state = await store.delivery_state(conn, task.delivery_id)
+            target, state = await store.target_and_state(conn, task.delivery_id)
         if state is None:
             return  # deleted meanwhile
         if task.made >= 0 and state.attempts > task.made:
@@ -194,11 +193,18 @@ class Attempts:
             outcome=kind,
             next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            number = await store.record_attempt(conn, task.delivery_id, attempt)
-            disabled = kind == "gone" and await store.disable_subscription(
-                conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
-            )
+        disabled = False
+        async with self._pool.acquire() as conn:
+            if kind != "gone":
+                # One statement (the delivery's update and its attempt row together) is atomic by
+                # itself: no BEGIN/COMMIT round trips on the path every attempt takes.
+                number = await store.record_attempt(conn, task.delivery_id, attempt)
+            else:
+                async with conn.transaction():
+                    number = await store.record_attempt(conn, task.delivery_id, attempt)
+                    disabled = await store.disable_subscription(
+                        conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
+                    )
         if delay is not None:
             retry = msgspec.structs.replace(
                 task, step=task.step + 1, not_before=time.time() + delay, made=number
