@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
+        if "-h" in argv or "--help" in argv:
+            print(
+                "usage: python -m bench compare A.json B.json: each row of B against A (bench/results/*.json)"
+            )
+            return 0
         if len(argv) != 3:
             print("usage: python -m bench compare A.json B.json", file=sys.stderr)
             return 2
