@@ -39,8 +39,14 @@ typecheck: install
 pytest: install services
 	$(PY) -m pytest
 
-## make bench: throughput and latency figures against same-run baselines (not part of make test).
-bench: install services
+# The bench's own extra (FastAPI + Celery peer, py-spy), rebuilt when pyproject.toml changes.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+## make bench: every figure of docs/performance.md against its same-run baseline, one table, and the
+## figures as JSON in bench/results/ (`python -m bench compare A.json B.json`). Not part of make test.
+bench: $(VENV)/.installed-bench services
 	$(PY) -m bench
 
 ## make demo: vendor -> event -> signed delivery on a running pipeline (start it with make run): a receiver,

@@ -1,5 +1,7 @@
-"""`python -m bench [router|ingress|delivery|soak|console]`: figures against baselines measured in the same
-run (the default, `all`, is router and ingress), and the soak run.
+"""`python -m bench [all|router|ingress|pipeline|delivery|soak|console]`: figures against baselines
+measured in the same run, and the soak run. The default, `all` (what `make bench` runs), is every
+figure of the performance table, printed as one table and written to bench/results/<time>.json;
+`python -m bench compare A.json B.json` prints the change between two such files.
 
 The figures exit 0 whatever they are (a floor missed is printed as FAIL); non-zero only when the
 bench itself broke (a timeout, a process that died, counts that never add up). The soak exits
@@ -10,8 +12,9 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from pathlib import Path
 
-from bench import console, delivery, ingress, router, soak
+from bench import console, delivery, ingress, pipeline, router, soak, suite
 from bench.loadgen import Load
 from bench.soak_calls import Mix
 from bench.world import BenchError
@@ -22,7 +25,10 @@ DEFAULT_TIMEOUT = 300.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", nargs="?", choices=["all", "router", "ingress", "delivery", "soak", "console"], default="all"
+        "which",
+        nargs="?",
+        choices=["all", "router", "ingress", "pipeline", "delivery", "soak", "console"],
+        default="all",
     )
     parser.add_argument("--messages", type=int, default=20_000, help="router: raw envelopes pre-filled")
     parser.add_argument(
@@ -33,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="ingress: timed requests per server")
     parser.add_argument("--concurrency", type=int, default=64, help="ingress: concurrent connections")
     parser.add_argument("--warmup", type=int, default=1_000, help="ingress: untimed requests first")
-    parser.add_argument("--rounds", type=int, default=2, help="ingress: alternate rounds, best kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="ingress, pipeline: alternate rounds, medians kept"
+    )
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a run is broken (soak: 600)"
     )
@@ -53,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--without-indexes", action="store_true", help="console: drop migration 008's indexes first"
     )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        if "-h" in argv or "--help" in argv:
+            print(
+                "usage: python -m bench compare A.json B.json: each row of B against A (bench/results/*.json)"
+            )
+            return 0
+        if len(argv) != 3:
+            print("usage: python -m bench compare A.json B.json", file=sys.stderr)
+            return 2
+        print("\n".join(suite.compare(Path(argv[1]), Path(argv[2]))))
+        return 0
     args = parser.parse_args(argv)
     with contextlib.suppress(ImportError):
         import uvloop
@@ -71,10 +91,24 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(args: argparse.Namespace) -> list[str]:
     lines = []
-    if args.which in ("all", "router"):
+    if args.which == "all":
+        results = await suite.run(suite.Sizes(timeout=args.timeout))
+        path = suite.save(results)
+        return [
+            *suite.table(results),
+            f"figures written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}",
+        ]
+    if args.which == "pipeline":
+        r = await pipeline.run(5_000, args.concurrency, args.rounds, args.timeout)
+        lines += [
+            "",
+            f"pipeline: resultbus {r.resultbus_median:,.0f} stored/s (rounds {r.resultbus}),"
+            f" FastAPI + Celery {r.peer_median:,.0f} rows/s (rounds {r.peer}), ratio {r.ratio:.2f} (target >= 4)",
+        ]
+    if args.which == "router":
         configs = [router.Config.parse(c) for c in args.configs.split(",")]
         lines += _router_table(await router.run(args.messages, configs, args.timeout, args.profile))
-    if args.which in ("all", "ingress"):
+    if args.which == "ingress":
         if ingress.ingress_available():
             result = await ingress.run(args.requests, args.concurrency, args.warmup, args.rounds)
             lines += _ingress_table(result, args.concurrency)

@@ -23,6 +23,7 @@ class Load(msgspec.Struct):
     p50_ms: float
     p99_ms: float
     statuses: dict[str, int]
+    started_at: float = 0.0  # unix time the timed requests began (the pipeline bench's clock)
 
     @property
     def rate(self) -> float:
@@ -50,12 +51,12 @@ async def generate(url: str, count: int, concurrency: int, warmup: int) -> Load:
         await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
         todo = requests[warmup:]
         todo.reverse()
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         await asyncio.gather(*(worker(todo, True) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     ok = statuses.get("200", 0)
-    return Load(ok, count - ok, seconds, cuts[49] * 1000, cuts[98] * 1000, statuses)
+    return Load(ok, count - ok, seconds, cuts[49] * 1000, cuts[98] * 1000, statuses, started_at)
 
 
 if __name__ == "__main__":

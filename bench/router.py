@@ -33,7 +33,7 @@ from schemas.envelope import ENVELOPE_CONTENT_TYPE, encode_envelope
 from schemas.topology import raw_routing_key
 
 POLL = 0.025
-FLOOR_EVENTS_PER_S = 2500.0
+FLOOR_EVENTS_PER_S = 4000.0
 # batch:prefetch[xreplicas]; the first is the router's default, the last two routers scaled out
 DEFAULT_CONFIGS = "256:512,64:128,512:1024,256:512x2"
 

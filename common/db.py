@@ -28,21 +28,33 @@ async def connect(settings: WorkerSettings) -> asyncpg.Connection:
     return await asyncpg.connect(settings.database_url, server_settings=_server_settings(settings))
 
 
-async def create_pool(settings: WorkerSettings, *, size: int = 4) -> asyncpg.Pool:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A release without asyncpg's session reset (an open transaction is still rolled back)."""
+
+
+async def create_pool(
+    settings: WorkerSettings, *, size: int = 4, reset_sessions: bool = True
+) -> asyncpg.Pool:
+    """`reset_sessions=False` for pools whose users never LISTEN, SET, open cursors or take session
+    advisory locks: asyncpg's reset query on every release is then a round trip that resets nothing
+    (the delivery worker acquires twice per attempt; profiled at 11% of its time)."""
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=1,
         max_size=size,
         server_settings=_server_settings(settings),
+        reset=None if reset_sessions else _keep_session,
     )
     assert pool is not None
     return pool
 
 
-async def open_pool(service: "Service", settings: WorkerSettings, *, size: int = 4) -> asyncpg.Pool:
+async def open_pool(
+    service: "Service", settings: WorkerSettings, *, size: int = 4, reset_sessions: bool = True
+) -> asyncpg.Pool:
     """A pool for the life of `service`, closed at shutdown; the process is unready while the database
     does not answer (a ping every few seconds, so that /readyz costs no query)."""
-    pool = await create_pool(settings, size=size)
+    pool = await create_pool(settings, size=size, reset_sessions=reset_sessions)
     service.on_close(pool.close)
     reachable = asyncio.Event()
     reachable.set()

@@ -8,6 +8,8 @@ attempted but moved on along its retry schedule (health.py), so a dead endpoint'
 circle through the broker.
 """
 
+import asyncio
+import collections
 import random
 import time
 import uuid
@@ -41,6 +43,14 @@ log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 
+# A task whose endpoint is at its limit first waits in memory for a slot, briefly and behind at most
+# this many others per slot; only then is it parked in the broker. Parking every such task at once
+# made a burst circle through the 1 s park tier (474 deliveries/s to 9 fast subscribers); waiting
+# here is bounded, so a slow endpoint holds at most per_endpoint * (1 + _WAITERS_PER_SLOT) of the
+# worker's prefetch, for at most _SLOT_WAIT each.
+_WAITERS_PER_SLOT = 4
+_SLOT_WAIT = 0.5
+
 
 class Attempts:
     def __init__(
@@ -63,6 +73,8 @@ class Attempts:
         # How each endpoint is doing, in this worker; and which endpoint a subscription posts to.
         self._endpoints: dict[str, EndpointHealth] = {}
         self._endpoint_of: dict[str, str] = {}
+        # Tasks waiting in memory for a slot of their endpoint, oldest first.
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -82,13 +94,12 @@ class Attempts:
             return
         # A busy endpoint's tasks are parked before any database work: they may come round often.
         known = self._endpoint_of.get(task.subscription_id)
-        if known is not None and self._health(known).verdict(time.monotonic()) is Verdict.PARK:
+        if known is not None and not await self._turn(known, time.monotonic() + _SLOT_WAIT):
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
             metrics.PARKED.inc()
             return
         async with self._pool.acquire() as conn:
-            target = await store.target(conn, task.subscription_id)
-            state = await store.delivery_state(conn, task.delivery_id)
+            target, state = await store.target_and_state(conn, task.delivery_id)
         if state is None:
             return  # deleted meanwhile
         if task.made >= 0 and state.attempts > task.made:
@@ -105,6 +116,7 @@ class Attempts:
             log.info("delivery cancelled", reason="subscription not active")
             return
         self._endpoint_of[task.subscription_id] = target.endpoint
+        await self._turn(target.endpoint, time.monotonic() + _SLOT_WAIT)
         health = self._health(target.endpoint)
         now = time.monotonic()
         verdict = health.verdict(now)
@@ -140,7 +152,8 @@ class Attempts:
             finished = time.monotonic()
             health.finished(started, finished, answered_below_500=answered)
             metrics.ATTEMPT_SECONDS.observe(finished - started)
-            if health.idle:
+            self._wake(target.endpoint)
+            if health.idle and not self._waiting.get(target.endpoint):
                 self._endpoints.pop(target.endpoint, None)
         await self._settle(task, target, outcome)
 
@@ -159,6 +172,37 @@ class Attempts:
         log.info(
             "follow-up of an earlier attempt published again", status=state.status, attempts=state.attempts
         )
+
+    async def _turn(self, endpoint: str, deadline: float) -> bool:
+        """False when the endpoint is still at its limit (PARK) by `deadline` or too many tasks are
+        already waiting for it; True when it is not (GO, or SKIP: that verdict is the caller's)."""
+        waiting = self._waiting.setdefault(endpoint, collections.deque())
+        while self._health(endpoint).verdict(time.monotonic()) is Verdict.PARK:
+            if len(waiting) >= self._settings.per_endpoint * _WAITERS_PER_SLOT:
+                return False
+            woken = asyncio.get_running_loop().create_future()
+            waiting.append(woken)
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await woken
+            except TimeoutError:
+                return False
+            finally:
+                if not woken.done():
+                    woken.cancel()
+                    waiting.remove(woken)
+        if not waiting:
+            self._waiting.pop(endpoint, None)
+        return True
+
+    def _wake(self, endpoint: str) -> None:
+        """A slot of the endpoint was freed: the oldest waiter takes its turn."""
+        waiting = self._waiting.get(endpoint)
+        while waiting:
+            woken = waiting.popleft()
+            if not woken.done():
+                woken.set_result(None)
+                return
 
     def _health(self, endpoint: str) -> EndpointHealth:
         health = self._endpoints.get(endpoint)
@@ -194,11 +238,18 @@ class Attempts:
             outcome=kind,
             next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            number = await store.record_attempt(conn, task.delivery_id, attempt)
-            disabled = kind == "gone" and await store.disable_subscription(
-                conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
-            )
+        disabled = False
+        async with self._pool.acquire() as conn:
+            if kind != "gone":
+                # One statement (the delivery's update and its attempt row together) is atomic by
+                # itself: no BEGIN/COMMIT round trips on the path every attempt takes.
+                number = await store.record_attempt(conn, task.delivery_id, attempt)
+            else:
+                async with conn.transaction():
+                    number = await store.record_attempt(conn, task.delivery_id, attempt)
+                    disabled = await store.disable_subscription(
+                        conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
+                    )
         if delay is not None:
             retry = msgspec.structs.replace(
                 task, step=task.step + 1, not_before=time.time() + delay, made=number

@@ -22,7 +22,7 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    pool = await open_pool(service, worker, size=8)
+    pool = await open_pool(service, worker, size=8, reset_sessions=False)
     connection = await open_connection(service, worker.amqp_url)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)
     service.on_close(session.close)

@@ -62,6 +62,19 @@ SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.u
 FROM deliveries d WHERE d.id = $1::uuid
 """
 
+# What an attempt needs to know, in one round trip: the delivery's state and, joined beside it, its
+# subscription's target (all NULL when the subscription is gone). No row: the delivery is gone.
+_TARGET_AND_STATE = f"""
+SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
+       (SELECT a.outcome FROM delivery_attempts a WHERE a.delivery_id = d.id
+        ORDER BY a.attempt DESC LIMIT 1) AS last_outcome,
+       t.url, t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit,
+       t.rate_period
+FROM deliveries d
+LEFT JOIN LATERAL ({_TARGET.replace("$1::uuid", "d.subscription_id")}) t ON true
+WHERE d.id = $1::uuid
+"""
+
 _RECORD_ATTEMPT = """
 WITH d AS (
     UPDATE deliveries SET attempts = attempts + 1, status = $2, last_status = $4, last_error = $6,
@@ -152,6 +165,34 @@ class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
 async def delivery_state(conn: DbConn, delivery_id: str) -> DeliveryState | None:
     row = await conn.fetchrow(_DELIVERY_STATE, delivery_id)
     return None if row is None else DeliveryState(**dict(row))
+
+
+async def target_and_state(conn: DbConn, delivery_id: str) -> tuple[Target | None, DeliveryState | None]:
+    """`target` of the delivery's subscription and `delivery_state`, in one query."""
+    row = await conn.fetchrow(_TARGET_AND_STATE, delivery_id)
+    if row is None:
+        return None, None
+    state = DeliveryState(
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        last_outcome=row["last_outcome"],
+        updated_at=row["updated_at"],
+    )
+    if row["url"] is None:
+        return None, state
+    target = Target(
+        row["url"],
+        row["subscription_status"],
+        row["endpoint"],
+        list(row["secrets"]),
+        row["endpoint_id"],
+        row["rate_limit"],
+        None if row["rate_period"] is None else float(row["rate_period"]),
+    )
+    return target, state
 
 
 async def record_attempt(conn: DbConn, delivery_id: str, attempt: Attempt) -> int:
