@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,15 +106,20 @@ class RouterWorld:
 def router_world() -> Iterator[RouterWorld]:
     world = RouterWorld()
     asyncio.run(world.setup())
-    world.router = subprocess.Popen(
-        [sys.executable, "-m", "workers", "router"], env=world.env, cwd=ROOT, stderr=subprocess.PIPE
-    )
-    try:
-        yield world
-    finally:
-        world.router.send_signal(signal.SIGTERM)
-        _, stderr = world.router.communicate(timeout=30)
-        asyncio.run(world.teardown())
+    # A file, not a pipe: every rejection is an error line, and a pipe nobody reads fills and blocks
+    # the router on its next write.
+    with tempfile.TemporaryFile() as log:
+        world.router = subprocess.Popen(
+            [sys.executable, "-m", "workers", "router"], env=world.env, cwd=ROOT, stderr=log
+        )
+        try:
+            yield world
+        finally:
+            world.router.send_signal(signal.SIGTERM)
+            world.router.wait(timeout=30)
+            asyncio.run(world.teardown())
+            log.seek(0)
+            stderr = log.read()
     assert world.router.returncode == 0, stderr.decode(errors="replace")[-2000:]
 
 
