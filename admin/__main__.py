@@ -37,8 +37,7 @@ async def start_admin(service: Service, settings: AdminSettings) -> None:
     await web.TCPSite(runner, settings.host, settings.port).start()
 
     async def listen(stopping: asyncio.Event) -> None:
-        await stopping.wait()
-        await runner.cleanup()
+        await stopping.wait()  # the listener closes with the resources (runner.cleanup above)
 
     service.run("http", listen)
     if settings.token is None:

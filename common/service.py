@@ -235,7 +235,7 @@ async def _serve(
         return
     try:
         died = await body
-    except HealthPortError:
+    except (HealthPortError, StartupError):
         raise
     except Exception as error:
         if started.is_set():

@@ -75,7 +75,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         d = cls()  # the defaults: on a Struct class, `cls.field` is a descriptor, not the default
         return cls(
             amqp_url=env_amqp_url(env),
-            topology=Topology(env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)),
+            topology=Topology(_prefix(env)),
             database_url=env_str(env, "RESULTBUS_DATABASE_URL", d.database_url),
             database_schema=schema,
             prefetch=env_int(env, "RESULTBUS_PREFETCH", d.prefetch, minimum=1),
@@ -84,3 +84,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             quick_retries=env_durations(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
             retry_delays=env_durations(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),
         )
+
+
+def _prefix(env: Mapping[str, str]) -> str:
+    prefix = env_str(env, "RESULTBUS_AMQP_PREFIX", DEFAULT_PREFIX)
+    if not prefix:
+        raise SettingError("RESULTBUS_AMQP_PREFIX: must not be empty")
+    return prefix

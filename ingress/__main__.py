@@ -52,14 +52,14 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
         max_headers=64,
     )
     await runner.setup()
+    # Closed once, here, at shutdown: the listener stops and the requests in flight finish (each
+    # until its broker confirm), then the broker connection opened before it closes.
     service.on_close(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
 
     async def listen(stopping: asyncio.Event) -> None:
         await stopping.wait()
-        mark_draining(app)
-        # Stops the listener and waits for the requests in flight (each until its broker confirm).
-        await runner.cleanup()
+        mark_draining(app)  # unready at once; the listener closes with the resources
 
     service.run("http", listen)
     log.info(

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractExchange
 
 from common.broker import persistent_message
 from common.db import DbConn
+from common.errors import TRANSIENT
 from schemas.erasure import ERASURE_COMPLETED_KEY, ErasureCompleted, ExamId, encode_erasure
 from workers.retention.settings import RetentionSettings
 from workers.retention.subject import Subject, body_concerns, needles
@@ -167,7 +168,7 @@ class Erasures:
             try:
                 while not stopping.is_set() and await self.work_once():
                     pass
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            except TRANSIENT as error:
                 log.warning("erasure interrupted, trying again later", error=repr(error))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.erasure_poll):
@@ -257,8 +258,10 @@ class Erasures:
             await step("raw_webhooks", lambda c, ids=ids: _ids(c, _ERASE_RAW, ids, tag))
         for i in range(0, len(found.events), n):
             ids = found.events[i : i + n]
-            await step("events", lambda c, ids=ids: _ids(c, _ERASE_EVENTS, ids, tag, keep))
+            # Deliveries first: a job retaken after a crash finds its events only while they still name
+            # the candidate, so the other order could leave a pending delivery sending the old body.
             await step("deliveries", lambda c, ids=ids: _ids(c, _ERASE_DELIVERIES, ids))
+            await step("events", lambda c, ids=ids: _ids(c, _ERASE_EVENTS, ids, tag, keep))
         for i in range(0, len(found.exams), n):
             keys = found.exams[i : i + n]
             await step("exams", lambda c, keys=keys: _exams(c, keys, keep))

@@ -19,6 +19,7 @@ import asyncpg
 import prometheus_client
 import structlog
 
+from common.errors import TRANSIENT
 from workers.retention.settings import RetentionSettings
 
 log = structlog.get_logger("retention")
@@ -54,15 +55,26 @@ WITH due AS ({_RAW_DUE}), done AS (
 SELECT 0 AS deleted, count(*) AS tombstoned FROM done
 """
 
+# Told to drop the audit trail too: also the tombstones retention left while their events lived (the
+# events are kept longer than raw bodies by default), once no event refers to them any more.
+_RAW_DROP_DUE = """
+SELECT id FROM raw_webhooks r
+WHERE outcome = $3 AND stored_at < $1
+  AND (purged_at IS NULL
+       OR (purged_by = 'retention' AND NOT EXISTS (SELECT 1 FROM events e WHERE e.webhook_id = r.id)))
+ORDER BY stored_at LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
 # A raw webhook that events were made from stays (a tombstone) while they do.
 _RAW_DROP = f"""
-WITH due AS ({_RAW_DUE}), referenced AS (
+WITH due AS ({_RAW_DROP_DUE}), referenced AS (
     SELECT due.id, EXISTS (SELECT 1 FROM events e WHERE e.webhook_id = due.id) AS used FROM due
 ), gone AS (
     DELETE FROM raw_webhooks r USING referenced x WHERE r.id = x.id AND NOT x.used RETURNING 1
 ), kept AS (
     UPDATE raw_webhooks r SET body = '\\x'::bytea, reason = NULL, purged_at = now(), purged_by = 'retention'
-    FROM referenced x WHERE r.id = x.id AND x.used RETURNING 1
+    FROM referenced x WHERE r.id = x.id AND x.used AND r.purged_at IS NULL RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM kept) AS tombstoned
 """
@@ -132,7 +144,7 @@ class Retention:
         while not stopping.is_set():
             try:
                 await self.round(stopping)
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            except TRANSIENT as error:
                 log.warning("retention round failed, trying again later", error=repr(error))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.interval):

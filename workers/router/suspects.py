@@ -3,9 +3,16 @@ when it comes back again was in hand each time a router died, and is set aside a
 
 from common.db import DbConn
 
+# A mark older than an hour is left over (the message was deferred or the database failed before it
+# could be cleared), not a router dying over and over, which takes seconds: it counts from one again.
 _MARK = """
 INSERT INTO router_suspects (message_key) VALUES ($1)
-ON CONFLICT (message_key) DO UPDATE SET started = router_suspects.started + 1, last_at = now()
+ON CONFLICT (message_key) DO UPDATE
+SET started = CASE WHEN router_suspects.last_at < now() - interval '1 hour' THEN 1
+                   ELSE router_suspects.started + 1 END,
+    first_at = CASE WHEN router_suspects.last_at < now() - interval '1 hour' THEN now()
+                    ELSE router_suspects.first_at END,
+    last_at = now()
 RETURNING started
 """
 
