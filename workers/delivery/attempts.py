@@ -53,10 +53,6 @@ _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 _WAITERS_PER_SLOT = 4
 _SLOT_WAIT = 0.5
 
-# How long a read or a record waits for others to share its round trip: short beside an attempt's
-# own time, long enough to gather the attempts finishing together in a burst.
-_BATCH_WINDOW = 0.002
-
 
 class Attempts:
     def __init__(
@@ -84,10 +80,10 @@ class Attempts:
         # Reads before and records after the POST, of the attempts running together, one round trip
         # (and one commit) per group rather than per attempt.
         self._reads: Batch[str, tuple[store.Target | None, store.DeliveryState | None]] = Batch(
-            self._read_group, window=_BATCH_WINDOW
+            self._read_group
         )
         self._records: Batch[tuple[str, store.Attempt], int] = Batch(
-            self._record_group, key=lambda item: item[0], window=_BATCH_WINDOW
+            self._record_group, key=lambda item: item[0]
         )
 
     async def _read_group(
