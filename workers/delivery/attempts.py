@@ -2,10 +2,11 @@
 
 Isolation: every message runs in its own asyncio task (see consumer.py), so a slow endpoint holds
 only its own tasks; at most `per_endpoint` of them run at once per worker. A task whose endpoint is
-at that limit is parked in the shortest delay tier rather than waiting in memory (it frees its
-prefetch slot for other endpoints' work), and one whose endpoint is failing or hanging is not
-attempted but moved on along its retry schedule (health.py), so a dead endpoint's backlog does not
-circle through the broker.
+at that limit waits in memory for a slot, briefly and behind a few others, and is then parked in the
+shortest delay tier (it frees its prefetch slot for other endpoints' work); one whose endpoint is
+failing or hanging is not attempted but moved on along its retry schedule (health.py), so a dead
+endpoint's backlog does not circle through the broker. The database reads and records of the
+attempts running together are grouped into one statement each (batch.py).
 """
 
 import asyncio
