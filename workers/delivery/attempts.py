@@ -2,10 +2,11 @@
 
 Isolation: every message runs in its own asyncio task (see consumer.py), so a slow endpoint holds
 only its own tasks; at most `per_endpoint` of them run at once per worker. A task whose endpoint is
-at that limit is parked in the shortest delay tier rather than waiting in memory (it frees its
-prefetch slot for other endpoints' work), and one whose endpoint is failing or hanging is not
-attempted but moved on along its retry schedule (health.py), so a dead endpoint's backlog does not
-circle through the broker.
+at that limit waits in memory for a slot, briefly and behind a few others, and is then parked in the
+shortest delay tier (it frees its prefetch slot for other endpoints' work); one whose endpoint is
+failing or hanging is not attempted but moved on along its retry schedule (health.py), so a dead
+endpoint's backlog does not circle through the broker. The database reads and records of the
+attempts running together are grouped into one statement each (batch.py).
 """
 
 import asyncio
@@ -13,6 +14,7 @@ import collections
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -36,6 +38,7 @@ from subscribers.poster import Outcome, Poster
 from subscribers.queues import TaskPublisher
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import metrics, rate_limit, store
+from workers.delivery.batch import Batch
 from workers.delivery.health import EndpointHealth, Verdict
 from workers.delivery.settings import DeliverySettings
 
@@ -75,12 +78,34 @@ class Attempts:
         self._endpoint_of: dict[str, str] = {}
         # Tasks waiting in memory for a slot of their endpoint, oldest first.
         self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        # Reads before and records after the POST, of the attempts running together, one round trip
+        # (and one commit) per group rather than per attempt.
+        self._reads: Batch[str, tuple[store.Target | None, store.DeliveryState | None]] = Batch(
+            self._read_group
+        )
+        self._records: Batch[tuple[str, store.Attempt], int] = Batch(
+            self._record_group, key=lambda item: item[0]
+        )
+
+    async def _read_group(
+        self, delivery_ids: Sequence[str]
+    ) -> list[tuple[store.Target | None, store.DeliveryState | None]]:
+        async with self._pool.acquire() as conn:
+            return await store.targets_and_states(conn, delivery_ids)
+
+    async def _record_group(self, attempts: Sequence[tuple[str, store.Attempt]]) -> list[int]:
+        async with self._pool.acquire() as conn:
+            return await store.record_attempts(conn, attempts)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             task = decode_task(message.body)
         except (msgspec.MsgspecError, ValueError) as error:
             raise Reject(f"unreadable delivery task: {describe(error)}") from error
+        try:  # checked here, not by the database: a bad id must not fail the statement of a group
+            uuid.UUID(task.delivery_id)
+        except ValueError as error:
+            raise Reject(f"unreadable delivery task: delivery_id {task.delivery_id!r}") from error
         structlog.contextvars.bind_contextvars(
             delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id
         )
@@ -98,8 +123,7 @@ class Attempts:
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
             metrics.PARKED.inc()
             return
-        async with self._pool.acquire() as conn:
-            target, state = await store.target_and_state(conn, task.delivery_id)
+        target, state = await self._reads.submit(task.delivery_id)
         if state is None:
             return  # deleted meanwhile
         if task.made >= 0 and state.attempts > task.made:
@@ -239,17 +263,16 @@ class Attempts:
             next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
         )
         disabled = False
-        async with self._pool.acquire() as conn:
-            if kind != "gone":
-                # One statement (the delivery's update and its attempt row together) is atomic by
-                # itself: no BEGIN/COMMIT round trips on the path every attempt takes.
+        if kind != "gone":
+            # One statement for the group (each delivery's update and its attempt row together) is
+            # atomic by itself: no BEGIN/COMMIT round trips, one commit for the group.
+            number = await self._records.submit((task.delivery_id, attempt))
+        else:
+            async with self._pool.acquire() as conn, conn.transaction():
                 number = await store.record_attempt(conn, task.delivery_id, attempt)
-            else:
-                async with conn.transaction():
-                    number = await store.record_attempt(conn, task.delivery_id, attempt)
-                    disabled = await store.disable_subscription(
-                        conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
-                    )
+                disabled = await store.disable_subscription(
+                    conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
+                )
         if delay is not None:
             retry = msgspec.structs.replace(
                 task, step=task.step + 1, not_before=time.time() + delay, made=number

@@ -1,8 +1,11 @@
 """What the delivery workers read and write in PostgreSQL: matching subscriptions, deliveries and
 their attempts."""
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
 import msgspec
 
 from common.db import DbConn
@@ -218,3 +221,83 @@ async def cancel(conn: DbConn, delivery_id: str) -> None:
 async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) -> bool:
     """True if this call disabled it (it was active)."""
     return await conn.fetchval(_DISABLE, subscription_id, reason) is not None
+
+
+# The same read for many deliveries at once (batch.py); each row names its delivery.
+_TARGETS_AND_STATES = _TARGET_AND_STATE.replace(
+    "SELECT d.status,", "SELECT d.id::text AS delivery_id, d.status,", 1
+).replace("WHERE d.id = $1::uuid", "WHERE d.id = ANY ($1::uuid[])")
+
+# Many attempts recorded in one statement and one commit: each delivery's update and its attempt row,
+# all or none. A delivery appears at most once per call (batch.py keys groups by delivery).
+_RECORD_ATTEMPTS = """
+WITH a AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[],
+                         $5::double precision[], $6::text[], $7::text[], $8::timestamptz[])
+        AS a(id, status, attempted_at, status_code, latency_ms, error, outcome, next_attempt_at)
+), d AS (
+    UPDATE deliveries SET attempts = deliveries.attempts + 1, status = a.status,
+                          last_status = a.status_code, last_error = a.error,
+                          next_attempt_at = a.next_attempt_at, updated_at = now()
+    FROM a WHERE deliveries.id = a.id
+    RETURNING deliveries.id, deliveries.attempts, a.attempted_at, a.status_code, a.latency_ms, a.error,
+              a.outcome, a.next_attempt_at
+)
+INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error,
+                               outcome, next_attempt_at)
+SELECT id, attempts, attempted_at, status_code, latency_ms, error, outcome, next_attempt_at FROM d
+RETURNING delivery_id::text, attempt
+"""
+
+
+def _target_of(row: asyncpg.Record) -> Target | None:
+    if row["url"] is None:
+        return None
+    return Target(
+        row["url"],
+        row["subscription_status"],
+        row["endpoint"],
+        list(row["secrets"]),
+        row["endpoint_id"],
+        row["rate_limit"],
+        None if row["rate_period"] is None else float(row["rate_period"]),
+    )
+
+
+def _state_of(row: asyncpg.Record) -> DeliveryState:
+    return DeliveryState(
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        last_outcome=row["last_outcome"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def targets_and_states(
+    conn: DbConn, delivery_ids: Sequence[str]
+) -> list[tuple[Target | None, DeliveryState | None]]:
+    """`target_and_state` of each delivery, in order, in one query ((None, None): no such delivery)."""
+    rows = await conn.fetch(_TARGETS_AND_STATES, list(delivery_ids))
+    found = {row["delivery_id"]: (_target_of(row), _state_of(row)) for row in rows}
+    return [found.get(str(uuid.UUID(d)), (None, None)) for d in delivery_ids]
+
+
+async def record_attempts(conn: DbConn, attempts: Sequence[tuple[str, Attempt]]) -> list[int]:
+    """`record_attempt` for each (delivery id, attempt), in order, in one statement; no two of one
+    delivery. 0 for a delivery that is gone."""
+    rows = await conn.fetch(
+        _RECORD_ATTEMPTS,
+        [d for d, _ in attempts],
+        [a.delivery_status for _, a in attempts],
+        [a.attempted_at for _, a in attempts],
+        [a.status_code for _, a in attempts],
+        [a.latency_ms for _, a in attempts],
+        [a.error for _, a in attempts],
+        [a.outcome for _, a in attempts],
+        [a.next_attempt_at for _, a in attempts],
+    )
+    numbers = {row["delivery_id"]: int(row["attempt"]) for row in rows}
+    return [numbers.get(str(uuid.UUID(d)), 0) for d, _ in attempts]
