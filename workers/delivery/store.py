@@ -58,19 +58,14 @@ LEFT JOIN LATERAL (
 WHERE s.id = $1::uuid
 """
 
-_DELIVERY_STATE = """
-SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
-       (SELECT a.outcome FROM delivery_attempts a WHERE a.delivery_id = d.id
-        ORDER BY a.attempt DESC LIMIT 1) AS last_outcome
-FROM deliveries d WHERE d.id = $1::uuid
-"""
-
 # What an attempt needs to know, in one round trip: the delivery's state and, joined beside it, its
 # subscription's target (all NULL when the subscription is gone). No row: the delivery is gone.
 _TARGET_AND_STATE = f"""
 SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
-       (SELECT a.outcome FROM delivery_attempts a WHERE a.delivery_id = d.id
-        ORDER BY a.attempt DESC LIMIT 1) AS last_outcome,
+       -- A `rate_limited` note carries the number of the attempt it held back: not an outcome.
+       (SELECT a.outcome FROM delivery_attempts a
+        WHERE a.delivery_id = d.id AND a.outcome <> 'rate_limited'
+        ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_outcome,
        t.url, t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit,
        t.rate_period
 FROM deliveries d
@@ -140,21 +135,6 @@ async def create_deliveries(
     return [(row[0], row[1]) for row in rows]
 
 
-async def target(conn: DbConn, subscription_id: str) -> Target | None:
-    row = await conn.fetchrow(_TARGET, subscription_id)
-    if row is None:
-        return None
-    return Target(
-        row["url"],
-        row["status"],
-        row["endpoint"],
-        list(row["secrets"]),
-        row["endpoint_id"],
-        row["rate_limit"],
-        None if row["rate_period"] is None else float(row["rate_period"]),
-    )
-
-
 class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
     status: str  # pending | succeeded | failed | cancelled
     attempts: int
@@ -163,39 +143,6 @@ class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
     last_outcome: str | None  # of the latest attempt: succeeded | retry | failed | gone
     updated_at: datetime
-
-
-async def delivery_state(conn: DbConn, delivery_id: str) -> DeliveryState | None:
-    row = await conn.fetchrow(_DELIVERY_STATE, delivery_id)
-    return None if row is None else DeliveryState(**dict(row))
-
-
-async def target_and_state(conn: DbConn, delivery_id: str) -> tuple[Target | None, DeliveryState | None]:
-    """`target` of the delivery's subscription and `delivery_state`, in one query."""
-    row = await conn.fetchrow(_TARGET_AND_STATE, delivery_id)
-    if row is None:
-        return None, None
-    state = DeliveryState(
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        last_outcome=row["last_outcome"],
-        updated_at=row["updated_at"],
-    )
-    if row["url"] is None:
-        return None, state
-    target = Target(
-        row["url"],
-        row["subscription_status"],
-        row["endpoint"],
-        list(row["secrets"]),
-        row["endpoint_id"],
-        row["rate_limit"],
-        None if row["rate_period"] is None else float(row["rate_period"]),
-    )
-    return target, state
 
 
 async def record_attempt(conn: DbConn, delivery_id: str, attempt: Attempt) -> int:
@@ -279,7 +226,8 @@ def _state_of(row: asyncpg.Record) -> DeliveryState:
 async def targets_and_states(
     conn: DbConn, delivery_ids: Sequence[str]
 ) -> list[tuple[Target | None, DeliveryState | None]]:
-    """`target_and_state` of each delivery, in order, in one query ((None, None): no such delivery)."""
+    """The target (its subscription as it stands) and the state of each delivery, in order, in one
+    query ((None, None): no such delivery)."""
     rows = await conn.fetch(_TARGETS_AND_STATES, list(delivery_ids))
     found = {row["delivery_id"]: (_target_of(row), _state_of(row)) for row in rows}
     return [found.get(str(uuid.UUID(d)), (None, None)) for d in delivery_ids]
