@@ -6,12 +6,20 @@ import json
 import sys
 
 from schemas.topology import Topology
+from subscribers.queues import delivery_queue_names
+from tests.conftest import scratch_queue_name
 from tests.logged_pipeline import EMAIL, NAME
+from tests.test_delivery import FAST
 
 
 async def test_no_log_line_carries_an_email_or_a_name(
     amqp_url: str, database_url: str, topology: Topology, db_schema: str
 ) -> None:
+    # The pipeline runs in a process of its own: the queues it declares are registered here, so that
+    # the topology fixture removes them.
+    scratch_queue_name(topology, "results")
+    for name in delivery_queue_names(topology, FAST.schedule):
+        scratch_queue_name(topology, "", name=name)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
