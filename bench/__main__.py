@@ -54,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--undecodable", type=float, default=0.01, help="soak: share stored as rejected")
     parser.add_argument("--events", type=int, default=2_000, help="delivery: events published")
     parser.add_argument(
-        "--dead", choices=["hanging", "refused"], default="hanging", help="delivery: dead one"
+        "--dead",
+        choices=["none", "hanging", "refused"],
+        default="none",
+        help="delivery: whether one of the 10 subscribers is dead, and how",
     )
+    parser.add_argument("--workers", type=int, default=1, help="delivery: worker processes")
     parser.add_argument("--seed-events", type=int, default=100_000, help="console: events stored")
     parser.add_argument("--page-rounds", type=int, default=30, help="console: timed loads per page")
     parser.add_argument(
@@ -121,7 +125,9 @@ async def _run(args: argparse.Namespace) -> list[str]:
             args.without_indexes,
         )
     if args.which == "delivery":
-        config = delivery.DeliveryConfig(events=args.events, dead=args.dead, timeout=args.timeout)
+        config = delivery.DeliveryConfig(
+            events=args.events, dead=args.dead, workers=args.workers, timeout=args.timeout
+        )
         lines += _delivery_table(await delivery.run(config))
     return lines
 
@@ -148,9 +154,10 @@ def _delivery_table(r: delivery.DeliveryResult) -> list[str]:
     c = r.config
     return [
         "",
-        f"delivery: {c.events:,} events to {c.subscribers} subscribers ({r.live} live, 1 {c.dead}),"
-        " one `workers delivery` process; baseline: a bare aiohttp loop, same bodies signed, same"
-        f" {r.live} live subscribers, the worker's per-endpoint concurrency",
+        f"delivery: {c.events:,} events to {c.subscribers} subscribers ({r.live} live"
+        f"{'' if c.dead == 'none' else f', 1 {c.dead}'}), {c.workers} `workers delivery` process(es);"
+        f" baseline: a bare aiohttp loop, same bodies signed, same {r.live} live subscribers, the"
+        " workers' per-endpoint concurrency together",
         f"{'':>16} {'deliveries/s':>12} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
         f"{'baseline':>16} {r.baseline_rate:>12,.0f} {1:>6.2f} {r.baseline.p50_ms:>8.1f} {r.baseline.p99_ms:>8.1f}"
         f" {'':>8}  (one POST, client side)",

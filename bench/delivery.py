@@ -1,6 +1,6 @@
 """Delivery to subscribers: deliveries per second from `python -m workers delivery` to 10 local
-subscribers, one of them dead (hanging, or refusing connections), against a bare aiohttp client loop
-posting the same signed bodies to the same 9 live subscribers in the same run
+subscribers (all live, or one of them dead: hanging, or refusing connections), against a bare aiohttp
+client loop posting the same signed bodies to the same live subscribers in the same run
 (bench/delivery_baseline.py); and the latency from an event published on the results exchange to
 its arrival at a subscriber (stamped by the subscriber, matched by `webhook-id`).
 
@@ -49,14 +49,15 @@ from workers.delivery.settings import DeliverySettings
 
 Event = tuple[str, bytes]  # (event id, body)
 
-FLOOR_PER_S = 2000.0  # deliveries per second, 9 live subscribers and a dead one
+FLOOR_PER_S = 2000.0  # deliveries per second to 10 live subscribers
 
 
 @dataclass(frozen=True)
 class DeliveryConfig:
     events: int = 2_000
     subscribers: int = 10
-    dead: str = "hanging"  # or "refused"
+    dead: str = "none"  # or "hanging", "refused": one of the subscribers
+    workers: int = 1  # `workers delivery` processes
     latency_rate: float = 10.0  # events per second in the latency phase: well under capacity
     latency_events: int = 200
     timeout: float = 300.0
@@ -79,7 +80,7 @@ class DeliveryResult:
 
     @property
     def live(self) -> int:
-        return self.config.subscribers - 1
+        return self.config.subscribers - (self.config.dead != "none")
 
     @property
     def baseline_rate(self) -> float:
@@ -114,15 +115,16 @@ def _events(count: int) -> list[Event]:
 
 
 class Subscribers:
-    """The subscriber process and its ports: `live` answer, `dead` hangs or refuses."""
+    """The subscriber process and its ports: `live` answer, `dead` (if any) hangs or refuses."""
 
-    def __init__(self, process: Process, control: int, live: list[int], dead: int) -> None:
+    def __init__(self, process: Process, control: int, live: list[int], dead: int | None) -> None:
         self.process, self.control, self.live, self.dead = process, control, live, dead
 
     @classmethod
     async def start(cls, count: int, dead: str) -> "Subscribers":
-        control, dead_port = free_port(), free_port()
-        live = [free_port() for _ in range(count - 1)]
+        control = free_port()
+        dead_port = None if dead == "none" else free_port()
+        live = [free_port() for _ in range(count - (dead_port is not None))]
         args = ["bench.subscribers", str(control), *map(str, live)]
         if dead == "hanging":
             args += ["--hang", str(dead_port)]
@@ -131,7 +133,8 @@ class Subscribers:
         return cls(process, control, live, dead_port)
 
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}/hook" for p in [*self.live, self.dead]]
+        ports = self.live if self.dead is None else [*self.live, self.dead]
+        return [f"http://127.0.0.1:{p}/hook" for p in ports]
 
     async def reset(self, session: aiohttp.ClientSession) -> None:
         async with session.post(f"http://127.0.0.1:{self.control}/reset") as response:
@@ -236,14 +239,14 @@ def _latency(sent: dict[str, float], arrived: dict[str, float]) -> Latency:
     return Latency(cuts[49], cuts[98], max(ms))
 
 
-async def _worker_ready(w: World, process: Process) -> None:
+async def _worker_ready(w: World, process: Process, consumers: int = 1) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection, asyncio.timeout(30.0):
         channel = await connection.channel()
         while True:
             process.check_alive()
             try:
-                if (await queue_counts(channel, w.topology.delivery_attempts_queue))[1] > 0:
+                if (await queue_counts(channel, w.topology.delivery_attempts_queue))[1] >= consumers:
                     return
             except aio_pika.exceptions.ChannelClosed:
                 channel = await connection.channel()  # not declared yet
@@ -269,7 +272,9 @@ async def _measure(
     targets = await _subscribe(w, subscribers.urls())
     live = len(subscribers.live)
 
-    baseline = await _baseline(targets[:live], _events(config.events), settings.per_endpoint, config.timeout)
+    # As many POSTs in flight per endpoint as the workers together may have.
+    per_endpoint = settings.per_endpoint * config.workers
+    baseline = await _baseline(targets[:live], _events(config.events), per_endpoint, config.timeout)
     print(
         f"delivery baseline: {baseline.ok / baseline.seconds:,.0f} posts/s to {live} subscribers,"
         f" p50 {baseline.p50_ms:.2f} ms, p99 {baseline.p99_ms:.2f} ms, {baseline.failed} failed",
@@ -277,9 +282,12 @@ async def _measure(
     )
     await subscribers.reset(session)
 
-    worker = await Process.start("delivery", ["workers", "delivery"], env)
+    workers = [
+        await Process.start(f"delivery-{n}", ["workers", "delivery"], env) for n in range(config.workers)
+    ]
     try:
-        await _worker_ready(w, worker)
+        for worker in workers:
+            await _worker_ready(w, worker, consumers=config.workers)
         sent = await _publish(w, _events(config.events), None)
         arrived = await subscribers.wait_for(session, config.events * live, config.timeout)
         seconds = max(arrived.values()) - min(sent.values())
@@ -291,7 +299,9 @@ async def _measure(
             sent = await _publish(w, _events(config.latency_events), config.latency_rate)
             arrived = await subscribers.wait_for(session, config.latency_events * live, config.timeout)
             steady = _latency(sent, arrived)
-        worker.check_alive()
+        for worker in workers:
+            worker.check_alive()
     finally:
-        await worker.stop()
+        for worker in workers:
+            await worker.stop()
     return DeliveryResult(config, baseline, seconds, burst, steady)

@@ -45,6 +45,9 @@ class DeliveryTask(msgspec.Struct, frozen=True, kw_only=True):
     # The delivery's recorded attempts when this task was scheduled: once the count is past it, this
     # task's attempt is made (a copy of the task, or one that came back after its attempt). -1: unknown.
     made: int = -1
+    # A guard: the fan-out may have made the attempt `made` + 1 itself and handed it over when it
+    # was slow (or failed): if that attempt is recorded, publish what follows it; if not, make it.
+    guard: bool = False
 
 
 class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,6 +44,11 @@ class Schedule(msgspec.Struct, frozen=True):
         fitting = [t for t in tiers if t <= _ms(wait)]
         return fitting[-1] if fitting else tiers[0]
 
+    def tier_over(self, wait: float) -> int:
+        """The tier (ms) to wait at least `wait` in: the shortest not shorter, else the longest."""
+        tiers = self.tiers_ms()
+        return next((t for t in tiers if t >= _ms(wait)), tiers[-1])
+
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))

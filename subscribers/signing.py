@@ -7,6 +7,7 @@ carries the signatures separated by spaces: a receiver accepts the message if an
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -25,6 +26,7 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
 
 
+@functools.lru_cache(maxsize=4096)  # every delivery signs: decode each secret once
 def secret_key(secret: str) -> bytes:
     if not secret.startswith(SECRET_PREFIX):
         raise InvalidSecret("a secret starts with whsec_")

@@ -7,6 +7,15 @@ shortest delay tier (it frees its prefetch slot for other endpoints' work); one 
 failing or hanging is not attempted but moved on along its retry schedule (health.py), so a dead
 endpoint's backlog does not circle through the broker. The database reads and records of the
 attempts running together are grouped into one statement each (batch.py).
+
+A new delivery's first attempt is made by the fan-out itself (`first`), from the event it holds and
+the target its match read: no task is published, consumed and acked for it, and no state is read.
+The event message stands in for the task: it is acked only once those attempts are recorded and
+followed up, and a fan-out that stops before that gets its event back (see create_deliveries). So
+that a slow endpoint holds no event for long, an attempt still waiting for its endpoint at the
+hand-off deadline goes to the attempts queue as an ordinary task, and one still posting is handed to
+a guard task (DeliveryTask.guard) that comes back after the attempt's timeout: it publishes what
+follows the attempt if that is recorded, and makes the attempt if not (its worker stopped).
 """
 
 import asyncio
@@ -14,8 +23,9 @@ import collections
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -53,6 +63,31 @@ _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 # worker's prefetch, for at most _SLOT_WAIT each.
 _WAITERS_PER_SLOT = 4
 _SLOT_WAIT = 0.5
+# How long the fan-out's first attempt of a delivery may hold its event before it is handed over; an
+# answer slower than this is rare for a healthy endpoint (a local one answers in milliseconds).
+HANDOFF = 0.25
+# A guard comes back this long after the attempt's timeout: its attempt is recorded by then unless
+# the worker making it stopped.
+_GUARD_MARGIN = 5.0
+
+
+class Handoff:
+    """A first attempt made for the fan-out: whether its POST is running, and whether a guard task
+    has taken over what follows it (the attempt then publishes nothing)."""
+
+    __slots__ = ("deadline", "handed_off", "posting")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.posting = False
+        self.handed_off = False
+
+    def may_post(self) -> bool:
+        """Past the deadline, the POST is left to an ordinary task: the fan-out no longer waits."""
+        if time.monotonic() >= self.deadline:
+            return False
+        self.posting = True
+        return True
 
 
 class Attempts:
@@ -78,6 +113,9 @@ class Attempts:
         self._endpoint_of: dict[str, str] = {}
         # Tasks waiting in memory for a slot of their endpoint, oldest first.
         self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        # First attempts made for the fan-out, by delivery id, until done or handed to the queue.
+        self._first: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
         # Reads before and records after the POST, of the attempts running together, one round trip
         # (and one commit) per group rather than per attempt.
         self._reads: Batch[str, tuple[store.Target | None, store.DeliveryState | None]] = Batch(
@@ -117,19 +155,24 @@ class Attempts:
         if wait > 0.05:
             await self._tasks.later(task, self._schedule.tier_for(wait))
             return
-        # A busy endpoint's tasks are parked before any database work: they may come round often.
+        # A busy endpoint's tasks are parked before any database work: they may come round often. So
+        # is the task of a delivery whose first attempt this worker is still making for the fan-out.
         known = self._endpoint_of.get(task.subscription_id)
-        if known is not None and not await self._turn(known, time.monotonic() + _SLOT_WAIT):
+        if task.delivery_id in self._first:
             await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
             metrics.PARKED.inc()
+            return
+        if known is not None and not await self._turn(known, time.monotonic() + _SLOT_WAIT):
+            await self._park(task, known)
             return
         target, state = await self._reads.submit(task.delivery_id)
         if state is None:
             return  # deleted meanwhile
         if task.made >= 0 and state.attempts > task.made:
-            # This task's attempt is made. If the task came back, what had to follow the attempt (the
-            # next task, the failed or disabled event) may not have been published: publish it now.
-            if redelivered and target is not None:
+            # This task's attempt is made. If the task came back, or it guards an attempt made for
+            # the fan-out, what had to follow the attempt (the next task, the failed or disabled
+            # event) may not have been published: publish it now.
+            if (redelivered or task.guard) and target is not None:
                 await self._follow_up(task, target, state)
             return
         if state.status != "pending":
@@ -139,14 +182,114 @@ class Attempts:
                 await store.cancel(conn, task.delivery_id)
             log.info("delivery cancelled", reason="subscription not active")
             return
+        await self._attempt(task, target, state.attempts, None)
+
+    def first(self, task: DeliveryTask, target: store.Target) -> "asyncio.Future[None]":
+        """Starts the first attempt of a delivery just stored, made for the fan-out. The future is
+        done once the attempt and what follows it are recorded and published, or once it is handed
+        over: to the attempts queue (still waiting for its endpoint at the deadline) or to a guard
+        task (still posting). It fails only when a failed attempt could not be handed to a guard
+        either. Cancelling it cancels the attempt: the event comes back and is handed out as tasks."""
+        loop = asyncio.get_running_loop()
+        handoff = Handoff(time.monotonic() + HANDOFF)
+        attempt = loop.create_task(self._attempt(task, target, 0, handoff))
+        released: asyncio.Future[None] = loop.create_future()
+        self._first[task.delivery_id] = attempt
+        self._keep(attempt)
+
+        def at_deadline() -> None:
+            if not attempt.done() and handoff.posting:
+                handoff.handed_off = True  # from now on the attempt publishes nothing
+                metrics.HANDED_OFF.inc()
+                wait = self._settings.timeout + _GUARD_MARGIN
+                guard = msgspec.structs.replace(task, guard=True, not_before=time.time() + wait)
+                self._release(released, self._tasks.later(guard, self._schedule.tier_for(wait)))
+
+        def finished(_: "asyncio.Task[None]") -> None:
+            timer.cancel()
+            if self._first.get(task.delivery_id) is attempt:
+                del self._first[task.delivery_id]
+            error = None if attempt.cancelled() else attempt.exception()
+            if handoff.handed_off or released.done():
+                if error is not None:  # its guard takes over: only worth a line
+                    log.warning(
+                        "handed-off attempt failed", error=describe(error), delivery_id=task.delivery_id
+                    )
+            elif attempt.cancelled():
+                released.cancel()
+            elif error is None:
+                released.set_result(None)
+            else:  # recorded or not, a guard finds out which, and attempts or follows up
+                log.warning(
+                    "first attempt failed, handed to a guard",
+                    error=describe(error),
+                    delivery_id=task.delivery_id,
+                )
+                self._release(released, self._hand_to_queue(msgspec.structs.replace(task, guard=True)))
+
+        timer = loop.call_later(HANDOFF, at_deadline)
+        attempt.add_done_callback(finished)
+        released.add_done_callback(lambda f: attempt.cancel() if f.cancelled() else None)
+        return released
+
+    def _release(self, released: "asyncio.Future[None]", publish: Coroutine[Any, Any, None]) -> None:
+        """Completes `released` when `publish` has."""
+
+        async def run() -> None:
+            try:
+                await publish
+            except Exception as error:
+                if not released.done():
+                    released.set_exception(error)
+                return
+            if not released.done():
+                released.set_result(None)
+
+        self._keep(asyncio.get_running_loop().create_task(run()))
+
+    def _keep(self, task: "asyncio.Task[None]") -> None:
+        # The loop holds only weak references to tasks.
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _park(self, task: DeliveryTask, endpoint: str) -> None:
+        """Back to the broker while the endpoint is at its limit: for the shortest park; or, when
+        even its youngest attempt has run longer than that (it is slow, or hanging), until it can be
+        judged hanging, in one trip rather than one per park (a hanging endpoint's backlog would
+        otherwise circle through the park tier every second until then)."""
+        self._first.pop(task.delivery_id, None)
+        health = self._health(endpoint)
+        now = time.monotonic()
+        if health.stuck_for(now) > self._schedule.park:
+            tier = self._schedule.tier_over(health.hanging_in(now))
+        else:
+            tier = self._schedule.tier_for(self._schedule.park)
+        await self._tasks.later(task, tier)
+        metrics.PARKED.inc()
+
+    async def _hand_to_queue(self, task: DeliveryTask) -> None:
+        """A first attempt the fan-out does not finish goes to the attempts queue, as a task that must
+        not find it still running here."""
+        self._first.pop(task.delivery_id, None)
+        await self._tasks.now(task)
+
+    async def _attempt(
+        self, task: DeliveryTask, target: store.Target, attempts: int, handoff: Handoff | None
+    ) -> None:
+        """One attempt of a pending delivery to an active target, `attempts` made before it."""
         self._endpoint_of[task.subscription_id] = target.endpoint
-        await self._turn(target.endpoint, time.monotonic() + _SLOT_WAIT)
+        if handoff is None:
+            await self._turn(target.endpoint, time.monotonic() + _SLOT_WAIT)
+        else:  # the fan-out holds its event meanwhile: a short wait, and none for a slow endpoint
+            await self._turn(target.endpoint, handoff.deadline, patience=HANDOFF)
         health = self._health(target.endpoint)
         now = time.monotonic()
         verdict = health.verdict(now)
         if verdict is Verdict.PARK:
-            await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
-            metrics.PARKED.inc()
+            if handoff is not None and health.stuck_for(now) <= self._schedule.park:
+                await self._hand_to_queue(task)  # the fan-out does not wait; a task may, briefly
+            else:
+                await self._park(task, target.endpoint)
             return
         if verdict is Verdict.SKIP:
             await self._settle(
@@ -160,18 +303,23 @@ class Attempts:
                 limit=target.rate_limit,
                 period=target.rate_period,
                 delivery_id=task.delivery_id,
-                attempt=state.attempts + 1,
+                attempt=attempts + 1,
                 rng=self._rng,
             )
             if held_for is not None:  # over the limit: back to the broker until the window has room
                 held = msgspec.structs.replace(task, not_before=time.time() + held_for)
                 await self._tasks.later(held, self._schedule.tier_for(held_for))
                 return
-        started = health.started(now)
+        if handoff is not None and not handoff.may_post():
+            await self._hand_to_queue(task)
+            return
+        started = health.started(time.monotonic())
         outcome: Outcome | None = None
         try:
             outcome = await self._post(task, target)
         finally:
+            if handoff is not None:
+                handoff.posting = False
             answered = outcome is not None and outcome.status is not None and outcome.status < 500
             finished = time.monotonic()
             health.finished(started, finished, answered_below_500=answered)
@@ -179,13 +327,13 @@ class Attempts:
             self._wake(target.endpoint)
             if health.idle and not self._waiting.get(target.endpoint):
                 self._endpoints.pop(target.endpoint, None)
-        await self._settle(task, target, outcome)
+        await self._settle(task, target, outcome, handed_off=handoff is not None and handoff.handed_off)
 
     async def _follow_up(self, task: DeliveryTask, target: store.Target, state: store.DeliveryState) -> None:
         if state.status == "pending" and state.next_attempt_at is not None:
             not_before = state.next_attempt_at.timestamp()
             retry = msgspec.structs.replace(
-                task, step=task.step + 1, not_before=not_before, made=state.attempts
+                task, step=task.step + 1, not_before=not_before, made=state.attempts, guard=False
             )
             await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
         elif state.status == "failed" and state.last_outcome == "failed":
@@ -197,12 +345,16 @@ class Attempts:
             "follow-up of an earlier attempt published again", status=state.status, attempts=state.attempts
         )
 
-    async def _turn(self, endpoint: str, deadline: float) -> bool:
-        """False when the endpoint is still at its limit (PARK) by `deadline` or too many tasks are
-        already waiting for it; True when it is not (GO, or SKIP: that verdict is the caller's)."""
+    async def _turn(self, endpoint: str, deadline: float, patience: float = _SLOT_WAIT) -> bool:
+        """False when the endpoint is still at its limit (PARK) by `deadline`, too many tasks are
+        already waiting for it, or its attempts in flight have all run for longer than `patience`
+        (slots that free that slowly are not worth waiting for); True when it is not at its limit
+        (GO, or SKIP: that verdict is the caller's)."""
         waiting = self._waiting.setdefault(endpoint, collections.deque())
-        while self._health(endpoint).verdict(time.monotonic()) is Verdict.PARK:
-            if len(waiting) >= self._settings.per_endpoint * _WAITERS_PER_SLOT:
+        health = self._health(endpoint)
+        while health.verdict(now := time.monotonic()) is Verdict.PARK:
+            full = len(waiting) >= self._settings.per_endpoint * _WAITERS_PER_SLOT
+            if full or health.stuck_for(now) > patience:
                 return False
             woken = asyncio.get_running_loop().create_future()
             waiting.append(woken)
@@ -243,8 +395,15 @@ class Attempts:
         return await self._poster.post(target.url, task.body, headers)
 
     async def _settle(
-        self, task: DeliveryTask, target: store.Target, outcome: Outcome, *, skipped: bool = False
+        self,
+        task: DeliveryTask,
+        target: store.Target,
+        outcome: Outcome,
+        *,
+        skipped: bool = False,
+        handed_off: bool = False,
     ) -> None:
+        """Records the attempt and publishes what follows it, unless a guard task took that over."""
         now = datetime.now(UTC)
         delay: float | None = None
         if outcome.ok:
@@ -273,18 +432,20 @@ class Attempts:
                 disabled = await store.disable_subscription(
                     conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
                 )
-        if delay is not None:
+        if delay is not None and not handed_off:
             retry = msgspec.structs.replace(
-                task, step=task.step + 1, not_before=time.time() + delay, made=number
+                task, step=task.step + 1, not_before=time.time() + delay, made=number, guard=False
             )
             await self._tasks.later(retry, self._schedule.tier_for(delay))
         metrics.ATTEMPTS.labels("skipped" if skipped and kind == "retry" else kind).inc()
         if kind == "failed":
             metrics.FAILED.inc()
-            await self._publish_failed(task, target, outcome, number, now)
+            if not handed_off:
+                await self._publish_failed(task, target, outcome, number, now)
         if disabled:
             metrics.DISABLED.inc()
-            await self._publish_disabled(task, target, now)
+            if not handed_off:
+                await self._publish_disabled(task, target, now)
         log.log(
             20 if outcome.ok else 30,
             "delivery attempt",
@@ -296,6 +457,9 @@ class Attempts:
             latency_ms=outcome.latency_ms,
             retry_in=None if delay is None else round(delay, 3),
             endpoint=target.endpoint,
+            # Named here, not bound: a first attempt runs in the fan-out's context, not its own.
+            delivery_id=task.delivery_id,
+            subscription_id=task.subscription_id,
         )
 
     async def _publish_failed(

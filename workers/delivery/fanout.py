@@ -1,9 +1,11 @@
-"""Fan-out: one normalized event from the results exchange becomes one task per matching active
-subscription. The event is acked only after its deliveries are stored and their tasks confirmed on
-the attempts queue, so a crash in between hands the event out again (and only still-pending
-deliveries get a task again)."""
+"""Fan-out: one normalized event from the results exchange becomes one delivery per matching active
+subscription, and each delivery's first attempt is made here (attempts.py: `Attempts.first`). The
+event is acked only after its deliveries are stored and their first attempts recorded and followed
+up (or handed over to a task), so a crash in between hands the event out again: its deliveries are
+then handed out as tasks, never attempted a second time by the fan-out."""
 
 import asyncio
+from collections.abc import Awaitable
 
 import asyncpg
 import msgspec
@@ -15,6 +17,7 @@ from common.errors import Reject
 from schemas.delivery import DeliveryTask, is_operational
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, store
+from workers.delivery.attempts import Attempts
 
 
 class EventHead(msgspec.Struct, frozen=True):
@@ -30,13 +33,14 @@ _head = msgspec.json.Decoder(EventHead)
 
 
 class FanOut:
-    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher) -> None:
+    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher, attempts: Attempts) -> None:
         self._pool = pool
         self._tasks = tasks
+        self._attempts = attempts
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Stores the event's deliveries, then publishes their tasks; raises when either fails, and
-        the event comes back: its pending, never-attempted deliveries are then handed out again."""
+        """Stores the event's deliveries, then makes their first attempts; raises when either fails,
+        and the event comes back: what its deliveries still need is then handed out as tasks."""
         if is_operational(message.routing_key or ""):
             return  # our own news, never delivered to subscribers
         try:
@@ -45,22 +49,29 @@ class FanOut:
             raise Reject(f"undeliverable event: {describe(error)}") from error
         structlog.contextvars.bind_contextvars(event_id=head.id, vendor=head.vendor, source=head.source)
         async with self._pool.acquire() as conn:
-            subscriptions = await store.match(conn, head.vendor, head.source, head.type)
+            targets = await store.match(conn, head.vendor, head.source, head.type)
             recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
             pending = (
-                await store.create_deliveries(conn, subscriptions, head.id, head.type, recovering=recovering)
-                if subscriptions
+                await store.create_deliveries(conn, list(targets), head.id, head.type, recovering=recovering)
+                if targets
                 else []
             )
-        await asyncio.gather(
-            *(
-                self._tasks.now(
-                    DeliveryTask(
-                        delivery_id=d, subscription_id=s, event_id=head.id, body=message.body, made=0
-                    )
-                )
-                for d, s in pending
+        work: list[Awaitable[None]] = []
+        for new in pending:
+            task = DeliveryTask(
+                delivery_id=new.delivery_id,
+                subscription_id=new.subscription_id,
+                event_id=head.id,
+                body=message.body,
+                made=0,
             )
-        )
+            if recovering:  # an earlier fan-out may have attempted it: a task, or a guard that follows up
+                work.append(self._tasks.now(msgspec.structs.replace(task, guard=new.attempts > 0)))
+            else:
+                work.append(self._attempts.first(task, targets[new.subscription_id]))
+        # Every delivery settles before the event does, whatever one of them raised.
+        for outcome in await asyncio.gather(*work, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         metrics.DELIVERIES.inc(len(pending))
         structlog.contextvars.bind_contextvars(type=head.type, deliveries=len(pending))

@@ -37,6 +37,14 @@ class EndpointHealth(msgspec.Struct):
             return Verdict.SKIP  # a probe is already out
         return Verdict.GO
 
+    def stuck_for(self, now: float) -> float:
+        """How long every attempt in flight has been running: the youngest's age (0: none)."""
+        return now - max(self.in_flight) if self.in_flight else 0.0
+
+    def hanging_in(self, now: float) -> float:
+        """How long until the oldest attempt in flight passes `slow_after` (0: past it, or none)."""
+        return max(0.0, min(self.in_flight) + self.slow_after - now) if self.in_flight else 0.0
+
     def reason(self, now: float) -> str:
         if self.failures and now - self.last_failure_at < self.probe_every:
             return f"not attempted: the endpoint failed its last {self.failures} attempt(s)"

@@ -27,3 +27,8 @@ DISABLED = prometheus_client.Counter(
     "resultbus_delivery_subscriptions_disabled",
     "Subscriptions disabled because their endpoint answered 410 Gone.",
 )
+HANDED_OFF = prometheus_client.Counter(
+    "resultbus_delivery_handed_off",
+    "First attempts made by the fan-out that were still posting at the hand-off deadline, taken over "
+    "by a guard task (a slow endpoint).",
+)

@@ -17,6 +17,8 @@ from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
 
+FANOUT_PREFETCH = 32
+
 
 async def start_delivery(service: Service, settings: tuple[WorkerSettings, DeliverySettings]) -> None:
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
@@ -33,7 +35,9 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     dead = DeadLetters(publishing, topology.delivery_dead_queue, timeout=worker.publish_timeout)
 
     fanout_channel = await connection.channel()
-    await fanout_channel.set_qos(prefetch_count=64)
+    # An event is in hand until its first attempts are made: as many as its endpoints' slots and
+    # their waiters can take at once, so that a burst is not handed over to the attempts queue.
+    await fanout_channel.set_qos(prefetch_count=FANOUT_PREFETCH)
     deliveries = await declare_deliveries(fanout_channel, topology, results)
     attempts_channel = await connection.channel()
     await attempts_channel.set_qos(prefetch_count=delivery.in_flight)
@@ -46,7 +50,7 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
         allow_private=delivery.allow_private,
     )
     attempts = Attempts(delivery, pool, poster, tasks, results)
-    service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks).handle, dead).run)
+    service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks, attempts).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
     log.info(
         "delivery consuming",

@@ -33,11 +33,12 @@ WITH wanted AS (
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     RETURNING id, subscription_id
 )
-SELECT id::text, subscription_id::text FROM inserted
+SELECT id::text, subscription_id::text, 0 AS attempts FROM inserted
 UNION ALL
-SELECT d.id::text, d.subscription_id::text FROM deliveries d
-WHERE $4 AND d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[]) AND d.status = 'pending'
-  AND d.attempts = 0 AND d.id NOT IN (SELECT id FROM inserted)
+SELECT d.id::text, d.subscription_id::text, d.attempts FROM deliveries d
+WHERE $4 AND d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[])
+  AND ((d.status = 'pending' AND d.attempts = 0) OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
+  AND d.id NOT IN (SELECT id FROM inserted)
 """
 
 # The endpoint's rate limit is the strictest of its active subscriptions' (see rate_limit.py).
@@ -120,19 +121,28 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
         return {"succeeded": "succeeded", "retry": "pending"}.get(self.outcome, "failed")
 
 
-async def match(conn: DbConn, vendor: str, source: str, event_type: str) -> list[str]:
-    return [row[0] for row in await conn.fetch(_MATCH, vendor, source, event_type)]
+async def match(conn: DbConn, vendor: str, source: str, event_type: str) -> dict[str, Target]:
+    """The active subscriptions that want this event, each with its target as it stands now."""
+    rows = await conn.fetch(_MATCH_TARGETS, vendor, source, event_type)
+    return {row["subscription_id"]: target for row in rows if (target := _target_of(row)) is not None}
+
+
+class NewDelivery(msgspec.Struct, frozen=True):
+    delivery_id: str
+    subscription_id: str
+    attempts: int  # 0, or 1 for a delivery whose first attempt an earlier fan-out made
 
 
 async def create_deliveries(
     conn: DbConn, subscription_ids: list[str], event_id: str, event_type: str, *, recovering: bool
-) -> list[tuple[str, str]]:
-    """(delivery id, subscription id) of the deliveries of this event that need a task now: the ones
-    created here and, when `recovering` (the event message was delivered before, so an earlier
-    fan-out may have died before publishing its tasks), the pending ones never attempted. A delivery
-    that was attempted has its next task waiting in a delay tier: never a second one."""
+) -> list[NewDelivery]:
+    """The deliveries of this event that need work now: the ones created here and, when
+    `recovering` (the event message was delivered before, so an earlier fan-out may have stopped
+    before it finished), the pending ones never attempted and the ones whose only attempt, made by
+    that fan-out, may lack what follows it. A delivery attempted more often has its next task in a
+    delay tier: never a second one."""
     rows = await conn.fetch(_CREATE_DELIVERIES, subscription_ids, event_id, event_type, recovering)
-    return [(row[0], row[1]) for row in rows]
+    return [NewDelivery(row[0], row[1], row[2]) for row in rows]
 
 
 class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,6 +179,14 @@ async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) 
     """True if this call disabled it (it was active)."""
     return await conn.fetchval(_DISABLE, subscription_id, reason) is not None
 
+
+# Matching and the targets of the matches in one query: the fan-out makes first attempts itself.
+_MATCH_TARGETS = f"""
+SELECT m.id AS subscription_id, t.url, t.status AS subscription_status, t.endpoint, t.secrets,
+       t.endpoint_id, t.rate_limit, t.rate_period
+FROM ({_MATCH}) m(id)
+JOIN LATERAL ({_TARGET.replace("$1::uuid", "m.id::uuid")}) t ON true
+"""
 
 # The same read for many deliveries at once (batch.py); each row names its delivery.
 _TARGETS_AND_STATES = _TARGET_AND_STATE.replace(
