@@ -66,9 +66,12 @@ _SLOT_WAIT = 0.5
 # How long the fan-out's first attempt of a delivery may hold its event before it is handed over; an
 # answer slower than this is rare for a healthy endpoint (a local one answers in milliseconds).
 HANDOFF = 0.25
-# A guard comes back this long after the attempt's timeout: its attempt is recorded by then unless
-# the worker making it stopped.
-_GUARD_MARGIN = 5.0
+
+
+def guard_wait(timeout: float) -> float:
+    """How long after the hand-off a guard comes back: past the attempt's timeout by a margin, so
+    that its attempt is recorded by then unless the worker making it stopped."""
+    return timeout + max(1.0, timeout / 3)
 
 
 class Handoff:
@@ -201,7 +204,7 @@ class Attempts:
             if not attempt.done() and handoff.posting:
                 handoff.handed_off = True  # from now on the attempt publishes nothing
                 metrics.HANDED_OFF.inc()
-                wait = self._settings.timeout + _GUARD_MARGIN
+                wait = guard_wait(self._settings.timeout)
                 guard = msgspec.structs.replace(task, guard=True, not_before=time.time() + wait)
                 self._release(released, self._tasks.later(guard, self._schedule.tier_for(wait)))
 
