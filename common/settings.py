@@ -54,6 +54,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_schema: str | None = None
     prefetch: int = 512
     batch_size: int = 256
+    # How long a batch that is not full may wait for more webhooks while they are streaming in (0: not
+    # at all): fewer, larger transactions under load, at the price of up to this much latency.
+    batch_wait: float = 0.0
     publish_timeout: float = 5.0
     # In-process retries of a failed batch, for blips (a failover, a dropped connection)...
     quick_retries: tuple[float, ...] = (0.2, 1.0)
@@ -80,6 +83,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             database_schema=schema,
             prefetch=env_int(env, "RESULTBUS_PREFETCH", d.prefetch, minimum=1),
             batch_size=env_int(env, "RESULTBUS_BATCH_SIZE", d.batch_size, minimum=1),
+            batch_wait=env_duration(env, "RESULTBUS_BATCH_WAIT", d.batch_wait),
             publish_timeout=env_duration(env, "RESULTBUS_PUBLISH_TIMEOUT", d.publish_timeout, minimum=0.1),
             quick_retries=env_durations(env, "RESULTBUS_QUICK_RETRIES", d.quick_retries),
             retry_delays=env_durations(env, "RESULTBUS_RETRY_DELAYS", d.retry_delays),

@@ -1,7 +1,9 @@
 """The router: raw queue -> PostgreSQL -> results exchange.
 
 Messages are taken in batches (whatever has arrived while the previous batch was being handled), so
-one transaction and one round of publisher confirms serve many webhooks. Two stages overlap: while
+one transaction and one round of publisher confirms serve many webhooks. With `batch_wait` set, a
+batch that is not full waits up to that long for company, but only while webhooks are streaming in
+(the previous batch had more than one): a webhook arriving alone is taken at once. Two stages overlap: while
 batch N waits for its publisher confirms, batch N+1 is decoded and stored. Acks stay in order, and a
 message is acked only after its webhook is committed and its events are confirmed on the results
 exchange.
@@ -108,6 +110,8 @@ class Router:
         self._deferrals = publishing.default_exchange
         self._inbox: collections.deque[DeliveredMessage] = collections.deque()
         self._arrived = asyncio.Event()
+        self._full = asyncio.Event()  # the inbox holds a whole batch
+        self._last_size = 0  # of the batch taken before
         self._consumer: tuple[aiormq.abc.AbstractChannel, str] | None = None
 
     async def _consume(self, *_: object) -> None:
@@ -160,6 +164,8 @@ class Router:
     async def _receive(self, message: DeliveredMessage) -> None:
         self._inbox.append(message)
         self._arrived.set()
+        if len(self._inbox) >= self._settings.batch_size:
+            self._full.set()
 
     async def _next_batch(self, stopping: asyncio.Task[bool]) -> list[DeliveredMessage] | None:
         """Waits for one message, then takes whatever else has arrived, up to the batch size.
@@ -172,13 +178,25 @@ class Router:
             waiting = asyncio.create_task(self._arrived.wait())
             await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
+        wait = self._settings.batch_wait
+        if (
+            wait > 0
+            and self._last_size > 1
+            and not stopping.done()
+            and len(self._inbox) < self._settings.batch_size
+            and not self._inbox[0].redelivered
+        ):
+            self._full.clear()
+            filled = asyncio.create_task(self._full.wait())
+            await asyncio.wait({filled, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            filled.cancel()
         if stopping.done():
             return None  # what is in the inbox goes back to the queue
         batch = [self._inbox.popleft()]
-        if batch[0].redelivered:
-            return batch
-        while len(batch) < self._settings.batch_size and self._inbox and not self._inbox[0].redelivered:
-            batch.append(self._inbox.popleft())
+        if not batch[0].redelivered:
+            while len(batch) < self._settings.batch_size and self._inbox and not self._inbox[0].redelivered:
+                batch.append(self._inbox.popleft())
+        self._last_size = len(batch)
         return batch
 
     # --- stage one: decode and store ------------------------------------------------------------

@@ -18,7 +18,9 @@ async def start_router(service: Service, settings: WorkerSettings) -> None:
     # collecting often: move what start-up created out of the collector's way, and collect rarely.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    pool = await open_pool(service, settings)
+    # No session reset on release: the router never LISTENs, SETs, opens cursors or takes session
+    # advisory locks, so asyncpg's reset query would be one more round trip per batch for nothing.
+    pool = await open_pool(service, settings, reset_sessions=False)
     connection = await open_connection(service, settings.amqp_url)
     consuming = await connection.channel()
     await consuming.set_qos(prefetch_count=settings.prefetch)
