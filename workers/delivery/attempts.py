@@ -59,9 +59,9 @@ _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 # A task whose endpoint is at its limit first waits in memory for a slot, briefly and behind at most
 # this many others per slot; only then is it parked in the broker. Parking every such task at once
 # made a burst circle through the 1 s park tier (474 deliveries/s to 9 fast subscribers); waiting
-# here is bounded, so a slow endpoint holds at most per_endpoint * (1 + _WAITERS_PER_SLOT) of the
+# here is bounded, so a slow endpoint holds at most per_endpoint * (1 + WAITERS_PER_SLOT) of the
 # worker's prefetch, for at most _SLOT_WAIT each.
-_WAITERS_PER_SLOT = 4
+WAITERS_PER_SLOT = 4
 _SLOT_WAIT = 0.5
 # How long the fan-out's first attempt of a delivery may hold its event before it is handed over; an
 # answer slower than this is rare for a healthy endpoint (a local one answers in milliseconds).
@@ -356,7 +356,7 @@ class Attempts:
         waiting = self._waiting.setdefault(endpoint, collections.deque())
         health = self._health(endpoint)
         while health.verdict(now := time.monotonic()) is Verdict.PARK:
-            full = len(waiting) >= self._settings.per_endpoint * _WAITERS_PER_SLOT
+            full = len(waiting) >= self._settings.per_endpoint * WAITERS_PER_SLOT
             if full or health.stuck_for(now) > patience:
                 return False
             woken = asyncio.get_running_loop().create_future()

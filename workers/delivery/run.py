@@ -11,13 +11,12 @@ from common.service import Service
 from common.settings import WorkerSettings
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
-from workers.delivery.attempts import Attempts
+from workers.delivery.attempts import WAITERS_PER_SLOT, Attempts
 from workers.delivery.fanout import FanOut
 from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
 
-FANOUT_PREFETCH = 32
 
 
 async def start_delivery(service: Service, settings: tuple[WorkerSettings, DeliverySettings]) -> None:
@@ -35,9 +34,9 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     dead = DeadLetters(publishing, topology.delivery_dead_queue, timeout=worker.publish_timeout)
 
     fanout_channel = await connection.channel()
-    # An event is in hand until its first attempts are made: as many as its endpoints' slots and
+    # An event is in hand until its first attempts are made: as many as an endpoint's slots and
     # their waiters can take at once, so that a burst is not handed over to the attempts queue.
-    await fanout_channel.set_qos(prefetch_count=FANOUT_PREFETCH)
+    await fanout_channel.set_qos(prefetch_count=delivery.per_endpoint * (1 + WAITERS_PER_SLOT))
     deliveries = await declare_deliveries(fanout_channel, topology, results)
     attempts_channel = await connection.channel()
     await attempts_channel.set_qos(prefetch_count=delivery.in_flight)
