@@ -48,13 +48,10 @@ class FanOut:
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
         structlog.contextvars.bind_contextvars(event_id=head.id, vendor=head.vendor, source=head.source)
+        recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
         async with self._pool.acquire() as conn:
-            targets = await store.match(conn, head.vendor, head.source, head.type)
-            recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
-            pending = (
-                await store.create_deliveries(conn, list(targets), head.id, head.type, recovering=recovering)
-                if targets
-                else []
+            pending = await store.create_deliveries(
+                conn, head.vendor, head.source, head.type, head.id, recovering=recovering
             )
         work: list[Awaitable[None]] = []
         for new in pending:
@@ -68,7 +65,7 @@ class FanOut:
             if recovering:  # an earlier fan-out may have attempted it: a task, or a guard that follows up
                 work.append(self._tasks.now(msgspec.structs.replace(task, guard=new.attempts > 0)))
             else:
-                work.append(self._attempts.first(task, targets[new.subscription_id]))
+                work.append(self._attempts.first(task, new.target))
         # Every delivery settles before the event does, whatever one of them raised.
         for outcome in await asyncio.gather(*work, return_exceptions=True):
             if isinstance(outcome, BaseException):

@@ -18,7 +18,6 @@ from workers.delivery.settings import DeliverySettings
 log = structlog.get_logger("delivery")
 
 
-
 async def start_delivery(service: Service, settings: tuple[WorkerSettings, DeliverySettings]) -> None:
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings

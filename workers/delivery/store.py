@@ -22,25 +22,6 @@ WHERE s.status = 'active'
         WHERE f.t = $3 OR (right(f.t, 1) = '*' AND starts_with($3, left(f.t, -1)))))
 """
 
-# Redelivered events find their deliveries already there: still pending ones are handed out again
-# (at least once), finished ones are not.
-_CREATE_DELIVERIES = """
-WITH wanted AS (
-    SELECT s, gen_random_uuid() AS id FROM unnest($1::uuid[]) AS x(s)
-), inserted AS (
-    INSERT INTO deliveries (id, subscription_id, event_id, event_type)
-    SELECT id, s, $2::uuid, $3 FROM wanted
-    ON CONFLICT (subscription_id, event_id) DO NOTHING
-    RETURNING id, subscription_id
-)
-SELECT id::text, subscription_id::text, 0 AS attempts FROM inserted
-UNION ALL
-SELECT d.id::text, d.subscription_id::text, d.attempts FROM deliveries d
-WHERE $4 AND d.event_id = $2::uuid AND d.subscription_id = ANY ($1::uuid[])
-  AND ((d.status = 'pending' AND d.attempts = 0) OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
-  AND d.id NOT IN (SELECT id FROM inserted)
-"""
-
 # The endpoint's rate limit is the strictest of its active subscriptions' (see rate_limit.py).
 _TARGET = """
 SELECT s.url, s.status, e.url AS endpoint,
@@ -121,28 +102,28 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
         return {"succeeded": "succeeded", "retry": "pending"}.get(self.outcome, "failed")
 
 
-async def match(conn: DbConn, vendor: str, source: str, event_type: str) -> dict[str, Target]:
-    """The active subscriptions that want this event, each with its target as it stands now."""
-    rows = await conn.fetch(_MATCH_TARGETS, vendor, source, event_type)
-    return {row["subscription_id"]: target for row in rows if (target := _target_of(row)) is not None}
-
-
 class NewDelivery(msgspec.Struct, frozen=True):
     delivery_id: str
     subscription_id: str
     attempts: int  # 0, or 1 for a delivery whose first attempt an earlier fan-out made
+    target: Target
 
 
 async def create_deliveries(
-    conn: DbConn, subscription_ids: list[str], event_id: str, event_type: str, *, recovering: bool
+    conn: DbConn, vendor: str, source: str, event_type: str, event_id: str, *, recovering: bool
 ) -> list[NewDelivery]:
-    """The deliveries of this event that need work now: the ones created here and, when
-    `recovering` (the event message was delivered before, so an earlier fan-out may have stopped
-    before it finished), the pending ones never attempted and the ones whose only attempt, made by
-    that fan-out, may lack what follows it. A delivery attempted more often has its next task in a
-    delay tier: never a second one."""
-    rows = await conn.fetch(_CREATE_DELIVERIES, subscription_ids, event_id, event_type, recovering)
-    return [NewDelivery(row[0], row[1], row[2]) for row in rows]
+    """Matches the event to the active subscriptions and stores a delivery for each (one round trip):
+    the deliveries that need work now, each with its target as it stands. They are the ones created
+    here and, when `recovering` (the event message was delivered before, so an earlier fan-out may
+    have stopped before it finished), the pending ones never attempted and the ones whose only
+    attempt, made by that fan-out, may lack what follows it. A delivery attempted more often has its
+    next task in a delay tier: never a second one."""
+    rows = await conn.fetch(_CREATE_DELIVERIES, vendor, source, event_type, event_id, recovering)
+    return [
+        NewDelivery(row["delivery_id"], row["subscription_id"], row["attempts"], target)
+        for row in rows
+        if (target := _target_of(row)) is not None
+    ]
 
 
 class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,12 +161,32 @@ async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) 
     return await conn.fetchval(_DISABLE, subscription_id, reason) is not None
 
 
-# Matching and the targets of the matches in one query: the fan-out makes first attempts itself.
-_MATCH_TARGETS = f"""
-SELECT m.id AS subscription_id, t.url, t.status AS subscription_status, t.endpoint, t.secrets,
-       t.endpoint_id, t.rate_limit, t.rate_period
-FROM ({_MATCH}) m(id)
-JOIN LATERAL ({_TARGET.replace("$1::uuid", "m.id::uuid")}) t ON true
+# Matching, storing the deliveries, and the targets of the matches, in one statement: the fan-out
+# makes the first attempts itself. Redelivered events find their deliveries already there (the
+# inserted rows are not visible to the second half of `work`: one snapshot).
+_CREATE_DELIVERIES = f"""
+WITH m AS (
+    SELECT m.id::uuid AS subscription_id, t.url, t.status AS subscription_status, t.endpoint,
+           t.secrets, t.endpoint_id, t.rate_limit, t.rate_period
+    FROM ({_MATCH}) m(id)
+    JOIN LATERAL ({_TARGET.replace("$1::uuid", "m.id::uuid")}) t ON true
+), inserted AS (
+    INSERT INTO deliveries (id, subscription_id, event_id, event_type)
+    SELECT gen_random_uuid(), m.subscription_id, $4::uuid, $3 FROM m
+    ON CONFLICT (subscription_id, event_id) DO NOTHING
+    RETURNING id, subscription_id
+), work AS (
+    SELECT id, subscription_id, 0 AS attempts FROM inserted
+    UNION ALL
+    SELECT d.id, d.subscription_id, d.attempts FROM deliveries d
+    WHERE $5 AND d.event_id = $4::uuid AND d.subscription_id IN (SELECT subscription_id FROM m)
+      AND ((d.status = 'pending' AND d.attempts = 0)
+           OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
+      AND d.id NOT IN (SELECT id FROM inserted)
+)
+SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, w.attempts, m.url,
+       m.subscription_status, m.endpoint, m.secrets, m.endpoint_id, m.rate_limit, m.rate_period
+FROM work w JOIN m ON m.subscription_id = w.subscription_id
 """
 
 # The same read for many deliveries at once (batch.py); each row names its delivery.
