@@ -95,8 +95,12 @@ async def measure(
     process = await Process.start(label, args, env)
     try:
         await wait_ok(process, f"http://127.0.0.1:{port}/readyz")
+        cpu = process.cpu_seconds()
         result = await load(f"http://127.0.0.1:{port}/hooks/{INSPERA_SOURCE}", timeout=600.0, **sizes)
+        cpu = process.cpu_seconds() - cpu
         process.check_alive()
+        # The server's own CPU per answered request (warm-up included), beside its rate.
+        print(f"{label}: {cpu / (result.ok + sizes['warmup']) * 1e6:,.0f} us of CPU per request", flush=True)
     finally:
         await process.stop()
     connection = await aio_pika.connect(AMQP_URL)

@@ -58,7 +58,9 @@ class World:
             "RESULTBUS_AMQP_PREFIX": self.topology.prefix,
             "RESULTBUS_DATABASE_URL": DATABASE_URL,
             "RESULTBUS_DATABASE_SCHEMA": self.schema,
-            "RESULTBUS_LOG_LEVEL": "WARNING",
+            # The level users run (the default): every process writes its line per request,
+            # webhook or attempt, and that is part of what is measured.
+            "RESULTBUS_LOG_LEVEL": "INFO",
             **more,
         }
 
