@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from admin.errors import AdminError, BadRequest, Unauthorized, Unavailable
+from common import logs
 from common.errors import TRANSIENT
 
 log = structlog.get_logger("admin")
@@ -40,8 +41,8 @@ def make_middleware(token: str | None) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(method=request.method, path=request.path)
+        logs.clear()
+        logs.bind(method=request.method, path=request.path)
         started = time.perf_counter()
         try:
             authenticate(request)

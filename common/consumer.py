@@ -29,6 +29,7 @@ import prometheus_client
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from common import logs
 from common.broker import BROKER_ERRORS, persistent_message
 from common.errors import TRANSIENT, Reject, Retry
 
@@ -186,8 +187,8 @@ class Consumer:
     async def handle(self, message: AbstractIncomingMessage) -> None:
         """One message, start to settle. Public for tests that hand a message in directly."""
         # Each message starts from a clean logging context (tasks copy the consumer's context).
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(consumer=self.name, message_id=message.message_id)
+        logs.clear()
+        logs.bind(consumer=self.name, message_id=message.message_id)
         started = time.perf_counter()
         error: Exception | None = None
         try:

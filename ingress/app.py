@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
-import structlog
 from aiohttp import hdrs, web
 
+from common import logs
 from ingress.errors import (
     CallerNotAllowed,
     MethodNotAllowed,
@@ -78,7 +78,7 @@ def create_app(
 ) -> web.Application:
     routes = {source_id: _Route(source) for source_id, source in sources.items()}
     readiness = Readiness()
-    bind = structlog.contextvars.bind_contextvars
+    bind = logs.bind
 
     async def hook(request: web.Request) -> web.Response:
         segment = request.match_info["source"]

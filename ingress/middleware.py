@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from common import logs
 from ingress.errors import BrokerUnavailable, IngressError
 
 log = structlog.get_logger("ingress")
@@ -45,7 +46,7 @@ def make_middleware(*, retry_after: int) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Context from an earlier request on the same keep-alive connection must not leak in.
-        structlog.contextvars.clear_contextvars()
+        logs.clear()
         started = time.perf_counter()
         try:
             response = await handler(request)

@@ -12,6 +12,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from common import logs
 from common.consumer import UNEXPECTED_ERRORS, describe
 from common.errors import TRANSIENT
 from schemas.delivery import SubscriptionUnsubscribed
@@ -69,7 +70,7 @@ class Checker:
     async def run_round(self) -> RoundSummary:
         started = time.perf_counter()
         round_id = uuid.uuid4().hex[:12]
-        with structlog.contextvars.bound_contextvars(round_id=round_id):
+        with logs.bound(round_id=round_id):
             async with self._pool.acquire() as conn:
                 due = await store.claim_due(
                     conn, self._clock(), self._settings.interval, self._settings.batch
@@ -104,7 +105,7 @@ class Checker:
             )
 
     async def _check(self, endpoint: DueEndpoint, counts: Counter[str]) -> None:
-        with structlog.contextvars.bound_contextvars(endpoint=endpoint.url, endpoint_id=endpoint.id):
+        with logs.bound(endpoint=endpoint.url, endpoint_id=endpoint.id):
             async with self._gate:
                 outcome = await verify(self._poster, endpoint)
             counts["alive" if outcome.ok else "failed"] += 1

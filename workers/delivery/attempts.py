@@ -32,6 +32,7 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from common import logs
 from common.broker import persistent_message
 from common.consumer import describe
 from common.errors import Reject
@@ -147,9 +148,7 @@ class Attempts:
             uuid.UUID(task.delivery_id)
         except ValueError as error:
             raise Reject(f"unreadable delivery task: delivery_id {task.delivery_id!r}") from error
-        structlog.contextvars.bind_contextvars(
-            delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id
-        )
+        logs.bind(delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id)
         redelivered = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
         await self._handle(task, redelivered=redelivered)
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable
 
 import asyncpg
 import msgspec
-import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from common import logs
 from common.consumer import describe
 from common.errors import Reject
 from schemas.delivery import DeliveryTask, is_operational
@@ -47,7 +47,7 @@ class FanOut:
             head = _head.decode(message.body)
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
-        structlog.contextvars.bind_contextvars(event_id=head.id, vendor=head.vendor, source=head.source)
+        logs.bind(event_id=head.id, vendor=head.vendor, source=head.source)
         recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
         async with self._pool.acquire() as conn:
             pending = await store.create_deliveries(
@@ -71,4 +71,4 @@ class FanOut:
             if isinstance(outcome, BaseException):
                 raise outcome
         metrics.DELIVERIES.inc(len(pending))
-        structlog.contextvars.bind_contextvars(type=head.type, deliveries=len(pending))
+        logs.bind(type=head.type, deliveries=len(pending))

@@ -18,6 +18,7 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from common import logs
 from common.consumer import describe
 from common.errors import Reject, Retry
 from common.itep.orders import Change, OrderRow, add_history, lock_order, update_order
@@ -52,7 +53,7 @@ class Sender:
             order_id = decode_order_changed(message.body).order_id
         except msgspec.MsgspecError as error:
             raise Reject(f"not an order event: {describe(error)}") from None
-        structlog.contextvars.bind_contextvars(order_id=order_id)
+        logs.bind(order_id=order_id)
         order = await self._claim(order_id)
         if order is None:
             return

@@ -24,6 +24,7 @@ import prometheus_client
 import structlog
 from aio_pika.abc import AbstractExchange
 
+from common import logs
 from common.broker import persistent_message
 from common.db import DbConn
 from common.errors import TRANSIENT
@@ -185,7 +186,7 @@ class Erasures:
 
     async def _erase(self, row: asyncpg.Record) -> None:
         erasure_id: str = row["id"]
-        structlog.contextvars.bind_contextvars(erasure_id=erasure_id, subject_kind=row["subject_kind"])
+        logs.bind(erasure_id=erasure_id, subject_kind=row["subject_kind"])
         try:
             subject = Subject(row["subject_kind"], row["subject"], row["vendor"])
             touched = _touched.decode(row["touched"])
@@ -199,7 +200,7 @@ class Erasures:
             ERASURES.inc()
             log.info("erasure completed", vendor=subject.vendor, **counts)
         finally:
-            structlog.contextvars.unbind_contextvars("erasure_id", "subject_kind")
+            logs.unbind("erasure_id", "subject_kind")
 
     async def _find(self, subject: Subject) -> Touched:
         found = Touched()
