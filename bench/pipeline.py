@@ -11,6 +11,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import aio_pika
 import asyncpg
 
 from bench import stack
@@ -103,9 +104,25 @@ async def _peer(w: World, count: int, concurrency: int, timeout: float) -> float
         finally:
             for process in reversed(processes):
                 await process.stop()
+            await _remove_celery_delay_topology()
     finally:
         await db.close()
     return result.ok / (done - result.started_at)
+
+
+# Celery's worker declares its native delayed delivery when its queue is a quorum queue: 28 levels
+# of a queue and an exchange each, and one exchange in front, under fixed names (no prefix).
+_CELERY_DELAY_LEVELS = 28
+
+
+async def _remove_celery_delay_topology() -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for level in range(_CELERY_DELAY_LEVELS):
+            await channel.queue_delete(f"celery_delayed_{level}")
+            await channel.exchange_delete(f"celery_delayed_{level}")
+        await channel.exchange_delete("celery_delayed_delivery")
 
 
 async def run(count: int, concurrency: int, rounds: int, timeout: float) -> PipelineResult:
