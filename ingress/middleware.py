@@ -36,6 +36,10 @@ REQUEST_SECONDS = prometheus_client.Histogram(
 )
 
 
+# Bounded: sources are configured, statuses are few.
+_COUNTERS: dict[tuple[str, int], prometheus_client.Counter] = {}
+
+
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": reason}, status=status, headers=headers)
 
@@ -94,7 +98,11 @@ def _summary(
     quiet: bool = False,
 ) -> None:
     if not quiet:
-        REQUESTS.labels(request.get(SOURCE, "-"), str(status)).inc()
+        key = (request.get(SOURCE, "-"), status)
+        counter = _COUNTERS.get(key)
+        if counter is None:  # the labelled child, looked up once per (source, status)
+            counter = _COUNTERS[key] = REQUESTS.labels(key[0], str(status))
+        counter.inc()
         REQUEST_SECONDS.observe(time.perf_counter() - started)
     if quiet:
         emit = log.debug
