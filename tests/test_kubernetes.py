@@ -291,7 +291,7 @@ def test_autoscalers_watch_the_queues_the_code_declares(overlay: list[Doc]) -> N
     }
     assert queues == {
         "resultbus-router": {topology.raw_queue},
-        "resultbus-delivery": {topology.delivery_attempts_queue},
+        "resultbus-delivery": {topology.deliveries_queue, topology.delivery_attempts_queue},
     }
     assert scaled["resultbus-router"]["spec"]["maxReplicaCount"] == 16  # the overlay's patch applied
 
