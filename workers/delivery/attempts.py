@@ -338,13 +338,22 @@ class Attempts:
                 task, step=task.step + 1, not_before=not_before, made=state.attempts, guard=False
             )
             await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
+            published = "retry"
         elif state.status == "failed" and state.last_outcome == "failed":
             outcome = Outcome(status=state.last_status, latency_ms=0.0, error=state.last_error)
             await self._publish_failed(task, target, outcome, state.attempts, state.updated_at)
+            published = "delivery.failed"
         elif state.status == "failed" and state.last_outcome == "gone":
             await self._publish_disabled(task, target, state.updated_at)
+            published = "subscription.disabled"
+        else:  # succeeded or cancelled: nothing follows
+            log.debug("earlier attempt needs no follow-up", status=state.status, attempts=state.attempts)
+            return
         log.info(
-            "follow-up of an earlier attempt published again", status=state.status, attempts=state.attempts
+            "follow-up of an earlier attempt published",
+            published=published,
+            status=state.status,
+            attempts=state.attempts,
         )
 
     async def _turn(self, endpoint: str, deadline: float, patience: float = _SLOT_WAIT) -> bool:
