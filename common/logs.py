@@ -127,8 +127,10 @@ class _LineWriter:
         line = message + "\n"
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write(line)  # not in the loop's thread: at once
+        except RuntimeError:  # not in the loop's thread: at once, after what a stopped loop left
+            if self._pending:
+                self.flush()
+            self._write(line)
             return
         self._pending.append(line)
         if self._scheduled_on is not loop:
@@ -143,7 +145,8 @@ class _LineWriter:
         chunk: list[str] = []
         size = 0
         for line in pending:
-            length = len(line) if line.isascii() else len(line.encode())
+            # "replace": a lone surrogate (the console renderer passes values through) has no bytes.
+            length = len(line) if line.isascii() else len(line.encode(errors="replace"))
             if chunk and size + length > _PIPE_BUF:
                 self._write("".join(chunk))
                 chunk, size = [], 0
@@ -157,8 +160,14 @@ class _LineWriter:
             self.flush()
 
     def _write(self, text: str) -> None:
-        self._stream.write(text)
-        self._stream.flush()
+        try:
+            try:
+                self._stream.write(text)
+            except UnicodeError:  # a lone surrogate: the chunk's other lines are not lost for it
+                self._stream.write(text.encode(errors="replace").decode())
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # nowhere left to say so (a closed or broken stream); the next chunk still tries
 
 
 class _LineWriterFactory:

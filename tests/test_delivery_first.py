@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from admin import store as admin_store
 from admin import wire
 from common.broker import declare_results
-from schemas.delivery import DELIVERY_FAILED_KEY
+from schemas.delivery import DELIVERY_FAILED_KEY, SUBSCRIPTION_DISABLED_KEY
 from schemas.event import encode_event
 from schemas.topology import Topology, result_routing_key
 from subscribers.endpoint import normalize_endpoint
@@ -245,3 +245,60 @@ async def test_a_worker_killed_while_posting_leaves_the_attempt_to_its_guard(
                     await second.wait()
     finally:
         await pool.close()
+
+
+async def test_a_redelivered_event_publishes_the_disabled_event_a_stopped_fan_out_owed(w: World) -> None:
+    # A first attempt got 410 and disabled the subscription, and the fan-out stopped before publishing
+    # subscription.disabled: the subscription no longer matches, yet its delivery is followed up.
+    async with subscriber() as sub:
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        delivery_id = uuid.uuid4()
+        await w.pool.execute(
+            """INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, attempts, last_status)
+               VALUES ($1, $2, $3, $4, 'failed', 1, 410)""",
+            delivery_id,
+            uuid.UUID(subscription_id),
+            uuid.UUID(event.id),
+            event.type,
+        )
+        await w.pool.execute(
+            """INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, outcome)
+               VALUES ($1, 1, now(), 410, 1.0, 'gone')""",
+            delivery_id,
+        )
+        await w.pool.execute(
+            "UPDATE subscriptions SET status = 'disabled' WHERE id = $1", uuid.UUID(subscription_id)
+        )
+        await w.results.publish(
+            aio_pika.Message(encode_event(event), message_id=event.id, headers={"x-delivery-count": 1}),
+            routing_key=result_routing_key(event.vendor, event.type),
+        )
+        message = await w.operational_event()
+        assert message.routing_key == SUBSCRIPTION_DISABLED_KEY
+        assert "/hook" not in sub.received  # followed up, not sent again
+
+
+async def test_a_shutdown_waits_for_a_handed_off_attempt(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(HANDOFF + 0.5)
+        return web.Response()
+
+    async with subscriber() as sub:
+        sub.behaviours["/hook"] = slow
+        async with world(amqp_url, database_url, topology, db_schema) as w:
+            subscription_id, _ = await w.subscribe(sub.url("/hook"))
+            await w.publish(make_event())
+            await sub.wait("/hook", 1)
+            await asyncio.sleep(HANDOFF + 0.1)  # handed off: its event is acked
+            # Leaving the block shuts the worker down while the POST is still running.
+        conn = await asyncpg.connect(DATABASE_URL, server_settings={"search_path": db_schema})
+        try:
+            status = await conn.fetchval(
+                "SELECT status FROM deliveries WHERE subscription_id = $1", uuid.UUID(subscription_id)
+            )
+        finally:
+            await conn.close()
+        assert status == "succeeded"  # the POST finished and was recorded, not cut off

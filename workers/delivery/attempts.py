@@ -23,7 +23,7 @@ import collections
 import random
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,6 +68,10 @@ _SLOT_WAIT = 0.5
 # answer slower than this is rare for a healthy endpoint (a local one answers in milliseconds).
 HANDOFF = 0.25
 
+# An endpoint whose recent attempts took longer than this on average gets no first attempt from
+# the fan-out: at 20 events in hand, it would cap a worker at 20 / this events per second.
+_QUICK_ANSWER = HANDOFF / 10
+
 
 def guard_wait(timeout: float) -> float:
     """How long after the hand-off a guard comes back: past the attempt's timeout by a margin, so
@@ -79,19 +83,31 @@ class Handoff:
     """A first attempt made for the fan-out: whether its POST is running, and whether a guard task
     has taken over what follows it (the attempt then publishes nothing)."""
 
-    __slots__ = ("deadline", "handed_off", "posting")
+    __slots__ = ("deadline", "hand_off", "handed_off", "posting")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.posting = False
         self.handed_off = False
+        self.hand_off: Callable[[], None] = lambda: None  # what the deadline does while posting
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
 
     def may_post(self) -> bool:
         """Past the deadline, the POST is left to an ordinary task: the fan-out no longer waits."""
-        if time.monotonic() >= self.deadline:
+        if self.expired:
             return False
         self.posting = True
         return True
+
+    def must_post(self) -> None:
+        """The POST goes ahead whatever the time (a rate-limit slot was taken for it); past the
+        deadline it is handed to a guard at once."""
+        self.posting = True
+        if self.expired:
+            self.hand_off()
 
 
 class Attempts:
@@ -161,7 +177,10 @@ class Attempts:
         # is the task of a delivery whose first attempt this worker is still making for the fan-out.
         known = self._endpoint_of.get(task.subscription_id)
         if task.delivery_id in self._first:
-            await self._tasks.later(task, self._schedule.tier_for(self._schedule.park))
+            # Its first attempt is still being made here and may be handed off, publishing nothing
+            # after it: as a guard, this task follows that attempt up if it finds it recorded.
+            guard = msgspec.structs.replace(task, guard=True)
+            await self._tasks.later(guard, self._schedule.tier_for(self._schedule.park))
             metrics.PARKED.inc()
             return
         if known is not None and not await self._turn(known, time.monotonic() + _SLOT_WAIT):
@@ -200,7 +219,7 @@ class Attempts:
         self._keep(attempt)
 
         def at_deadline() -> None:
-            if not attempt.done() and handoff.posting:
+            if not attempt.done() and handoff.posting and not handoff.handed_off:
                 handoff.handed_off = True  # from now on the attempt publishes nothing
                 metrics.HANDED_OFF.inc()
                 wait = guard_wait(self._settings.timeout)
@@ -229,6 +248,7 @@ class Attempts:
                 )
                 self._release(released, self._hand_to_queue(msgspec.structs.replace(task, guard=True)))
 
+        handoff.hand_off = at_deadline
         timer = loop.call_later(HANDOFF, at_deadline)
         attempt.add_done_callback(finished)
         released.add_done_callback(lambda f: attempt.cancel() if f.cancelled() else None)
@@ -249,6 +269,14 @@ class Attempts:
 
         self._keep(asyncio.get_running_loop().create_task(run()))
 
+    async def run(self, stopping: asyncio.Event) -> None:
+        """A work task of the service: at shutdown, after the fan-out has stopped, waits for the first
+        attempts still running (handed off, their events acked) within the shutdown deadline, so that
+        a deploy does not cut their POSTs and leave them to their guards to be sent twice."""
+        await stopping.wait()
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
     def _keep(self, task: "asyncio.Task[None]") -> None:
         # The loop holds only weak references to tasks.
         self._running.add(task)
@@ -263,7 +291,10 @@ class Attempts:
         health = self._health(endpoint)
         now = time.monotonic()
         if health.stuck_for(now) > self._schedule.park:
-            tier = self._schedule.tier_over(health.hanging_in(now))
+            wait = health.hanging_in(now)
+            tier = self._schedule.tier_over(wait)
+            if tier > 2000 * health.slow_after:  # a custom schedule with long tiers: a few trips instead
+                tier = self._schedule.tier_for(wait)
         else:
             tier = self._schedule.tier_for(self._schedule.park)
         await self._tasks.later(task, tier)
@@ -282,7 +313,13 @@ class Attempts:
         self._endpoint_of[task.subscription_id] = target.endpoint
         if handoff is None:
             await self._turn(target.endpoint, time.monotonic() + _SLOT_WAIT)
-        else:  # the fan-out holds its event meanwhile: a short wait, and none for a slow endpoint
+        elif self._health(target.endpoint).answer_time > _QUICK_ANSWER:
+            # The fan-out holds its event while a first attempt runs: an endpoint known to answer
+            # slowly would hold it for long (and cap how many events a worker takes in), so its
+            # deliveries take the attempts queue, as every delivery did before.
+            await self._hand_to_queue(task)
+            return
+        else:  # a short wait, and none for an endpoint whose slots are all held by slow attempts
             await self._turn(target.endpoint, handoff.deadline, patience=HANDOFF)
         health = self._health(target.endpoint)
         now = time.monotonic()
@@ -299,6 +336,9 @@ class Attempts:
             )
             return
         if target.rate_limit is not None and target.rate_period is not None:
+            if handoff is not None and handoff.expired:  # before a slot of the window is taken
+                await self._hand_to_queue(task)
+                return
             held_for = await rate_limit.hold(
                 self._pool,
                 endpoint_id=target.endpoint_id,
@@ -312,9 +352,12 @@ class Attempts:
                 held = msgspec.structs.replace(task, not_before=time.time() + held_for)
                 await self._tasks.later(held, self._schedule.tier_for(held_for))
                 return
-        if handoff is not None and not handoff.may_post():
-            await self._hand_to_queue(task)
-            return
+        if handoff is not None:
+            if target.rate_limit is not None:
+                handoff.must_post()  # its slot of the window is taken: never a send without a POST
+            elif not handoff.may_post():
+                await self._hand_to_queue(task)
+                return
         started = health.started(time.monotonic())
         outcome: Outcome | None = None
         try:
@@ -335,7 +378,12 @@ class Attempts:
         if state.status == "pending" and state.next_attempt_at is not None:
             not_before = state.next_attempt_at.timestamp()
             retry = msgspec.structs.replace(
-                task, step=task.step + 1, not_before=not_before, made=state.attempts, guard=False
+                # The step after the attempts made (a guard's own step is 0 whatever came since).
+                task,
+                step=max(task.step + 1, state.attempts),
+                not_before=not_before,
+                made=state.attempts,
+                guard=False,
             )
             await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
             published = "retry"

@@ -62,8 +62,10 @@ class FanOut:
                 body=message.body,
                 made=0,
             )
-            if recovering:  # an earlier fan-out may have attempted it: a task, or a guard that follows up
-                work.append(self._tasks.now(msgspec.structs.replace(task, guard=new.attempts > 0)))
+            if recovering or new.target is None:
+                # An earlier fan-out may have attempted it, or be attempting it still: a guard makes
+                # the attempt if none is recorded and follows it up if one is.
+                work.append(self._tasks.now(msgspec.structs.replace(task, guard=True)))
             else:
                 work.append(self._attempts.first(task, new.target))
         # Every delivery settles before the event does, whatever one of them raised.

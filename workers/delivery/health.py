@@ -27,6 +27,7 @@ class EndpointHealth(msgspec.Struct):
     in_flight: list[float] = []  # start times of the attempts running now
     failures: int = 0  # consecutive failed attempts (no answer, or a 5xx)
     last_failure_at: float = 0.0
+    answer_time: float = 0.0  # of its recent attempts, a moving average (0: none yet)
 
     def verdict(self, now: float) -> Verdict:
         failing = self.failures > 0 and now - self.last_failure_at < self.probe_every
@@ -56,6 +57,8 @@ class EndpointHealth(msgspec.Struct):
 
     def finished(self, started: float, now: float, *, answered_below_500: bool) -> None:
         self.in_flight.remove(started)
+        took = now - started
+        self.answer_time = took if not self.answer_time else 0.8 * self.answer_time + 0.2 * took
         if answered_below_500:
             self.failures = 0
         else:

@@ -50,6 +50,7 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     attempts = Attempts(delivery, pool, poster, tasks, results)
     service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks, attempts).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
+    service.run("first attempts", attempts.run)
     log.info(
         "delivery consuming",
         queue=deliveries.name,

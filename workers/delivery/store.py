@@ -106,7 +106,7 @@ class NewDelivery(msgspec.Struct, frozen=True):
     delivery_id: str
     subscription_id: str
     attempts: int  # 0, or 1 for a delivery whose first attempt an earlier fan-out made
-    target: Target
+    target: Target | None  # None: its subscription is gone (only a recovered delivery)
 
 
 async def create_deliveries(
@@ -120,9 +120,8 @@ async def create_deliveries(
     next task in a delay tier: never a second one."""
     rows = await conn.fetch(_CREATE_DELIVERIES, vendor, source, event_type, event_id, recovering)
     return [
-        NewDelivery(row["delivery_id"], row["subscription_id"], row["attempts"], target)
+        NewDelivery(row["delivery_id"], row["subscription_id"], row["attempts"], _target_of(row))
         for row in rows
-        if (target := _target_of(row)) is not None
     ]
 
 
@@ -165,28 +164,25 @@ async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) 
 # makes the first attempts itself. Redelivered events find their deliveries already there (the
 # inserted rows are not visible to the second half of `work`: one snapshot).
 _CREATE_DELIVERIES = f"""
-WITH m AS (
-    SELECT m.id::uuid AS subscription_id, t.url, t.status AS subscription_status, t.endpoint,
-           t.secrets, t.endpoint_id, t.rate_limit, t.rate_period
-    FROM ({_MATCH}) m(id)
-    JOIN LATERAL ({_TARGET.replace("$1::uuid", "m.id::uuid")}) t ON true
-), inserted AS (
+WITH m AS ({_MATCH}), inserted AS (
     INSERT INTO deliveries (id, subscription_id, event_id, event_type)
-    SELECT gen_random_uuid(), m.subscription_id, $4::uuid, $3 FROM m
+    SELECT gen_random_uuid(), m.id::uuid, $4::uuid, $3 FROM m
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     RETURNING id, subscription_id
 ), work AS (
     SELECT id, subscription_id, 0 AS attempts FROM inserted
     UNION ALL
+    -- Whatever its subscription is now (paused, disabled by a 410 just recorded): the task or
+    -- guard handed out for it follows up, or cancels.
     SELECT d.id, d.subscription_id, d.attempts FROM deliveries d
-    WHERE $5 AND d.event_id = $4::uuid AND d.subscription_id IN (SELECT subscription_id FROM m)
+    WHERE $5 AND d.event_id = $4::uuid
       AND ((d.status = 'pending' AND d.attempts = 0)
            OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
       AND d.id NOT IN (SELECT id FROM inserted)
 )
-SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, w.attempts, m.url,
-       m.subscription_status, m.endpoint, m.secrets, m.endpoint_id, m.rate_limit, m.rate_period
-FROM work w JOIN m ON m.subscription_id = w.subscription_id
+SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, w.attempts, t.url,
+       t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit, t.rate_period
+FROM work w LEFT JOIN LATERAL ({_TARGET.replace("$1::uuid", "w.subscription_id")}) t ON true
 """
 
 # The same read for many deliveries at once (batch.py); each row names its delivery.
