@@ -26,8 +26,6 @@ from bench.delivery import Subscribers, _subscribe
 from bench.net import free_port, wait_ok
 from bench.paced import Paced
 from bench.world import AMQP_URL, ROOT, BenchError, Process, world
-from subscribers.queues import delivery_queue_names
-from workers.delivery.settings import DeliverySettings
 
 SUBSCRIBER_P99_MS = 150.0
 RESULTS_P99_MS = 50.0
@@ -113,8 +111,6 @@ async def to_subscriber(count: int, rate: float, timeout: float) -> LatencyResul
             stack.resultbus(w, ["router", "delivery"]) as s,
             aiohttp.ClientSession() as http,
         ):
-            # The delivery worker's queues (not the topology's own names): removed with the world.
-            w.extra_queues.extend(delivery_queue_names(w.topology, DeliverySettings.from_env(s.env).schedule))
             urls = [f"http://127.0.0.1:{p}/hook" for p in (live, fail, hang)]
             await _subscribe(w, urls)
             paced = await _paced(s.url, count, rate, timeout)

@@ -14,6 +14,8 @@ import aio_pika
 from bench.net import free_port, wait_ok
 from bench.payloads import INSPERA_SECRET, INSPERA_SOURCE
 from bench.world import AMQP_URL, Process, World, queue_counts, run_to_end
+from subscribers.queues import delivery_queue_names
+from workers.delivery.settings import DeliverySettings
 
 SOURCES_TOML = f"""
 [[source]]
@@ -77,6 +79,8 @@ async def resultbus(w: World, roles: Sequence[str], **more_env: str) -> AsyncIte
             **more_env,
         )
         await run_to_end("migrate", ["workers", "migrate"], env)
+        if "delivery" in roles:  # the delivery worker's queues are not the topology's own names
+            w.extra_queues.extend(delivery_queue_names(w.topology, DeliverySettings.from_env(env).schedule))
         processes: list[Process] = []
         try:
             ingress = await Process.start("ingress", ["ingress"], env)

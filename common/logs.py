@@ -43,10 +43,6 @@ def clear() -> None:
     _CONTEXT.set(_EMPTY)
 
 
-def context() -> Mapping[str, Any]:
-    return _CONTEXT.get()
-
-
 @contextlib.contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """`bind` for the block only."""

@@ -4,12 +4,13 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 import msgspec
 
 from common.errors import Reject
 from schemas.envelope import RawEnvelope
-from schemas.event import VENDOR_EVENT_PREFIX, ResultEvent
+from schemas.event import VENDOR_EVENT_PREFIX, Candidate, ExamRef, Result, ResultEvent, Status
 from schemas.vendor import Vendor
 
 # Event ids are UUIDv5 of the vendor and its natural key: the same vendor event gets the same id
@@ -47,6 +48,37 @@ class Normalized(msgspec.Struct, frozen=True):
 
 def event_id(envelope: RawEnvelope, natural_key: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{envelope.vendor.value}:{natural_key}"))
+
+
+def result_event(
+    envelope: RawEnvelope,
+    natural_key: str,
+    vendor_event: str,
+    status: Status | None,
+    *,
+    exam: ExamRef | None,
+    occurred_at: datetime | None = None,
+    candidate: Candidate | None = None,
+    result: Result | None = None,
+    attributes: dict[str, str | int | float | bool | None] | None = None,
+) -> ResultEvent:
+    """The event of one webhook: its id, type and provenance derived the same way for every vendor
+    (a status it maps to, else the vendor's own event name); the rest is the vendor's."""
+    return ResultEvent(
+        id=event_id(envelope, natural_key),
+        type=status.value if status else vendor_event_type(vendor_event),
+        vendor=envelope.vendor,
+        source=envelope.source,
+        webhook_id=envelope.id,
+        vendor_event=vendor_event,
+        received_at=envelope.received_at,
+        occurred_at=occurred_at,
+        status=status,
+        exam=exam,
+        candidate=candidate,
+        result=result,
+        attributes=attributes or {},
+    )
 
 
 _NON_WORD = re.compile(r"[^a-z0-9_.]+")

@@ -3,7 +3,7 @@
 import msgspec
 
 from schemas.envelope import RawEnvelope
-from schemas.event import Candidate, ExamRef, ResultEvent, Status
+from schemas.event import Candidate, ExamRef, Status
 from schemas.inspera import InsperaEvent
 from schemas.vendor import Vendor
 from vendors import rules
@@ -13,8 +13,7 @@ from vendors.base import (
     RejectedWebhook,
     VendorSpec,
     decode_failure,
-    event_id,
-    vendor_event_type,
+    result_event,
 )
 
 _decoder = msgspec.json.Decoder(InsperaEvent)
@@ -77,16 +76,12 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         if isinstance(extra.value, str | int | float | bool):
             attributes["extra_info_value"] = extra.value
 
-    event = ResultEvent(
-        id=event_id(envelope, natural_key),
-        type=status.value if status else vendor_event_type(sent.event),
-        vendor=envelope.vendor,
-        source=envelope.source,
-        webhook_id=envelope.id,
-        vendor_event=sent.event,
-        received_at=envelope.received_at,
+    event = result_event(
+        envelope,
+        natural_key,
+        sent.event,
+        status,
         occurred_at=sent.timestamp,
-        status=status,
         exam=exam,
         candidate=candidate,
         attributes=attributes,

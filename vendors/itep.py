@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from schemas.envelope import RawEnvelope
-from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
+from schemas.event import Candidate, ExamRef, Result, Section, Status
 from schemas.itep import ITEP_SECTIONS, ItepResult
 from schemas.vendor import Vendor
 from vendors import rules
@@ -19,10 +19,9 @@ from vendors.base import (
     RejectedWebhook,
     VendorSpec,
     decode_failure,
-    event_id,
     number,
+    result_event,
     text_or_none,
-    vendor_event_type,
 )
 
 _VENDOR = "itep"
@@ -115,15 +114,11 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     # An unknown status is kept as a vendor event: iTEP's two pages already name them differently.
     status = STATUSES.get(raw_status.lower())
     natural_key = f"{sent.TestID}|{raw_status}|{hashlib.sha256(data).hexdigest()}"
-    event = ResultEvent(
-        id=event_id(envelope, natural_key),
-        type=status.value if status else vendor_event_type(raw_status),
-        vendor=envelope.vendor,
-        source=envelope.source,
-        webhook_id=envelope.id,
-        vendor_event=raw_status,
-        received_at=envelope.received_at,
-        status=status,
+    event = result_event(
+        envelope,
+        natural_key,
+        raw_status,
+        status,
         exam=ExamRef(key=sent.TestID, test_id=sent.TestID, taken_on=day_taken(sent)),
         candidate=Candidate(external_id=text_or_none(sent.OID)),
         result=_result(sent),

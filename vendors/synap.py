@@ -4,7 +4,7 @@ name their event in `meta.eventName`)."""
 import msgspec
 
 from schemas.envelope import RawEnvelope
-from schemas.event import Candidate, ExamRef, Grade, Result, ResultEvent, Status
+from schemas.event import Candidate, ExamRef, Grade, Result, Status
 from schemas.synap import SynapAttempt, SynapWebhook
 from schemas.vendor import Vendor
 from vendors import rules
@@ -14,8 +14,7 @@ from vendors.base import (
     RejectedWebhook,
     VendorSpec,
     decode_failure,
-    event_id,
-    vendor_event_type,
+    result_event,
 )
 
 _decoder = msgspec.json.Decoder(SynapWebhook)
@@ -92,16 +91,12 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
             if value is not None:
                 attributes[key] = value
 
-    event = ResultEvent(
-        id=event_id(envelope, natural_key),
-        type=status.value if status else vendor_event_type(name),
-        vendor=envelope.vendor,
-        source=envelope.source,
-        webhook_id=envelope.id,
-        vendor_event=name,
-        received_at=envelope.received_at,
+    event = result_event(
+        envelope,
+        natural_key,
+        name,
+        status,
         occurred_at=sent.meta.timestamp,
-        status=status,
         exam=exam_ref,
         candidate=_candidate(sent),
         result=_result(sent),

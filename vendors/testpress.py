@@ -3,11 +3,11 @@
 import msgspec
 
 from schemas.envelope import RawEnvelope
-from schemas.event import Candidate, ExamRef, Result, ResultEvent, Section, Status
+from schemas.event import Candidate, ExamRef, Result, Section, Status
 from schemas.testpress import TestpressAttempt
 from schemas.vendor import Vendor
 from vendors import rules
-from vendors.base import DECODE_ERRORS, Normalized, VendorSpec, decode_failure, event_id, text_or_none
+from vendors.base import DECODE_ERRORS, Normalized, VendorSpec, decode_failure, result_event, text_or_none
 
 _VENDOR = "testpress"
 
@@ -38,16 +38,12 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
     result = _result(sent)
     natural_key = f"{sent.attempt_id}|{state}|{sent.hash.lower()}"
     attempt_id = str(sent.attempt_id)
-    event = ResultEvent(
-        id=event_id(envelope, natural_key),
-        type=status.value,
-        vendor=envelope.vendor,
-        source=envelope.source,
-        webhook_id=envelope.id,
-        vendor_event=state,
-        received_at=envelope.received_at,
+    event = result_event(
+        envelope,
+        natural_key,
+        state,
+        status,
         occurred_at=sent.completed_on if status is Status.COMPLETED else sent.attempt_start_time,
-        status=status,
         exam=ExamRef(
             key=f"attempt:{attempt_id}",
             attempt_id=attempt_id,

@@ -105,7 +105,6 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
 class NewDelivery(msgspec.Struct, frozen=True):
     delivery_id: str
     subscription_id: str
-    attempts: int  # 0, or 1 for a delivery whose first attempt an earlier fan-out made
     target: Target | None  # None: its subscription is gone (only a recovered delivery)
 
 
@@ -119,10 +118,7 @@ async def create_deliveries(
     attempt, made by that fan-out, may lack what follows it. A delivery attempted more often has its
     next task in a delay tier: never a second one."""
     rows = await conn.fetch(_CREATE_DELIVERIES, vendor, source, event_type, event_id, recovering)
-    return [
-        NewDelivery(row["delivery_id"], row["subscription_id"], row["attempts"], _target_of(row))
-        for row in rows
-    ]
+    return [NewDelivery(row["delivery_id"], row["subscription_id"], _target_of(row)) for row in rows]
 
 
 class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,17 +166,17 @@ WITH m AS ({_MATCH}), inserted AS (
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     RETURNING id, subscription_id
 ), work AS (
-    SELECT id, subscription_id, 0 AS attempts FROM inserted
+    SELECT id, subscription_id FROM inserted
     UNION ALL
     -- Whatever its subscription is now (paused, disabled by a 410 just recorded): the task or
     -- guard handed out for it follows up, or cancels.
-    SELECT d.id, d.subscription_id, d.attempts FROM deliveries d
+    SELECT d.id, d.subscription_id FROM deliveries d
     WHERE $5 AND d.event_id = $4::uuid
       AND ((d.status = 'pending' AND d.attempts = 0)
            OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
       AND d.id NOT IN (SELECT id FROM inserted)
 )
-SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, w.attempts, t.url,
+SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, t.url,
        t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit, t.rate_period
 FROM work w LEFT JOIN LATERAL ({_TARGET.replace("$1::uuid", "w.subscription_id")}) t ON true
 """
