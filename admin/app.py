@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -16,9 +16,7 @@ from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
-from common.errors import TRANSIENT
-from schemas.delivery import DeliveryTask
-from schemas.event import decode_event, encode_event
+from admin.replay import TaskSink, UnknownEvent, replay
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
 from subscribers.signing import InvalidSecret, generate_secret, secret_key
 from subscribers.ssrf import ForbiddenAddress, check_host
@@ -29,12 +27,6 @@ T = TypeVar("T")
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
-
-
-class TaskSink(Protocol):
-    """Where replays go: the delivery workers' attempts queue (subscribers.queues.TaskPublisher)."""
-
-    async def now(self, task: DeliveryTask) -> None: ...
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -179,39 +171,17 @@ class Handlers:
             raise Unprocessable("give either event_id or since")
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
-            if status is None:
-                raise NotFound("no such subscription")
-            if status != "active":
-                raise Unprocessable(f"the subscription is {status}: enable it first")
-            if body.event_id is not None:
-                found = await store.replay_one(conn, subscription_id, body.event_id)
-                if found is None:
-                    raise NotFound("no such event")
-                todo = [(found[0], body.event_id, found[1], found[2])]
-            else:
-                assert body.since is not None
-                todo = await store.replay_failed(conn, subscription_id, body.since)
-        for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
-            # The stored event, encoded as the router encodes it: the same bytes it published.
-            event_body = encode_event(decode_event(payload.encode()))
-            try:
-                await self._tasks.now(
-                    DeliveryTask(
-                        delivery_id=delivery_id,
-                        subscription_id=subscription_id,
-                        event_id=event_id,
-                        body=event_body,
-                        made=made,
-                    )
-                )
-            except TRANSIENT:
-                # Pending without a task would wait for ever: what was not queued is failed again,
-                # so that the operator's next replay finds it.
-                async with self._pool.acquire() as conn:
-                    await store.unqueue(conn, [d for d, *_ in todo[queued:]])
-                raise
-        log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
-        return _json(wire.Replayed([d for d, *_ in todo]), status=202)
+        if status is None:
+            raise NotFound("no such subscription")
+        if status != "active":
+            raise Unprocessable(f"the subscription is {status}: enable it first")
+        try:
+            queued = await replay(
+                self._pool, self._tasks, subscription_id, event_id=body.event_id, since=body.since
+            )
+        except UnknownEvent:
+            raise NotFound("no such event") from None
+        return _json(wire.Replayed(queued), status=202)
 
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)

@@ -42,6 +42,23 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     per: Literal["second", "minute"]
 
 
+# Of one exam's events, a subscription receives every one in order (`all`), or, when some wait (its
+# endpoint is down, or retrying one), only the newest (`latest`: the others are `superseded`).
+DeliveryOrder = Annotated[
+    Literal["all", "latest"],
+    Meta(
+        description=(
+            "How one exam's events reach the subscription: `all` (default), every event, in the"
+            " exam's order (a later one waits while an earlier one is pending or retrying); `latest`,"
+            " in order too, but an event still waiting is superseded (not sent) once a newer one of"
+            " the same exam is due."
+        )
+    ),
+]
+# waiting: behind an earlier delivery of the same exam; superseded: a newer event of the exam went instead.
+DeliveryStatus = Literal["waiting", "pending", "succeeded", "failed", "cancelled", "superseded"]
+
+
 class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: Url
     description: Description | None = None
@@ -51,6 +68,7 @@ class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     event_types: Filter = []
     secret: Secret | None = None  # generated when not given
     rate_limit: RateLimit | None = None  # none: as fast as the workers can send
+    delivery_order: DeliveryOrder = "all"
 
 
 class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +82,7 @@ class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     status: Literal["active", "disabled"] | None = None
     # Left out: unchanged; null: no limit any more.
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    delivery_order: DeliveryOrder | None = None
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +106,7 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     secrets: list[SecretInfo]
     rate_limit: RateLimit | None = None
+    delivery_order: DeliveryOrder = "all"
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True, kw_only=True):
@@ -240,7 +260,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     event_id: str
     event_type: str
-    status: Literal["pending", "succeeded", "failed", "cancelled"]
+    status: DeliveryStatus
     attempts: int
     last_status: int | None = None
     last_error: str | None = None
@@ -255,7 +275,7 @@ class Deliveries(msgspec.Struct, frozen=True):
 
 
 class DeliveriesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    status: Literal["pending", "succeeded", "failed", "cancelled"] | None = None
+    status: DeliveryStatus | None = None
     since: Since | None = None  # created at or after
     limit: Limit = 100
 

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractConnection
 from aiohttp import web
 
 from admin.console import auth
-from admin.console.pages import Pages, TaskSink
+from admin.console.pages import Pages
 from admin.console.queues import Broker, delivery_tiers_ms
 from admin.console.serving import (
     PREFIX,
@@ -22,6 +22,7 @@ from admin.console.serving import (
     make_middleware,
     security_headers,
 )
+from admin.replay import TaskSink
 from common.settings import WorkerSettings
 
 __all__ = ["PREFIX", "attach_broker", "setup"]
