@@ -188,8 +188,16 @@ FAST = DeliverySettings(
 
 @contextlib.asynccontextmanager
 async def world(
-    amqp_url: str, database_url: str, topology: Topology, schema: str, delivery: DeliverySettings = FAST
+    amqp_url: str,
+    database_url: str,
+    topology: Topology,
+    schema: str,
+    delivery: DeliverySettings = FAST,
+    *,
+    worker: bool = True,
 ) -> AsyncIterator[World]:
+    """A delivery worker running in this process (unless not `worker`: the test runs its own), the
+    database migrated, and a queue bound to the operational events."""
     settings = WorkerSettings(
         amqp_url=amqp_url,
         topology=topology,
@@ -206,6 +214,9 @@ async def world(
         results = await declare_results(channel, topology)
         probe = await channel.declare_queue(probe_name, durable=False)
         await probe.bind(results, routing_key="resultbus.#")
+        if not worker:
+            yield World(settings, delivery, pool, results, probe)
+            return
         async with running(
             "delivery", (settings, delivery), start_delivery, ProcessSettings(shutdown_timeout=2.0)
         ):
