@@ -307,7 +307,10 @@ async def _measure(
     # As many POSTs in flight per endpoint as the workers together may have.
     per_endpoint = settings.per_endpoint * config.workers
     baseline = await _baseline(
-        targets[:live], [(e.id, encode_event(e)) for e in _events(config.events)], per_endpoint, config.timeout
+        targets[:live],
+        [(e.id, encode_event(e)) for e in _events(config.events)],
+        per_endpoint,
+        config.timeout,
     )
     print(
         f"delivery baseline: {baseline.ok / baseline.seconds:,.0f} posts/s to {live} subscribers,"
