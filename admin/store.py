@@ -132,10 +132,6 @@ async def update_subscription(
                 rate_limit = CASE WHEN $11 THEN $12 ELSE rate_limit END,
                 rate_limit_per = CASE WHEN $11 THEN $13 ELSE rate_limit_per END,
                 delivery_order = coalesce($14, delivery_order),
-                -- What it matches changed: only events stored from now on are waited for (store.py
-                -- of the delivery workers).
-                matching_since = CASE WHEN $9 OR $5 IS NOT NULL OR $6 IS NOT NULL OR $7 IS NOT NULL
-                                      THEN now() ELSE matching_since END,
                 updated_at = now()
             WHERE id = $1::uuid
             """,

@@ -320,16 +320,26 @@ async def _measure(
     await subscribers.reset(session)
 
     workers = [
-        await Process.start(f"delivery-{n}", ["workers", "delivery"], env) for n in range(config.workers)
+        await Process.start(
+            f"delivery-{n}", os.environ.get("BENCH_WORKER_ARGS", "workers delivery").split(), env
+        )
+        for n in range(config.workers)
     ]
     try:
         for worker in workers:
             await _worker_ready(w, worker, consumers=config.workers)
-        sent = await _publish(w, await _stored(w, _events(config.events)), None)
+        bodies = await _stored(w, _events(config.events))
+        cpu = sum(worker.cpu_seconds() for worker in workers)
+        sent = await _publish(w, bodies, None)
         arrived = await subscribers.wait_for(session, config.events * live, config.timeout)
+        cpu = sum(worker.cpu_seconds() for worker in workers) - cpu
         seconds = max(arrived.values()) - min(sent.values())
         burst = _latency(sent, arrived)
-        print(f"delivery worker: {config.events * live / seconds:,.0f} deliveries/s", flush=True)
+        print(
+            f"delivery worker: {config.events * live / seconds:,.0f} deliveries/s,"
+            f" {cpu / (config.events * live) * 1e6:,.0f} us of its CPU per delivery",
+            flush=True,
+        )
         steady = burst
         if config.latency_events:
             await subscribers.reset(session)

@@ -46,7 +46,7 @@ class FanOut:
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
         logs.bind(event_id=head.id, vendor=head.vendor, source=head.source, type=head.type)
-        exam = None if head.exam is None else f"{head.vendor}/{head.exam.key}"
+        exam = None if head.exam is None else head.exam.key
         async with self._pool.acquire() as conn:
             ready = await store.create_deliveries(
                 conn, head.vendor, head.source, head.type, head.id, exam, recovering=recovering(message)
