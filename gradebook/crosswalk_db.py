@@ -82,21 +82,17 @@ _MAPPING_COLUMNS = (
     "vendor, candidate, student, override, source, note, created_by, created_at, updated_by, updated_at"
 )
 
+_BEFORE = "SELECT student FROM crosswalk WHERE vendor = $1 AND candidate = $2 FOR UPDATE"
+
 _UPSERT = f"""
-WITH before AS (
-    SELECT student, override, note FROM crosswalk WHERE vendor = $1 AND candidate = $2 FOR UPDATE
-), written AS (
-    INSERT INTO crosswalk (vendor, candidate, student, override, source, note, created_by, updated_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-    ON CONFLICT (vendor, candidate) DO UPDATE
-        SET student = EXCLUDED.student, override = EXCLUDED.override, source = EXCLUDED.source,
-            note = EXCLUDED.note, updated_by = EXCLUDED.updated_by, updated_at = now()
-        WHERE (crosswalk.student, crosswalk.override, crosswalk.note)
-              IS DISTINCT FROM (EXCLUDED.student, EXCLUDED.override, EXCLUDED.note)
-    RETURNING {_MAPPING_COLUMNS}
-)
-SELECT (SELECT student FROM before) AS before, (SELECT count(*) FROM before) AS existed, w.*
-FROM (SELECT 1) AS one LEFT JOIN written w ON true
+INSERT INTO crosswalk (vendor, candidate, student, override, source, note, created_by, updated_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+ON CONFLICT (vendor, candidate) DO UPDATE
+    SET student = EXCLUDED.student, override = EXCLUDED.override, source = EXCLUDED.source,
+        note = EXCLUDED.note, updated_by = EXCLUDED.updated_by, updated_at = now()
+    WHERE (crosswalk.student, crosswalk.override, crosswalk.note)
+          IS DISTINCT FROM (EXCLUDED.student, EXCLUDED.override, EXCLUDED.note)
+RETURNING {_MAPPING_COLUMNS}
 """
 
 _GET = f"SELECT {_MAPPING_COLUMNS} FROM crosswalk WHERE vendor = $1 AND candidate = $2"
@@ -165,15 +161,15 @@ async def put_mapping(conn: DbConn, wanted: Wanted, *, by: str, source: MappingS
 
 async def _put(conn: DbConn, wanted: Wanted, *, by: str, source: MappingSource) -> Stored:
     vendor = wanted.vendor.value
+    # Locked first: the history's `before` is the row as this change found it.
+    before = await conn.fetchval(_BEFORE, vendor, wanted.candidate)
+    existed = before is not None
     row = await conn.fetchrow(
         _UPSERT, vendor, wanted.candidate, wanted.student, wanted.override, source, wanted.note, by
     )
-    assert row is not None
-    if row["vendor"] is None:  # the same mapping again: nothing written
+    if row is None:  # the same mapping again: nothing written
         current = await conn.fetchrow(_GET, vendor, wanted.candidate)
         return Stored(mapping=_mapping(current), change="unchanged", before=None, released=0)
-    existed = bool(row["existed"])
-    before = row["before"]
     await conn.execute(_CHANGE, vendor, wanted.candidate, before, wanted.student, wanted.override, source, by)
     released = await release(
         conn, wanted.vendor, [wanted.candidate], by=f"crosswalk:{vendor}/{wanted.candidate}"
@@ -186,10 +182,23 @@ async def _put(conn: DbConn, wanted: Wanted, *, by: str, source: MappingSource) 
     )
 
 
-async def import_mappings(conn: DbConn, wanted: Sequence[Wanted], *, by: str) -> list[Stored]:
-    """A whole CSV file: every line stored, or (on any error) none."""
-    async with conn.transaction():
-        return [await _put(conn, one, by=by, source="csv") for one in wanted]
+async def import_mappings(
+    conn: DbConn, wanted: Sequence[Wanted], *, by: str, dry_run: bool = False
+) -> list[Stored]:
+    """A whole CSV file in one transaction: every line stored, or (on any error) none. A dry run
+    makes the same changes and rolls them back: its answer is what the import would do."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        stored = [await _put(conn, one, by=by, source="csv") for one in wanted]
+    except BaseException:
+        await transaction.rollback()
+        raise
+    if dry_run:
+        await transaction.rollback()
+    else:
+        await transaction.commit()
+    return stored
 
 
 async def get_mapping(conn: DbConn, vendor: Vendor, candidate: str) -> Mapping | None:
