@@ -38,6 +38,7 @@ log = structlog.get_logger("admin")
 MAX_IMPORT_BYTES: Final = 4 * 1024 * 1024
 MAX_IMPORT_LINES: Final = 50_000
 MAX_LINE_ERRORS: Final = 200
+MAX_CANDIDATE: Final = 200
 COLUMNS: Final = ("vendor", "candidate", "student", "override", "note")
 REQUIRED_COLUMNS: Final = ("vendor", "candidate", "student")
 _TRUE: Final = frozenset({"true", "yes", "1", "y"})
@@ -222,9 +223,9 @@ def _key(request: web.Request) -> tuple[Vendor, str]:
         vendor = Vendor(request.match_info["vendor"])
     except ValueError:
         raise NotFound(f"no such vendor: one of {', '.join(v.value for v in Vendor)}") from None
-    candidate = request.match_info["candidate"]
-    if not candidate.strip() or len(candidate) > 200:
-        raise NotFound("no such candidate")
+    candidate = clean_sourced_id(request.match_info["candidate"], MAX_CANDIDATE)
+    if candidate is None or candidate != request.match_info["candidate"]:
+        raise NotFound("no such candidate: 1 to 200 characters, no spaces around, no control characters")
     return vendor, candidate
 
 
@@ -288,9 +289,11 @@ def parse_csv(text: str) -> list[tuple[int, Wanted]]:
                 problems.append(
                     f"vendor {values['vendor']!r} is not one of {', '.join(v.value for v in Vendor)}"
                 )
-            candidate = values["candidate"].strip()
-            if not candidate or len(candidate) > 200:
-                problems.append("candidate is empty or longer than 200 characters")
+            candidate = clean_sourced_id(values["candidate"], MAX_CANDIDATE) or ""
+            if not candidate:
+                problems.append(
+                    f"candidate is empty, longer than {MAX_CANDIDATE} characters, or holds control characters"
+                )
             student = clean_sourced_id(values["student"])
             if student is None:
                 problems.append(
@@ -339,7 +342,7 @@ class CrosswalkHandlers:
         body = _put_decoder.decode(await request.read())
         student = clean_sourced_id(body.student)
         if student is None:
-            raise Unprocessable("student: control characters are not allowed")
+            raise Unprocessable("student: control and format characters are not allowed")
         wanted = Wanted(
             vendor=vendor, candidate=candidate, student=student, override=body.override, note=body.note
         )

@@ -14,6 +14,7 @@ row that disagrees with an earlier source holds the result (`Unmapped`, with bot
 someone decides. A result nobody can map is held, never dropped: `resolve` says why.
 """
 
+import unicodedata
 from enum import StrEnum
 from typing import Final
 
@@ -69,12 +70,17 @@ def candidate_key(event: ResultEvent) -> str | None:
     return event.candidate.id if event.candidate is not None else None
 
 
-def clean_sourced_id(value: str | None) -> str | None:
-    """A usable student sourcedId, or None: trimmed, not empty, no control characters, not too long."""
+# Control and format characters (a right-to-left override, say) would make an identifier show as
+# another one: never part of an identifier here.
+_UNSHOWN: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def clean_sourced_id(value: str | None, limit: int = MAX_SOURCED_ID) -> str | None:
+    """A usable identifier, or None: trimmed, not empty, nothing unshown, not too long."""
     if value is None:
         return None
     text = value.strip()
-    if not text or len(text) > MAX_SOURCED_ID or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text or len(text) > limit or any(unicodedata.category(c) in _UNSHOWN for c in text):
         return None
     return text
 

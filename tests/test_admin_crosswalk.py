@@ -77,7 +77,7 @@ async def test_bad_mappings_get_precise_answers(admin: Admin) -> None:
     status, body = await admin.call("PUT", "/v1/crosswalk/itep/T1", {"student": "  ", "by": BY})
     assert status == 422
     status, body = await admin.call("PUT", "/v1/crosswalk/itep/T1", {"student": "S-1\u0007", "by": BY})
-    assert (status, body["error"]) == (422, "student: control characters are not allowed")
+    assert (status, body["error"]) == (422, "student: control and format characters are not allowed")
     status, body = await admin.call("PUT", "/v1/crosswalk/itep/T1", {"student": "S-1", "by": BY, "sis": 1})
     assert status == 422 and "sis" in body["error"]
     async with admin.http.put(admin.base + "/v1/crosswalk/itep/T1", data=b"{", headers=AUTH) as response:
@@ -123,7 +123,7 @@ async def test_a_csv_file_with_any_bad_line_changes_nothing(admin: Admin) -> Non
     assert body["error"] == "4 lines refused; nothing was imported"
     assert body["lines"] == [
         {"line": 3, "error": "vendor 'moodle' is not one of itep, inspera, synap, testpress"},
-        {"line": 4, "error": "candidate is empty or longer than 200 characters"},
+        {"line": 4, "error": "candidate is empty, longer than 200 characters, or holds control characters"},
         {"line": 5, "error": "2 fields, the header has 3"},
         {"line": 6, "error": "itep 'T-1' is mapped to 'S-1' on line 2 already"},
     ]
@@ -219,3 +219,22 @@ async def test_the_lookup_reads_the_itep_orders_registration(admin: Admin) -> No
         # An event of an order no one knows: nothing read, nothing taken for granted.
         stranger = msgspec.structs.replace(event, order=OrderRef(id=str(uuid.uuid4()), reference="x"))
         assert (await crosswalk_db.lookup(conn, stranger)).order_student_number is None
+
+
+async def test_hostile_files_get_a_4xx_and_change_nothing(admin: Admin) -> None:
+    hostile: list[bytes] = [
+        bytes(range(256)),
+        b'vendor,candidate,student\n"itep,T-1,S-1\n',  # a quote never closed
+        b"vendor,candidate,student\nitep,T-1,S-1\x00\n",
+        b"vendor,candidate,student\n" + b"itep," + b"x" * 300 + b",S-1\n",
+        b"vendor,candidate,student\nitep,T-1," + b"y" * 300 + b"\n",
+        "vendor,candidate,student\nitep,T-1,S-\u202e1\u0085\n".encode(),
+        b"\xef\xbb\xbf",
+        b"",
+    ]
+    for body in hostile:
+        status, answer = await csv(admin, body)
+        assert 400 <= status < 500, (body[:40], status, answer)
+        assert answer["error"], body[:40]
+    status, listed = await admin.call("GET", "/v1/crosswalk")
+    assert (status, listed["mappings"]) == (200, [])

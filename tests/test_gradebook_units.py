@@ -8,12 +8,16 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from admin.crosswalk import CsvRefused, parse_csv
 from devkit.caliper import Invalid, check_envelope
 from devkit.oneroster import Refused, check_line_item, check_result
 from gradebook import scales
 from gradebook.config import CrosswalkConfig, IdentifierRule, decode_destination, problems
 from gradebook.crosswalk import Lookup, Mapped, Row, Source, Unmapped, candidate_key, resolve
+from gradebook.crosswalk_db import Wanted
 from gradebook.oneroster import line_item_sourced_id, result_sourced_id
 from gradebook.plan import CaliperWrite, OneRosterWrite, Skip, plan
 from schemas.caliper import encode_envelope
@@ -197,7 +201,7 @@ def test_the_email_rule_takes_only_the_institutions_addresses() -> None:
 
 
 def test_unusable_identifiers_are_no_answer() -> None:
-    for bad in ("", "   ", "x" * 256, "S-1\x00x"):
+    for bad in ("", "   ", "x" * 256, "S-1\x00x", "S-\u202e1"):
         event = msgspec.structs.replace(sample_itep(), candidate=Candidate(external_id=bad))
         assert isinstance(resolve(event, CrosswalkConfig(), Lookup()), Unmapped), repr(bad)
 
@@ -414,3 +418,26 @@ def test_provider_messages_are_read_from_status_info() -> None:
 def test_sections_are_matched_case_blind() -> None:
     result = Result(sections=[Section(name="reading", level=5.0)])
     assert scales.score(scales.ItepLevel(section="Reading"), result).score == 5.0  # type: ignore[union-attr]
+
+
+# -- the CSV import's parser ----------------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_any_text_is_parsed_or_refused_line_by_line(text: str) -> None:
+    for body in (text, "vendor,candidate,student\n" + text):
+        try:
+            parsed = parse_csv(body)
+        except CsvRefused as refused:
+            assert refused.errors and all(e.line >= 1 and e.error for e in refused.errors)
+        else:
+            assert all(isinstance(w, Wanted) and w.student.strip() == w.student for _, w in parsed)
+
+
+def test_csv_lines_are_numbered_as_a_spreadsheet_shows_them() -> None:
+    # A quoted field spanning two lines: the next row's number is the file's line, not the row's.
+    text = 'vendor,candidate,student,note\nitep,T-1,S-1,"two\nlines"\nmoodle,T-2,S-2,\n'
+    with pytest.raises(CsvRefused) as refused:
+        parse_csv(text)
+    assert [e.line for e in refused.value.errors] == [4]
