@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -18,6 +19,7 @@ from gradebook.crosswalk import Lookup, Row
 from gradebook.plan import CaliperWrite, OneRosterWrite, plan
 from gradebook.send import Sender, retryable
 from schemas.event import ResultEvent
+from schemas.oneroster import SCOPE_READONLY, ResultBody, encode
 from subscribers.poster import subscriber_session
 from tests.gradebook_world import (
     CALIPER_TOKEN_ENV,
@@ -302,3 +304,55 @@ async def test_caliper_envelopes_are_accepted_by_the_endpoint(sender: Sender) ->
         )
     finally:
         await endpoint.close()
+
+
+async def test_the_devkit_provider_answers_as_the_binding_does(
+    provider: OneRosterProvider, sender: Sender
+) -> None:
+    where = destination(provider)
+    for n in range(3):
+        assert (await sender.send(where, write(sample_synap(f"list-{n}"), where, f"S-{n % 2}"))).ok
+    token = await sender.tokens.token(where.oauth)
+    async with subscriber_session(allow_private=True, limit=2) as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(
+            provider.base_url + "/results",
+            params={"filter": "student.sourcedId='S-0'", "limit": "1"},
+            headers=auth,
+        ) as response:
+            assert (response.status, response.headers["X-Total-Count"]) == (200, "2")
+            assert len((await response.json())["results"]) == 1
+        async with http.get(
+            provider.base_url + "/results", params={"filter": "score>1"}, headers=auth
+        ) as response:
+            body = await response.json()
+            assert response.status == 400
+            assert (
+                body["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"]
+                == "invalid_filter_field"
+            )
+        async with http.get(provider.base_url + "/results/nope", headers=auth) as response:
+            assert response.status == 404 and (await response.json())["imsx_codeMajor"] == "failure"
+        async with http.put(
+            provider.base_url + "/results/x", data=b"{", headers={**auth, "Content-Type": "application/json"}
+        ) as response:
+            assert response.status == 400
+        async with http.get(provider.base_url + "/results") as response:
+            assert response.status == 401 and "Bearer" in response.headers["WWW-Authenticate"]
+        # A token granted the read-only scope may read, not write.
+        basic = {"Authorization": aiohttp.BasicAuth("resultbus", CLIENT_SECRET).encode()}
+        async with http.post(
+            provider.token_url,
+            data={"grant_type": "client_credentials", "scope": SCOPE_READONLY},
+            headers=basic,
+        ) as response:
+            reader = (await response.json())["access_token"]
+        planned = write(sample_synap("ro"), where)
+        async with http.put(
+            provider.base_url + f"/results/{planned.result.sourcedId}",
+            data=encode(ResultBody(planned.result)),
+            headers={"Authorization": f"Bearer {reader}", "Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 403
+        async with http.post(provider.token_url, data={"grant_type": "password"}, headers=basic) as response:
+            assert (response.status, (await response.json())["error"]) == (400, "unsupported_grant_type")
