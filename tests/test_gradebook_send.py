@@ -12,6 +12,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from devkit import samples
 from devkit.caliper import CaliperEndpoint
 from devkit.oneroster import OneRosterProvider
 from gradebook.config import OneRosterDestination
@@ -340,7 +341,7 @@ async def test_the_devkit_provider_answers_as_the_binding_does(
         async with http.get(provider.base_url + "/results") as response:
             assert response.status == 401 and "Bearer" in response.headers["WWW-Authenticate"]
         # A token granted the read-only scope may read, not write.
-        basic = {"Authorization": aiohttp.BasicAuth("resultbus", CLIENT_SECRET).encode()}
+        basic = {"Authorization": samples.basic("resultbus", CLIENT_SECRET)}
         async with http.post(
             provider.token_url,
             data={"grant_type": "client_credentials", "scope": SCOPE_READONLY},
