@@ -169,7 +169,9 @@ async def test_a_mapping_releases_the_results_held_for_its_candidate(admin: Admi
         held = resolve(event, CrosswalkConfig(), found)
         assert isinstance(held, Unmapped)
         await crosswalk_db.hold(conn, subscription_id=subscription, event=event, reason=held.reason)
-    status, listed = await admin.call("GET", "/v1/crosswalk/held", vendor="synap", subscription_id=subscription)
+    status, listed = await admin.call(
+        "GET", "/v1/crosswalk/held", vendor="synap", subscription_id=subscription
+    )
     assert status == 200
     other = str(uuid.uuid4())
     assert (await admin.call("GET", "/v1/crosswalk/held", subscription_id=other))[1]["held"] == []
