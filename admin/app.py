@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, erasures, exams, itep_orders, store, wire
+from admin import console, crosswalk, erasures, exams, itep_orders, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -334,6 +334,7 @@ def routes(h: Handlers) -> list[Route]:
         ),
         *erasures.routes(h._pool),
         *itep_orders.routes(h._pool),
+        *crosswalk.routes(h._pool),
     ]
 
 

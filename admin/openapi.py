@@ -15,6 +15,11 @@ _ERRORS = {
     422: "invalid request",
     503: "database or broker unavailable",
 }
+# Answered only by the operations that list them (`Operation.errors`).
+_OPTIONAL_ERRORS = {
+    413: "request body too large",
+    415: "unsupported media type",
+}
 
 
 class Operation(NamedTuple):
@@ -27,6 +32,12 @@ class Operation(NamedTuple):
     body: type | None = None
     query: type | None = None
     public: bool = False
+    # Path parameters other than `{id}` (a subscription id): name -> type (a msgspec-schemable type).
+    path_params: tuple[tuple[str, Any], ...] = ()
+    body_media_type: str = "application/json"
+    errors: tuple[int, ...] = ()  # statuses of _OPTIONAL_ERRORS this operation answers
+    # An error status whose body says more than `Error` (which it extends): status -> type.
+    error_bodies: tuple[tuple[int, Any], ...] = ()
 
 
 def document(operations: Sequence[Operation]) -> dict[str, Any]:
@@ -34,6 +45,8 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
     for op in operations:
         responses = op.response if isinstance(op.response, tuple) else (op.response,)
         types.extend(t for t in (*responses, op.body, op.query) if t is not None)
+        types.extend(kind for _, kind in op.path_params)
+        types.extend(kind for _, kind in op.error_bodies)
     refs, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     ref_of = dict(zip(map(id, types), refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
@@ -46,6 +59,8 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
         parameters = []
         if "{id}" in op.path:
             parameters.append({"name": "id", "in": "path", "required": True, "schema": ref_of[id(Uuid)]})
+        for name, kind in op.path_params:
+            parameters.append({"name": name, "in": "path", "required": True, "schema": ref_of[id(kind)]})
         if op.query is not None:
             parameters.extend(_query_parameters(components[op.query.__name__], components))
         if parameters:
@@ -53,7 +68,7 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
         if op.body is not None:
             item["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": ref_of[id(op.body)]}},
+                "content": {op.body_media_type: {"schema": ref_of[id(op.body)]}},
             }
         if op.public:
             item["security"] = []
@@ -89,6 +104,10 @@ def _responses(op: Operation, ref_of: dict[int, Any]) -> dict[str, Any]:
         if op.public and status in (401, 404, 422, 400):
             continue
         responses[str(status)] = {"description": text, "content": error}
+    for status in op.errors:
+        responses[str(status)] = {"description": _OPTIONAL_ERRORS[status], "content": error}
+    for status, kind in op.error_bodies:
+        responses[str(status)]["content"] = {"application/json": {"schema": ref_of[id(kind)]}}
     return responses
 
 
