@@ -1,7 +1,7 @@
 """The admin API as an aiohttp application. Routes and the OpenAPI document come from one table."""
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -17,6 +17,8 @@ from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
 from admin.replay import TaskSink, UnknownEvent, replay
+from gradebook.config import Destination, OneRosterDestination, kind_of, problems, url_of
+from schemas.vendor import Vendor
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
 from subscribers.signing import InvalidSecret, generate_secret, secret_key
 from subscribers.ssrf import ForbiddenAddress, check_host
@@ -68,17 +70,27 @@ class Handlers:
             raise NotFound("no such subscription")
         return value
 
-    async def _endpoint(self, url: str) -> str:
+    async def _endpoint(self, url: str, field: str = "url") -> str:
         try:
             endpoint = normalize_endpoint(url)
         except InvalidEndpoint as error:
-            raise Unprocessable(f"url: {error}") from None
+            raise Unprocessable(f"{field}: {error}") from None
         host, port = _host_port(endpoint)
         try:
             await check_host(host, port, allow_private=self._allow_private)
         except ForbiddenAddress as error:
-            raise Unprocessable(f"url: {error}") from None
+            raise Unprocessable(f"{field}: {error}") from None
         return endpoint
+
+    async def _destination(self, destination: Destination, vendors: Sequence[str]) -> str:
+        """A gradebook destination checked (what it needs from each vendor it receives, its URLs
+        under the SSRF policy); the endpoint its results go to."""
+        found = problems(destination, None, [Vendor(v) for v in vendors])
+        if found:
+            raise Unprocessable("destination: " + "; ".join(found))
+        if isinstance(destination, OneRosterDestination):
+            await self._endpoint(destination.oauth.token_url, "destination.oauth.token_url")
+        return await self._endpoint(url_of(destination), "destination")
 
     @staticmethod
     def _secret(given: str | None) -> str:
@@ -106,7 +118,14 @@ class Handlers:
     async def create_subscription(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.SubscriptionCreate)
         check_event_types(body.event_types)
-        endpoint = await self._endpoint(body.url)
+        if body.destination is None:
+            if body.url is None:
+                raise Unprocessable("url: give the URL to POST to (or a gradebook destination)")
+            endpoint = await self._endpoint(body.url)
+        else:
+            if body.url is not None:
+                raise Unprocessable("url: a gradebook subscription's URL is its destination's: leave url out")
+            endpoint = await self._destination(body.destination, body.vendors)
         secret = self._secret(body.secret)
         async with self._pool.acquire() as conn:
             created = await store.create_subscription(conn, body, endpoint, secret)
@@ -129,7 +148,22 @@ class Handlers:
         subscription_id = self._id(request)
         body = await self._body(request, wire.SubscriptionUpdate)
         check_event_types(body.event_types)
-        endpoint = None if body.url is None else await self._endpoint(body.url)
+        async with self._pool.acquire() as conn:
+            current = await store.get_subscription(conn, subscription_id)
+        if current is None:
+            raise NotFound("no such subscription")
+        endpoint = None
+        if body.destination is not None:
+            if current.destination_kind != kind_of(body.destination):
+                raise Unprocessable(
+                    f"destination: this subscription delivers to a {current.destination_kind}: a"
+                    " subscription keeps its kind (create another one)"
+                )
+            endpoint = await self._destination(body.destination, body.vendors or current.vendors)
+        elif body.url is not None:
+            if current.destination_kind != "webhook":
+                raise Unprocessable("url: a gradebook subscription's URL is its destination's: change that")
+            endpoint = await self._endpoint(body.url)
         async with self._pool.acquire() as conn:
             updated = await store.update_subscription(conn, subscription_id, body, endpoint)
         if updated is None:

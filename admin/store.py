@@ -8,6 +8,7 @@ import msgspec
 
 from admin import wire
 from common.db import DbConn
+from gradebook.config import decode_destination, encode_destination, kind_of, url_of
 from schemas.event import decode_event
 from subscribers.signing import mask_secret
 
@@ -20,7 +21,7 @@ SELECT s.id::text, s.url, e.url AS endpoint, s.description, s.vendors, s.sources
                  FROM subscription_secrets k
                  WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())),
                 '[]'::json)::text AS secrets,
-       s.rate_limit, s.rate_limit_per, s.delivery_order
+       s.rate_limit, s.rate_limit_per, s.delivery_order, s.destination_kind, s.destination::text
 FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
 """
 
@@ -45,6 +46,8 @@ def _subscription(row: Any) -> wire.Subscription:
     record = dict(row)
     count, per = record.pop("rate_limit"), record.pop("rate_limit_per")
     record["rate_limit"] = None if count is None else wire.RateLimit(count=count, per=per)
+    destination = record.pop("destination")
+    record["destination"] = None if destination is None else decode_destination(destination)
     secrets = _secrets.decode(record.pop("secrets"))
     record["secrets"] = [
         wire.SecretInfo(masked=mask_secret(s.secret), created_at=s.created_at, expires_at=s.expires_at)
@@ -56,14 +59,17 @@ def _subscription(row: Any) -> wire.Subscription:
 async def create_subscription(
     conn: DbConn, body: wire.SubscriptionCreate, endpoint: str, secret: str
 ) -> wire.Subscription:
+    """`endpoint`: the normalized URL, of `body.url` or of its destination."""
+    url = body.url if body.destination is None else url_of(body.destination)
     subscription_id = str(uuid.uuid4())
     async with conn.transaction():
         endpoint_id = await conn.fetchval(_ENDPOINT, endpoint)
         await conn.execute(
             "INSERT INTO subscriptions (id, url, endpoint_id, description, vendors, sources, event_types,"
-            " rate_limit, rate_limit_per, delivery_order) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            " rate_limit, rate_limit_per, delivery_order, destination_kind, destination)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)",
             subscription_id,
-            body.url,
+            url,
             endpoint_id,
             body.description,
             [v.value for v in body.vendors],
@@ -72,6 +78,8 @@ async def create_subscription(
             body.rate_limit.count if body.rate_limit else None,
             body.rate_limit.per if body.rate_limit else None,
             body.delivery_order,
+            "webhook" if body.destination is None else kind_of(body.destination),
+            None if body.destination is None else encode_destination(body.destination).decode(),
         )
         await conn.execute(
             "INSERT INTO subscription_secrets (subscription_id, secret) VALUES ($1, $2)",
@@ -132,11 +140,12 @@ async def update_subscription(
                 rate_limit = CASE WHEN $11 THEN $12 ELSE rate_limit END,
                 rate_limit_per = CASE WHEN $11 THEN $13 ELSE rate_limit_per END,
                 delivery_order = coalesce($14, delivery_order),
+                destination = coalesce($15::jsonb, destination),
                 updated_at = now()
             WHERE id = $1::uuid
             """,
             subscription_id,
-            body.url,
+            body.url if body.destination is None else url_of(body.destination),
             endpoint_id,
             body.description,
             None if body.vendors is None else [v.value for v in body.vendors],
@@ -149,6 +158,7 @@ async def update_subscription(
             limit.count if isinstance(limit, wire.RateLimit) else None,
             limit.per if isinstance(limit, wire.RateLimit) else None,
             body.delivery_order,
+            None if body.destination is None else encode_destination(body.destination).decode(),
         )
     return await get_subscription(conn, subscription_id)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from gradebook.config import Destination
 from schemas.event import ResultEvent
 from schemas.vendor import Vendor
 
@@ -60,7 +61,9 @@ DeliveryStatus = Literal["waiting", "pending", "succeeded", "failed", "cancelled
 
 
 class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: Url
+    """A webhook subscription (`url`), or a gradebook one (`destination`: its URL is the destination's)."""
+
+    url: Url | None = None
     description: Description | None = None
     vendors: Annotated[list[Vendor], Meta(max_length=10)] = []
     sources: Filter = []
@@ -69,6 +72,7 @@ class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     secret: Secret | None = None  # generated when not given
     rate_limit: RateLimit | None = None  # none: as fast as the workers can send
     delivery_order: DeliveryOrder = "all"
+    destination: Destination | None = None  # none: a Standard Webhooks POST to `url`
 
 
 class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -83,6 +87,7 @@ class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     # Left out: unchanged; null: no limit any more.
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
     delivery_order: DeliveryOrder | None = None
+    destination: Destination | None = None  # a gradebook subscription's new configuration, same kind
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +112,8 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     secrets: list[SecretInfo]
     rate_limit: RateLimit | None = None
     delivery_order: DeliveryOrder = "all"
+    destination_kind: Literal["webhook", "oneroster", "caliper"] = "webhook"
+    destination: Destination | None = None
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,11 +18,13 @@ retried, so that every task in hand is settled before the process ends.
 """
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -33,6 +35,8 @@ from common import logs
 from common.broker import persistent_message
 from common.consumer import ATTEMPTS, describe
 from common.errors import Reject, Retry
+from gradebook import crosswalk_db
+from gradebook.plan import Skip
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
@@ -42,12 +46,11 @@ from schemas.delivery import (
     decode_task,
     encode_operational,
 )
-from schemas.event import decode_event, encode_event
-from subscribers.poster import Outcome, Poster
+from subscribers.poster import Outcome
 from subscribers.queues import TaskPublisher
-from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import metrics, rate_limit, store
 from workers.delivery.batch import Batch
+from workers.delivery.destinations import Destinations, Hold, Work
 from workers.delivery.endpoints import Endpoints
 from workers.delivery.health import Verdict
 from workers.delivery.settings import DeliverySettings
@@ -56,6 +59,7 @@ log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 _SLOT_WAIT = 0.5  # how long a task waits here for its endpoint before it is parked in the broker
+_RESUME_EVERY = 5.0  # seconds between looks for released holds, when no NOTIFY says there are some
 
 
 class Settling(msgspec.Struct, frozen=True):
@@ -94,7 +98,7 @@ class Attempts:
         self,
         settings: DeliverySettings,
         pool: asyncpg.Pool,
-        poster: Poster,
+        destinations: Destinations,
         tasks: TaskPublisher,
         results: AbstractExchange,
         *,
@@ -104,7 +108,7 @@ class Attempts:
         self._settings = settings
         self._schedule = settings.schedule
         self._pool = pool
-        self._poster = poster
+        self._destinations = destinations
         self._tasks = tasks
         self._results = results
         self._drain = drain
@@ -168,6 +172,14 @@ class Attempts:
             await self._settle(task, state.exam, cancel)
             log.info("delivery cancelled", reason=reason)
             return
+        work = await self._destinations.prepare(target, state.event_id, claim.payload)
+        if isinstance(work, Skip):  # nothing for this destination in this event
+            skipped = Outcome(status=None, latency_ms=0.0, error=f"not sent: {work.reason}")
+            await self._record(task, state, target, skipped, as_=("skipped", "cancelled"))
+            return
+        if isinstance(work, Hold):
+            await self._hold(task, state, work)
+            return
         self._endpoint_of[task.subscription_id] = endpoint = target.endpoint
         if not await self._endpoints.turn(endpoint, _SLOT_WAIT):
             await self._hand_back(task.delivery_id)
@@ -200,24 +212,17 @@ class Attempts:
                 return
         if self._stopping:
             raise Retry("the worker is stopping", after=0.0)  # handed back, unattempted
-        outcome = await self._post(state.event_id, target, claim.payload, endpoint)
+        outcome = await self._send(target, work, endpoint)
         await self._record(task, state, target, outcome)
 
-    async def _post(self, event_id: str, target: store.Target, payload: str, endpoint: str) -> Outcome:
-        try:
-            keys = [secret_key(s) for s in target.secrets]
-        except InvalidSecret as error:  # only a hand-edited database gets here
-            return Outcome(status=None, latency_ms=0.0, error=f"bad secret: {error}")
-        # The event as the router published it (the same encoding, from what it stored).
-        body = encode_event(decode_event(payload.encode()))
-        headers = webhook_headers(keys, event_id, int(time.time()), body)
+    async def _send(self, target: store.Target, work: Work, endpoint: str) -> Outcome:
         started = self._endpoints.started(endpoint)
         outcome: Outcome | None = None
         timeout = asyncio.timeout(self._deadline)
         try:
             async with timeout:
                 self._posting.add(timeout)
-                outcome = await self._poster.post(target.url, body, headers)
+                outcome = await self._destinations.send(target, work)
         except TimeoutError:  # cut short by the shutdown (see stop)
             outcome = Outcome(
                 status=None,
@@ -238,14 +243,20 @@ class Attempts:
         outcome: Outcome,
         *,
         skipped: bool = False,
+        as_: tuple[str, str] | None = None,
     ) -> None:
-        """Records the attempt, then publishes what follows it."""
+        """Records the attempt (its outcome and the delivery's status after it, unless `as_` says),
+        then publishes what follows it."""
         now = datetime.now(UTC)
         delay: float | None = None
-        if outcome.ok:
+        if as_ is not None:
+            kind, status = as_
+        elif outcome.ok:
             kind, status = "succeeded", "succeeded"
-        elif outcome.gone:
+        elif outcome.gone and target.kind == "webhook":
             kind, status = "gone", "failed"
+        elif self._destinations.final(target, outcome):
+            kind, status = "failed", "failed"
         else:
             delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
             kind, status = ("failed", "failed") if delay is None else ("retry", "pending")
@@ -297,6 +308,65 @@ class Attempts:
             metrics.SUPERSEDED.inc()
         await self._tasks.now_all([next_task(r) for r in settled.released])
         return settled
+
+    async def _hold(self, task: Attempt, state: store.State, hold: Hold) -> None:
+        """Held until the crosswalk maps its candidate (gradebook_holds says why): the hold and the
+        delivery's status in one transaction, so that a mapping arriving meanwhile is not missed."""
+        held = store.Settlement(
+            status="held",
+            made=True,
+            attempted_at=datetime.now(UTC),
+            error=f"held: {hold.reason}",
+            outcome="held",
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await crosswalk_db.hold(
+                conn,
+                subscription_id=task.subscription_id,
+                event=hold.event,
+                reason=hold.reason,
+                delivery_id=task.delivery_id,
+            )
+            await store.settle(conn, [(task.delivery_id, held)], [state.exam] if state.exam else [])
+        metrics.ATTEMPTS.labels("held").inc()
+        log.warning("delivery held", reason=hold.reason)
+
+    async def resume_held(self, stopping: asyncio.Event) -> None:
+        """A work task of the service: the held deliveries whose candidate a mapping released get their
+        tasks. A NOTIFY wakes it; it looks every few seconds anyway (a release is a row, not a message)."""
+        woken = asyncio.Event()
+
+        def wake(*_: object) -> None:
+            woken.set()
+
+        listening: Any = None
+        while not stopping.is_set():
+            woken.clear()
+            try:
+                if listening is None:
+                    listening = await self._pool.acquire()
+                    await listening.add_listener(crosswalk_db.RELEASED_CHANNEL, wake)
+                async with self._pool.acquire() as conn:
+                    ready = await store.released_holds(conn, 200)
+                await self._tasks.now_all([next_task(r) for r in ready])
+                async with self._pool.acquire() as conn:
+                    await store.mark_resumed(conn, [r.delivery_id for r in ready])
+                if ready:
+                    log.info("held deliveries resumed", deliveries=len(ready))
+                    continue  # there may be more
+            except Exception as error:  # a database or broker outage: the next look retries
+                log.warning("could not resume held deliveries", error=describe(error))
+                await self._stop_listening(listening, wake)
+                listening = None
+            await _first(woken, stopping, within=_RESUME_EVERY)
+        await self._stop_listening(listening, wake)
+
+    async def _stop_listening(self, conn: Any, wake: Callable[..., None]) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(crosswalk_db.RELEASED_CHANNEL, wake)
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def _follow_up(self, task: Attempt, state: store.State, target: store.Target) -> None:
         """This task's attempt is recorded, but it came back: what followed may not be published."""
@@ -399,3 +469,13 @@ class Attempts:
             routing_key=routing_key,
             timeout=5.0,
         )
+
+
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Until one of `events` is set, or `within` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

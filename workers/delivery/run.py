@@ -9,9 +9,11 @@ from common.consumer import Consumer, DeadLetters
 from common.db import open_pool
 from common.service import Service
 from common.settings import WorkerSettings
+from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
 from workers.delivery.attempts import Attempts
+from workers.delivery.destinations import Destinations
 from workers.delivery.fanout import FanOut
 from workers.delivery.settings import DeliverySettings
 
@@ -25,7 +27,8 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    pool = await open_pool(service, worker, size=8, reset_sessions=False)
+    # One connection of the pool listens for released holds (attempts.resume_held).
+    pool = await open_pool(service, worker, size=9, reset_sessions=False)
     connection = await open_connection(service, worker.amqp_url)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)
     service.on_close(session.close)
@@ -48,10 +51,18 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
         max_response_bytes=delivery.max_response_bytes,
         allow_private=delivery.allow_private,
     )
-    attempts = Attempts(delivery, pool, poster, tasks, results, drain=service.process.shutdown_timeout)
+    sender = Sender(
+        session,
+        timeout=delivery.timeout,
+        max_response_bytes=delivery.max_response_bytes,
+        allow_private=delivery.allow_private,
+    )
+    destinations = Destinations(pool, poster, sender)
+    attempts = Attempts(delivery, pool, destinations, tasks, results, drain=service.process.shutdown_timeout)
     service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
     service.run("attempts in flight at shutdown", attempts.stop)
+    service.run("held gradebook results", attempts.resume_held)
     log.info(
         "delivery consuming",
         queue=deliveries.name,

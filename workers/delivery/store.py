@@ -8,7 +8,7 @@ event of the exam still to be fanned out. Otherwise it is created `waiting`, wit
 settles the delivery before it (or fans out the event before it) releases it: the worker then
 publishes its task. For `'latest'`, a newer event supersedes what of the exam is not being attempted,
 instead of waiting behind it. Those two decisions, creation and settlement, are made under a lock per
-exam by the functions of migration 009 (`deliveries_create`, `deliveries_settle`): one round trip
+exam by the functions of migration 013 (`deliveries_create`, `deliveries_settle`): one round trip
 each, every statement after the lock reading what was committed before it.
 
 An attempt starts with a claim (`claimed_at`): a second copy of its task finds the claim and does
@@ -33,7 +33,8 @@ WITH r AS (
 ), claimed AS (
     UPDATE deliveries d SET claimed_at = clock_timestamp()
     FROM r
-    WHERE d.id = r.id AND d.status = 'pending' AND (r.attempt = 0 OR d.attempts < r.attempt)
+    -- A held delivery is attempted again when a task for it comes (its candidate may be mapped now).
+    WHERE d.id = r.id AND d.status IN ('pending', 'held') AND (r.attempt = 0 OR d.attempts < r.attempt)
       AND (d.claimed_at IS NULL OR r.takeover)
     RETURNING d.id
 )
@@ -46,7 +47,7 @@ SELECT d.id::text AS delivery_id, d.event_id::text, c.id IS NOT NULL AS claimed,
         WHERE a.delivery_id = d.id AND a.outcome NOT IN ('rate_limited', 'superseded')
         ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_outcome,
        t.url, t.status AS subscription_status, t.delivery_order, t.endpoint, t.secrets, t.endpoint_id,
-       t.rate_limit, t.rate_period,
+       t.rate_limit, t.rate_period, t.destination_kind, t.destination::text,
        CASE WHEN c.id IS NOT NULL THEN e.payload::text END AS payload
 FROM r JOIN deliveries d ON d.id = r.id
 LEFT JOIN claimed c ON c.id = d.id
@@ -54,7 +55,7 @@ LEFT JOIN delivery_targets t ON t.subscription_id = d.subscription_id
 LEFT JOIN events e ON e.id = d.event_id
 """
 
-_UNCLAIM = "UPDATE deliveries SET claimed_at = NULL WHERE id = $1::uuid AND status = 'pending'"
+_UNCLAIM = "UPDATE deliveries SET claimed_at = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')"
 
 _CREATE = "SELECT * FROM deliveries_create($1::uuid, $2, $3, $4, $5, $6)"
 
@@ -75,11 +76,33 @@ WHERE d.id = $1::uuid AND x.status = 'pending' AND x.attempts = 0 AND x.claimed_
 """
 
 
+# Released holds (a mapping arrived) whose delivery is still held: their tasks are to be published.
+# Marked resumed only after that (`_RESUMED`): one whose task was lost is found again.
+_RELEASED_HOLDS = """
+SELECT d.id::text AS delivery_id, d.subscription_id::text, d.event_id::text, d.attempts
+FROM gradebook_holds h JOIN deliveries d ON d.id = h.delivery_id
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.status = 'held'
+ORDER BY h.released_at
+LIMIT $1
+"""
+
+# Released holds are done with once their delivery is no longer held (resumed, or settled otherwise);
+# one still pending is not held yet (its attempt is being settled) and waits for the next round.
+_RESUMED = """
+UPDATE gradebook_holds h SET resumed_at = now()
+FROM deliveries d
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.id = h.delivery_id
+  AND (d.id = ANY ($1::uuid[]) OR d.status NOT IN ('held', 'pending', 'waiting'))
+"""
+
+
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """Where and how to send one delivery, as the subscription stands now."""
 
     url: str
     status: str
+    kind: str = "webhook"  # webhook | oneroster | caliper
+    destination: str | None = None  # a gradebook's configuration (JSON, gradebook/config.py)
     endpoint: str  # normalized: the key of the per-endpoint limit
     secrets: list[str]
     endpoint_id: int = 0
@@ -234,6 +257,15 @@ async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
     ]
 
 
+async def released_holds(conn: DbConn, limit: int) -> list[Ready]:
+    rows = await conn.fetch(_RELEASED_HOLDS, limit)
+    return [Ready(r["delivery_id"], r["subscription_id"], r["event_id"], r["attempts"]) for r in rows]
+
+
+async def mark_resumed(conn: DbConn, delivery_ids: Sequence[str]) -> None:
+    await conn.execute(_RESUMED, list(delivery_ids))
+
+
 def _claim_of(row: asyncpg.Record) -> Claim:
     state = State(
         event_id=row["event_id"],
@@ -256,5 +288,7 @@ def _claim_of(row: asyncpg.Record) -> Claim:
             endpoint_id=row["endpoint_id"],
             rate_limit=row["rate_limit"],
             rate_period=None if row["rate_period"] is None else float(row["rate_period"]),
+            kind=row["destination_kind"],
+            destination=row["destination"],
         )
     return Claim(state=state, target=target, claimed=row["claimed"], payload=row["payload"])

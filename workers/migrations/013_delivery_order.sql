@@ -15,7 +15,9 @@ ALTER TABLE subscriptions
 
 -- waiting: behind an earlier delivery of the same exam (no task anywhere: the earlier one's
 -- settlement releases it); pending: has a task, in the attempts queue or a delay tier, and
--- `claimed_at` while an attempt of it is being made; superseded: a newer event of the exam went instead.
+-- `claimed_at` while an attempt of it is being made; held: a gradebook result whose candidate is not
+-- mapped yet (gradebook_holds says why; a mapping resumes it); superseded: a newer event of the exam
+-- went instead.
 ALTER TABLE deliveries
     ADD COLUMN vendor text,
     ADD COLUMN exam_key text,
@@ -23,16 +25,18 @@ ALTER TABLE deliveries
     ADD COLUMN claimed_at timestamptz;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
-    CHECK (status IN ('waiting', 'pending', 'succeeded', 'failed', 'cancelled', 'superseded'));
+    CHECK (status IN ('waiting', 'pending', 'held', 'succeeded', 'failed', 'cancelled', 'superseded'));
 -- An exam's deliveries, per subscription, in order: what every ordering decision reads.
 CREATE INDEX deliveries_exam_order ON deliveries (vendor, exam_key, subscription_id, exam_seq)
     WHERE exam_seq IS NOT NULL;
 
--- Where and how to send a subscription's deliveries as it stands now: its URL and state, the
--- endpoint it shares, the secrets that sign (newest first), and the endpoint's rate limit (the
--- strictest of its active subscriptions', see workers/delivery/rate_limit.py).
+-- Where and how to send a subscription's deliveries as it stands now: its URL and state, its
+-- destination (a webhook, or a gradebook and its configuration), the endpoint it shares, the secrets
+-- that sign (newest first), and the endpoint's rate limit (the strictest of its active
+-- subscriptions', see workers/delivery/rate_limit.py).
 CREATE VIEW delivery_targets AS
-SELECT s.id AS subscription_id, s.url, s.status, s.delivery_order, e.url AS endpoint, e.id AS endpoint_id,
+SELECT s.id AS subscription_id, s.url, s.status, s.delivery_order, s.destination_kind, s.destination,
+       e.url AS endpoint, e.id AS endpoint_id,
        array(SELECT k.secret FROM subscription_secrets k
              WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())
              ORDER BY k.created_at DESC, k.id DESC) AS secrets,
@@ -46,10 +50,10 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) rl ON true;
 
--- Retention leaves a delivery alone until it is settled: waiting is not settled either.
+-- Retention leaves a delivery alone until it is settled: waiting and held are not settled either.
 DROP INDEX deliveries_finished_unpurged;
 CREATE INDEX deliveries_finished_unpurged ON deliveries (updated_at)
-    WHERE purged_at IS NULL AND status NOT IN ('pending', 'waiting');
+    WHERE purged_at IS NULL AND status NOT IN ('pending', 'waiting', 'held');
 
 -- The two decisions about an exam's order, each under that exam's lock (taken first: every statement
 -- after it reads what other transactions committed before it was granted), so that a delivery never
@@ -68,7 +72,7 @@ CREATE FUNCTION delivery_blocked(x_subscription uuid, x_vendor text, x_exam text
 RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM deliveries b
                    WHERE b.subscription_id = x_subscription AND b.vendor = x_vendor AND b.exam_key = x_exam
-                     AND b.exam_seq < x_seq AND b.status IN ('waiting', 'pending'))
+                     AND b.exam_seq < x_seq AND b.status IN ('waiting', 'pending', 'held'))
         OR (x_order = 'all' AND EXISTS (SELECT 1 FROM events p
                    WHERE p.vendor = x_vendor AND p.exam_key = x_exam AND p.exam_seq < x_seq
                      AND p.fanned_out_at IS NULL));
@@ -119,7 +123,7 @@ BEGIN
         FROM m
         WHERE seq IS NOT NULL AND m.delivery_order = 'latest' AND d.subscription_id = m.subscription_id
           AND d.vendor = p_vendor AND d.exam_key = p_exam AND d.exam_seq < seq
-          AND d.status IN ('waiting', 'pending') AND d.claimed_at IS NULL
+          AND d.status IN ('waiting', 'pending', 'held') AND d.claimed_at IS NULL
         RETURNING d.id, d.attempts
     ), noted AS (
         INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, latency_ms, error, outcome)
@@ -139,8 +143,8 @@ BEGIN
             WHEN m.delivery_order = 'latest' AND EXISTS (
                     SELECT 1 FROM deliveries b
                     WHERE b.subscription_id = m.subscription_id AND b.vendor = p_vendor
-                      AND b.exam_key = p_exam AND b.exam_seq < seq AND b.status IN ('waiting', 'pending')
-                      AND b.id NOT IN (SELECT id FROM superseded))
+                      AND b.exam_key = p_exam AND b.exam_seq < seq
+                      AND b.status IN ('waiting', 'pending', 'held') AND b.id NOT IN (SELECT id FROM superseded))
                 THEN 'waiting'
             WHEN m.delivery_order = 'all' AND delivery_blocked(m.subscription_id, p_vendor, p_exam, seq, 'all')
                 THEN 'waiting'
