@@ -122,6 +122,8 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         exam=ExamRef(key=sent.TestID, test_id=sent.TestID, taken_on=day_taken(sent)),
         candidate=Candidate(external_id=text_or_none(sent.OID)),
         result=_result(sent),
+        # A Status iTEP does not document becomes `event.<status>`, one routing-key word.
+        one_word=True,
     )
     return [Normalized(natural_key, event)]
 
