@@ -117,6 +117,21 @@ async def test_signing_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
         assert response.status == 303
 
 
+async def test_the_icon_is_served_to_anyone_and_every_page_links_it(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    # A browser asks for /favicon.ico by itself, with no credentials: an icon, not a 401.
+    async with aiohttp.ClientSession() as stranger, stranger.get(world.base + "/favicon.ico") as response:
+        assert response.status == 200 and response.content_type == "image/x-icon"
+        icon = await response.read()
+    assert icon[:4] == b"\x00\x00\x01\x00" and b"PNG" in icon[:40]  # an ICO holding a PNG
+    status, html = await get(http, world.base + "/console/login")
+    assert status == 200 and '<link rel="icon" href="/favicon.ico">' in html
+    # Public means the icon only: the API beside it still wants the token.
+    status, _ = await get(http, world.base + "/v1/subscriptions")
+    assert status == 401
+
+
 async def test_cookie_is_secure_over_https_and_a_forged_or_stolen_back_cookie_is_refused(
     world: ConsoleWorld, http: aiohttp.ClientSession
 ) -> None:

@@ -98,6 +98,15 @@ async def test_an_operator_finds_an_exam_reads_its_history_and_replays_a_rejecte
         errors.append(error)
 
     page.on("pageerror", on_error)
+    # What the browser itself reports (a resource refused, a script blocked by the CSP): nothing is
+    # expected but the 401 of the sign-in with the wrong token.
+    console_errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            console_errors.append(f"{message.text} at {message.location.get('url')}")
+
+    page.on("console", on_console)
 
     # Signing in: the console sends a stranger to the login form, and back where they were going.
     await page.goto(world.base + "/console/exams")
@@ -160,4 +169,5 @@ async def test_an_operator_finds_an_exam_reads_its_history_and_replays_a_rejecte
     await page.goto(world.base + "/console/")
     await expect(page.locator("h1")).to_have_text("Sign in to the console")
     assert errors == []
+    assert [e for e in console_errors if "status of 401" not in e or not e.endswith("/console/login")] == []
     await context.close()

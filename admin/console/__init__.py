@@ -66,7 +66,16 @@ def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: s
     async def to_console(request: web.Request) -> web.Response:
         raise web.HTTPPermanentRedirect(PREFIX + "/")
 
+    icon = (STATIC / "favicon.ico").read_bytes()
+
+    async def favicon(request: web.Request) -> web.Response:
+        # Browsers ask for it at the root of the site, whatever the page links: public, like /healthz.
+        return web.Response(
+            body=icon, content_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
     app.router.add_get(PREFIX, to_console, allow_head=False)
+    app.router.add_get("/favicon.ico", favicon)
     app.add_subapp(PREFIX, console)
     app.on_response_prepare.append(security_headers)
     app[_HOLDER] = holder
