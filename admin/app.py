@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -10,13 +11,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, erasures, exams, itep_orders, store, wire
+from admin import console, erasures, exams, itep_orders, rejected, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
 from common.errors import TRANSIENT
+from common.times import parse_time
 from schemas.delivery import DeliveryTask
 from schemas.event import decode_event, encode_event
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
@@ -26,7 +28,6 @@ from subscribers.ssrf import ForbiddenAddress, check_host
 log = structlog.get_logger("admin")
 
 T = TypeVar("T")
-_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
 
@@ -62,11 +63,11 @@ class Handlers:
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
-        query = dict(request.query)
+        query: dict[str, object] = dict(request.query)
         for name in ("since", "until"):
-            # A date alone is its midnight, UTC: `since=2026-11-22` as an operator types it.
-            if _DATE.match(query.get(name, "")):
-                query[name] += "T00:00:00Z"
+            # As an operator types it (`since=2026-11-22`), read as the bodies and the CLI read it.
+            if (text := request.query.get(name)) is not None:
+                query[name] = _time(name, text)
         return msgspec.convert(query, kind, strict=False)
 
     @staticmethod
@@ -177,6 +178,7 @@ class Handlers:
         body = await self._body(request, wire.Replay)
         if (body.event_id is None) == (body.since is None):
             raise Unprocessable("give either event_id or since")
+        since = None if body.since is None else _time("since", body.since)
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
             if status is None:
@@ -189,8 +191,8 @@ class Handlers:
                     raise NotFound("no such event")
                 todo = [(found[0], body.event_id, found[1], found[2])]
             else:
-                assert body.since is not None
-                todo = await store.replay_failed(conn, subscription_id, body.since)
+                assert since is not None
+                todo = await store.replay_failed(conn, subscription_id, since)
         for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
             # The stored event, encoded as the router encodes it: the same bytes it published.
             event_body = encode_event(decode_event(payload.encode()))
@@ -234,7 +236,14 @@ class Handlers:
     async def rejected(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.RejectedQuery)
         async with self._pool.acquire() as conn:
-            return _json(wire.RejectedWebhooks(await store.rejected_webhooks(conn, query)))
+            return _json(await rejected.list_rejected(conn, query))
+
+
+def _time(name: str, text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise Unprocessable(f"{name}: {error}") from None
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -355,7 +364,9 @@ def routes(h: Handlers) -> list[Route]:
             Operation(
                 "GET",
                 "/v1/rejected-webhooks",
-                "raw webhooks stored as rejected, with the reason",
+                "raw webhooks stored as rejected, with the reason and what the body names (exam, test, "
+                "candidate), the newest first by arrival; filter by source, vendor, time of arrival or "
+                "those names; `next` is the cursor of the next page",
                 200,
                 wire.RejectedWebhooks,
                 query=wire.RejectedQuery,

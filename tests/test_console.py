@@ -267,11 +267,13 @@ async def test_a_rejected_webhook_replayed_after_the_fix_shows_its_new_outcome(
     assert ids["bad"] not in html and "No rejected webhook" in html
     status, html = await get(http, f"{world.base}/console/webhooks/{ids['bad']}")
     assert 'id="outcome">accepted<' in html
-    # "Replay all" of nothing left replays nothing.
+    # "Replay all" of nothing left asks first, says so, and offers nothing to confirm.
     async with http.post(
         world.base + "/console/rejected/replay", data={"csrf": csrf, "all": "1"}
     ) as response:
-        assert "Replayed 0 webhooks" in await response.text()
+        html = await response.text()
+        assert "Replay 0 rejected webhooks?" in html and "Nothing matches" in html
+        assert 'id="confirm-replay"' not in html
     async with http.post(world.base + "/console/rejected/replay", data={"csrf": csrf}) as response:
         assert response.status == 400 and "nothing selected" in await response.text()
 
@@ -322,7 +324,11 @@ async def test_subscription_pages_escape_subscriber_values_hide_secrets_and_act(
             assert response.status == 200, await response.text()
             return await response.text()
 
-    assert "Disabled: nothing is delivered" in await act("status", status="disabled")
+    # Disabling asks first, saying what it means; nothing changes until it is confirmed.
+    html = await act("status", status="disabled")
+    assert "Disable school" in html and 'id="confirm-disable"' in html and "are cancelled" in html
+    assert await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", subscription_id) == "active"
+    assert "Disabled: nothing is delivered" in await act("status", status="disabled", confirm="1")
     assert (
         await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", subscription_id) == "disabled"
     )

@@ -12,7 +12,7 @@ Every listing says how many there are and how many it showed; a replay shows its
 
 import argparse
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 
 import aio_pika
 
@@ -23,6 +23,7 @@ from common.db import connect
 from common.progress import Progress, Reporter
 from common.replay import replay_dead_letters, replay_delivery_dead_letters, replay_rejected
 from common.settings import WorkerSettings
+from common.times import parse_time
 
 DEFAULT_LIMIT = 100
 
@@ -30,14 +31,9 @@ DEFAULT_LIMIT = 100
 def parse_since(text: str) -> datetime:
     """An ISO date (`2026-11-22`: from its midnight, UTC) or date and time; no zone means UTC."""
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date (2026-11-22) or a date and time (2026-11-22T08:00:00+01:00), got {text!r}"
-        ) from None
-    if len(text.strip()) == 10:  # a bare date: fromisoformat gave its midnight
-        parsed = datetime.combine(date.fromisoformat(text), time())
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
