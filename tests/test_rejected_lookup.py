@@ -116,6 +116,8 @@ async def test_the_webhook_page_names_its_exam_and_the_exam_page_shows_it(
     names = re.search(r'<td id="names">(.*?)</td>', html, re.S)
     assert names is not None and "/console/exam?vendor=itep&amp;key=REJ1TEST" in names[1]
     assert "cand-9001" in names[1]
+    # Its multipart body shown as an urlencoded one is: the field, its JSON pretty.
+    assert "data = {\n  &#34;OID&#34;: &#34;cand-9001&#34;," in html
     status, html = await get(http, f"{world.base}/console/webhooks/{ids['garbage']}", headers=BEARER)
     assert "the body does not say" in html
     # The exam of a rejected webhook only: a page (not a 404) that says so and lists it.
@@ -183,6 +185,38 @@ async def test_a_rejected_webhooks_names_are_an_index_search(world: ConsoleWorld
         assert "raw_webhooks_rejected_keys" in plan, plan
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {listed}"))
         assert "raw_webhooks_rejected_arrival" in plan, plan
+
+
+async def test_a_parallel_scan_can_search_the_names_too(world: ConsoleWorld) -> None:
+    """Without the index (dropped, or not chosen) the planner may scan in parallel workers, which
+    cannot run the function's exception blocks: it is evaluated by the leader alone, not refused."""
+    await seed(world)
+    # Enough rows that the workers get some to read.
+    await world.router.pool.execute(
+        "INSERT INTO raw_webhooks (id, source, vendor, received_at, content_type, body, outcome)"
+        " SELECT gen_random_uuid(), 'itep-bulk', 'itep', now(), 'application/json',"
+        " convert_to('{\"TestID\": \"BULK' || g || '\"}', 'UTF8'), 'rejected' FROM generate_series(1, 2000) g"
+    )
+    params: list[object] = []
+    condition = where(RejectedFilter(keys=["test_id:REJ1TEST"]), params)
+    async with world.router.pool.acquire() as conn, conn.transaction():
+        for setting in (
+            "enable_indexscan = off",
+            "enable_bitmapscan = off",
+            "parallel_setup_cost = 0",
+            "parallel_tuple_cost = 0",
+            "min_parallel_table_scan_size = 0",
+            "max_parallel_workers_per_gather = 2",
+            "parallel_leader_participation = off",  # the workers would read every row
+        ):
+            await conn.execute(f"SET LOCAL {setting}")
+        sql = f"SELECT count(*) FROM raw_webhooks WHERE {condition}"
+        # Run by EXPLAIN ANALYZE too: a statement asyncpg prepares may be kept from parallel plans.
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN ANALYZE {sql}", *params))
+        assert "rows=1 loops=1" in plan, plan
+        assert await conn.fetchval(sql, *params) == 1
+        # The webhook list itself may still be read in parallel: only the function stays out of it.
+        assert await conn.fetchval("SELECT count(*) FROM raw_webhooks WHERE outcome = 'rejected'") == 2005
 
 
 def _samples() -> list[RawEnvelope]:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from admin.console import auth
 from admin.console.pages import Pages, TaskSink
-from admin.console.queues import Broker, delivery_tiers_ms
+from admin.console.queues import Broker
 from admin.console.serving import (
     PREFIX,
     STATIC,
@@ -89,4 +89,4 @@ def attach_broker(
 ) -> None:
     """Gives the console the admin process's broker connection: without it the pages still work,
     but show no queue depths or dead letters and cannot replay webhooks."""
-    app[_HOLDER].broker = Broker(connection, settings, delivery_tiers_ms(env))
+    app[_HOLDER].broker = Broker(connection, settings, env)

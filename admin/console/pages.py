@@ -19,6 +19,7 @@ from aiohttp import web
 from admin import store, wire
 from admin.console import auth, display, queries
 from admin.console.queues import Broker
+from admin.console.roles import role_states
 from admin.console.serving import PREFIX, BadInput, Renderer, safe_next
 from admin.console.serving import caller as current_caller
 from common.errors import TRANSIENT
@@ -264,6 +265,7 @@ class Pages:
         return self._render.page(
             request,
             "overview.html",
+            roles=role_states(depths, dict(checker), now),
             now=now,
             vendors=queries.VENDORS,
             table=sorted(table.items()),

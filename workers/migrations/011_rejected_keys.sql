@@ -12,7 +12,9 @@
 -- search_path is pg_catalog), as an index expression must.
 CREATE OR REPLACE FUNCTION rejected_webhook_keys(vendor text, content_type text, body bytea)
 RETURNS text[]
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+-- Restricted, not safe: its exception blocks are subtransactions, which a parallel worker cannot
+-- start (a parallel scan calling it would fail the query); the leader alone evaluates it.
+LANGUAGE plpgsql IMMUTABLE PARALLEL RESTRICTED
 -- Reading a body is dear: said so, the planner searches the index rather than read each row's body.
 COST 10000
 SET search_path = pg_catalog
