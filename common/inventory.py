@@ -9,10 +9,13 @@ them against the roles' own (tests/test_inventory.py)."""
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Final
+from urllib.parse import quote
 
+import aiohttp
 import aiormq
 import msgspec
 from aio_pika.abc import AbstractConnection
+from yarl import URL
 
 from common.env import parse_duration, parse_durations
 from schemas.itep_order import fulfillment_queue, fulfillment_retry_queue, itep_dead_queue, orders_queue
@@ -102,3 +105,42 @@ async def passive_depths(connection: AbstractConnection, wanted: Sequence[Queue]
         if not channel.is_closed:
             await channel.close()
     return found
+
+
+class _ManagementQueue(msgspec.Struct):
+    name: str
+    messages_unacknowledged: int = 0
+
+
+_management_queues = msgspec.json.Decoder(list[_ManagementQueue])
+
+
+def unacked_of(payload: bytes) -> dict[str, int]:
+    """Unacked messages per queue, from the management API's `GET /api/queues/<vhost>` answer."""
+    return {q.name: q.messages_unacknowledged for q in _management_queues.decode(payload)}
+
+
+async def management_unacked(api: str, amqp_url: str, *, within: float = 3.0) -> tuple[dict[str, int], str]:
+    """Unacked messages per queue of the AMQP URL's virtual host, read from RabbitMQ's management API
+    at `api` (`http://user:password@host:15672/`), and a note saying where they came from. AMQP
+    itself does not tell them; without `api`, none (and the note says how to have them)."""
+    if not api.strip():
+        return {}, (
+            "unacked: not known over AMQP; set RESULTBUS_RABBITMQ_API to the management API"
+            " (http://user:password@host:15672/) to see them"
+        )
+    base = URL(api.strip())
+    shown = str(base.with_user(None).with_password(None))
+    vhost = URL(amqp_url.split(",")[0].strip()).path.removeprefix("/") or "/"
+    url = URL(f"{shown.rstrip('/')}/api/queues/{quote(vhost, safe='')}", encoded=True)
+    auth = aiohttp.BasicAuth(base.user or "guest", base.password or "guest")
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=within)) as http,
+            http.get(url.with_query(columns="name,messages_unacknowledged"), auth=auth) as response,
+        ):
+            if response.status != 200:
+                return {}, f"unacked: the management API at {shown} answered HTTP {response.status}"
+            return unacked_of(await response.read()), f"unacked from the management API at {shown}"
+    except (aiohttp.ClientError, OSError, TimeoutError, msgspec.MsgspecError) as error:
+        return {}, f"unacked: the management API at {shown} did not answer ({type(error).__name__})"
