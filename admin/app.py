@@ -11,7 +11,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, erasures, exams, itep_orders, rejected, store, wire
+from admin import console, erasures, exams, itep_orders, rejected, send_test_event, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -215,6 +215,19 @@ class Handlers:
         log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
         return _json(wire.Replayed([d for d, *_ in todo]), status=202)
 
+    async def test_event(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        # No body at all is the default test event (aiohttp keeps the bytes read: read twice, once).
+        empty = not (await request.read()).strip()
+        body = wire.TestEvent() if empty else await self._body(request, wire.TestEvent)
+        async with self._pool.acquire() as conn:
+            sent = await send_test_event.send_test_event(
+                conn, subscription_id, body, allow_private=self._allow_private
+            )
+        if sent is None:
+            raise NotFound("no such subscription")
+        return _json(sent)
+
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)
         if query.key is None:
@@ -339,6 +352,19 @@ def routes(h: Handlers) -> list[Route]:
         ),
         (
             Operation(
+                "POST",
+                sub + "/test",
+                "send the subscription a test event now (signed as a delivery is, through the same client "
+                "and address policy) and answer the subscriber's status, latency and error; not stored, "
+                "never retried",
+                200,
+                wire.TestEventSent,
+                body=wire.TestEvent,
+            ),
+            h.test_event,
+        ),
+        (
+            Operation(
                 "GET",
                 "/v1/exams",
                 "with vendor and key: an exam's current state and its history; without key: a page of "
@@ -396,5 +422,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     for op, handler in table:
         app.router.add_route(op.method, op.path, handler)
-    console.setup(app, pool, tasks, token=token)
+    console.setup(app, pool, tasks, token=token, allow_private=allow_private)
     return app

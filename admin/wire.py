@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.event import ResultEvent
+from schemas.event import ResultEvent, Status
 from schemas.vendor import Vendor
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -294,6 +294,26 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     event_id: Uuid | None = None
     since: TimeText | None = None  # failed deliveries created at or after
+
+
+class TestEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the test event looks like; every field may be left out (the body may be empty)."""
+
+    type: Status = Status.COMPLETED  # the status it reports
+    vendor: Vendor | None = None  # none: the subscription's first vendor filter, else itep
+
+
+class TestEventSent(msgspec.Struct, frozen=True, kw_only=True):
+    """The subscriber's answer to one test event (sent at once, not stored, never retried)."""
+
+    ok: bool  # a 2xx
+    status: int | None = None  # the HTTP status; none: no answer (refused address, timeout, …)
+    latency_ms: float
+    error: str | None = None  # the subscriber's answer when not a 2xx, or why there was none
+    url: str
+    subscription_status: str  # a test is sent whatever the status, to check an endpoint before enabling
+    webhook_id: str  # the `webhook-id` it carried: the event's id, a new one each time
+    event: ResultEvent  # what was sent, byte for byte as encoded
 
 
 class Replayed(msgspec.Struct, frozen=True):

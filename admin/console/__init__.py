@@ -37,12 +37,20 @@ class _Holder:
 _HOLDER = web.AppKey("resultbus.console", _Holder)
 
 
-def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: str | None) -> None:
-    """Mounts the console on `app` at /console, signed in by `token` (None: open, as the API is)."""
+def setup(
+    app: web.Application,
+    pool: asyncpg.Pool,
+    tasks: TaskSink,
+    *,
+    token: str | None,
+    allow_private: bool = False,
+) -> None:
+    """Mounts the console on `app` at /console, signed in by `token` (None: open, as the API is);
+    `allow_private`: the address policy of test events, as the API's."""
     sessions = auth.Sessions(token)
     renderer = Renderer(make_environment())
     holder = _Holder()
-    pages = Pages(pool, tasks, sessions, renderer, holder.get)
+    pages = Pages(pool, tasks, sessions, renderer, holder.get, allow_private=allow_private)
     console = web.Application(middlewares=[make_middleware(sessions, renderer)])
     console.router.add_get("/", pages.overview, allow_head=False)
     console.router.add_get("/login", pages.login_form, allow_head=False)
@@ -61,6 +69,7 @@ def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: s
     console.router.add_post("/subscriptions/{id}/status", pages.set_status)
     console.router.add_post("/subscriptions/{id}/rotate", pages.rotate)
     console.router.add_post("/subscriptions/{id}/replay", pages.replay_failed)
+    console.router.add_post("/subscriptions/{id}/test", pages.send_test_event)
     console.router.add_static("/static/", STATIC, append_version=False)
 
     async def to_console(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin import store, wire
+from admin import send_test_event, store, wire
 from admin.console import auth, display, queries
 from admin.console.queues import Broker
 from admin.console.roles import role_states
@@ -27,7 +27,7 @@ from common.rejected import KINDS, Kind, RejectedFilter, body_names, search_key
 from common.replay import count_rejected
 from common.times import parse_time
 from schemas.delivery import DeliveryTask
-from schemas.event import decode_event, encode_event
+from schemas.event import Status, decode_event, encode_event
 from subscribers.signing import InvalidSecret, secret_key
 
 log = structlog.get_logger("console")
@@ -195,7 +195,10 @@ class Pages:
         sessions: auth.Sessions,
         renderer: Renderer,
         broker: Callable[[], Broker | None],
+        *,
+        allow_private: bool = False,
     ) -> None:
+        self._allow_private = allow_private
         self._pool = pool
         self._tasks = tasks
         self._sessions = sessions
@@ -568,6 +571,7 @@ class Pages:
             paged=before is not None,
             done=request.query.get("done"),
             n=request.query.get("n"),
+            test_types=[s.value for s in Status],
             link=_link,
         )
 
@@ -629,6 +633,29 @@ class Pages:
             raise web.HTTPNotFound(reason="no such subscription")
         log.info("console: secret rotated", subscription_id=subscription_id, overlap_seconds=overlap)
         raise web.HTTPSeeOther(_link(f"/subscriptions/{subscription_id}", done="rotated"))
+
+    async def send_test_event(self, request: web.Request) -> web.Response:
+        subscription_id = _uuid(request.match_info["id"], "subscription")
+        form = await request.post()
+        try:
+            status = Status(str(form.get("type") or Status.COMPLETED.value))
+        except ValueError:
+            raise BadInput(f"type: one of {', '.join(s.value for s in Status)}") from None
+        async with self._pool.acquire() as conn:
+            sent = await send_test_event.send_test_event(
+                conn, subscription_id, wire.TestEvent(type=status), allow_private=self._allow_private
+            )
+        if sent is None:
+            raise web.HTTPNotFound(reason="no such subscription")
+        return self._render.page(
+            request,
+            "test_sent.html",
+            sent=sent,
+            event=encode_event(sent.event).decode(),
+            subscription_id=subscription_id,
+            back=_link(f"/subscriptions/{subscription_id}"),
+            statuses=[s.value for s in Status],
+        )
 
     async def replay_failed(self, request: web.Request) -> web.Response:
         subscription_id = _uuid(request.match_info["id"], "subscription")
