@@ -7,7 +7,6 @@ import io
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import aiormq
@@ -208,7 +207,3 @@ async def test_it_never_drops_the_servers_own_database(amqp_url: str, topology: 
     settings = WorkerSettings(amqp_url=amqp_url, topology=topology, database_url=f"{SERVER}/postgres")
     assert await teardown.run(settings, {}, yes=True) == 1
     assert await database_exists("postgres")
-
-
-def test_the_makefile_names_the_target() -> None:
-    assert "teardown:" in (Path(ROOT) / "Makefile").read_text()
