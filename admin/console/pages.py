@@ -269,6 +269,8 @@ class Pages:
             request,
             "overview.html",
             roles=role_states(depths, dict(checker), now),
+            day_ago=day_ago.strftime("%Y-%m-%dT%H:%M"),
+            link=_link,
             now=now,
             vendors=queries.VENDORS,
             table=sorted(table.items()),

@@ -26,8 +26,9 @@ FROM raw_webhooks WHERE received_at >= $1
 GROUP BY 1, 2, 3
 """
 
+# By arrival, as every list of rejected webhooks is (a replay that is rejected again is not new).
 _REJECTED_COUNTS = """
-SELECT count(*) AS total, count(*) FILTER (WHERE stored_at >= $1) AS last_day
+SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= $1) AS last_day
 FROM raw_webhooks WHERE outcome = 'rejected'
 """
 
