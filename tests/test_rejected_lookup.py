@@ -150,6 +150,8 @@ async def test_the_rejected_list_filters_by_what_bodies_name_and_replay_all_asks
         html = await response.text()
         assert response.status == 200 and response.url.path == "/console/rejected/replay"
     assert "Replay 1 rejected webhook?" in html and 'id="confirm-replay"' in html
+    # Cancel goes back to the list as it was filtered (not to the range the count pinned).
+    assert 'href="/console/rejected?by=external_id&amp;q=cand-9001" id="cancel"' in html
     # Asking replayed nothing.
     await asyncio.sleep(0.3)
     assert dict(await world.router.pool.fetch("SELECT id::text, stored_at FROM raw_webhooks")) == stored

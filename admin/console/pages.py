@@ -415,6 +415,7 @@ class Pages:
         if form.get("confirm") is None:
             # Asked first, with the count: the confirmation pins the end of the range to now, so
             # that what is replayed is what was counted (less what was replayed meanwhile).
+            cancel = _link("/rejected", **chosen.shown())
             now = datetime.now(UTC)
             if chosen.until is None or chosen.until > now:
                 chosen = chosen.replace(until=now)
@@ -428,7 +429,7 @@ class Pages:
                 filters=chosen.shown(),
                 until_pinned=chosen.until.isoformat() if chosen.until else "",
                 back=back,
-                cancel=_link("/rejected", **chosen.shown()),
+                cancel=cancel,
             )
         return await self._replay(broker, chosen=chosen)
 
