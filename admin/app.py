@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -10,13 +11,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, crosswalk, erasures, exams, itep_orders, store, wire
+from admin import console, crosswalk, erasures, exams, itep_orders, rejected, send_test_event, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
 from common.errors import TRANSIENT
+from common.times import parse_time
 from schemas.delivery import DeliveryTask
 from schemas.event import decode_event, encode_event
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
@@ -26,7 +28,6 @@ from subscribers.ssrf import ForbiddenAddress, check_host
 log = structlog.get_logger("admin")
 
 T = TypeVar("T")
-_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
 
@@ -62,11 +63,11 @@ class Handlers:
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
-        query = dict(request.query)
+        query: dict[str, object] = dict(request.query)
         for name in ("since", "until"):
-            # A date alone is its midnight, UTC: `since=2026-11-22` as an operator types it.
-            if _DATE.match(query.get(name, "")):
-                query[name] += "T00:00:00Z"
+            # As an operator types it (`since=2026-11-22`), read as the bodies and the CLI read it.
+            if (text := request.query.get(name)) is not None:
+                query[name] = _time(name, text)
         return msgspec.convert(query, kind, strict=False)
 
     @staticmethod
@@ -177,6 +178,7 @@ class Handlers:
         body = await self._body(request, wire.Replay)
         if (body.event_id is None) == (body.since is None):
             raise Unprocessable("give either event_id or since")
+        since = None if body.since is None else _time("since", body.since)
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
             if status is None:
@@ -189,8 +191,8 @@ class Handlers:
                     raise NotFound("no such event")
                 todo = [(found[0], body.event_id, found[1], found[2])]
             else:
-                assert body.since is not None
-                todo = await store.replay_failed(conn, subscription_id, body.since)
+                assert since is not None
+                todo = await store.replay_failed(conn, subscription_id, since)
         for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
             # The stored event, encoded as the router encodes it: the same bytes it published.
             event_body = encode_event(decode_event(payload.encode()))
@@ -213,6 +215,19 @@ class Handlers:
         log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
         return _json(wire.Replayed([d for d, *_ in todo]), status=202)
 
+    async def test_event(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        # No body at all is the default test event (aiohttp keeps the bytes read: read twice, once).
+        empty = not (await request.read()).strip()
+        body = wire.TestEvent() if empty else await self._body(request, wire.TestEvent)
+        async with self._pool.acquire() as conn:
+            sent = await send_test_event.send_test_event(
+                conn, subscription_id, body, allow_private=self._allow_private
+            )
+        if sent is None:
+            raise NotFound("no such subscription")
+        return _json(sent)
+
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)
         if query.key is None:
@@ -234,7 +249,14 @@ class Handlers:
     async def rejected(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.RejectedQuery)
         async with self._pool.acquire() as conn:
-            return _json(wire.RejectedWebhooks(await store.rejected_webhooks(conn, query)))
+            return _json(await rejected.list_rejected(conn, query))
+
+
+def _time(name: str, text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise Unprocessable(f"{name}: {error}") from None
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -330,6 +352,19 @@ def routes(h: Handlers) -> list[Route]:
         ),
         (
             Operation(
+                "POST",
+                sub + "/test",
+                "send the subscription a test event now (signed as a delivery is, through the same client "
+                "and address policy) and answer the subscriber's status, latency and error; not stored, "
+                "never retried",
+                200,
+                wire.TestEventSent,
+                body=wire.TestEvent,
+            ),
+            h.test_event,
+        ),
+        (
+            Operation(
                 "GET",
                 "/v1/exams",
                 "with vendor and key: an exam's current state and its history; without key: a page of "
@@ -355,7 +390,9 @@ def routes(h: Handlers) -> list[Route]:
             Operation(
                 "GET",
                 "/v1/rejected-webhooks",
-                "raw webhooks stored as rejected, with the reason",
+                "raw webhooks stored as rejected, with the reason and what the body names (exam, test, "
+                "candidate), the newest first by arrival; filter by source, vendor, time of arrival or "
+                "those names; `next` is the cursor of the next page",
                 200,
                 wire.RejectedWebhooks,
                 query=wire.RejectedQuery,
@@ -386,5 +423,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     for op, handler in table:
         app.router.add_route(op.method, op.path, handler)
-    console.setup(app, pool, tasks, token=token)
+    console.setup(app, pool, tasks, token=token, allow_private=allow_private)
     return app
