@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install services migrate run test check lint typecheck pytest bench demo schema clean
+.PHONY: install services migrate run test check lint typecheck pytest bench demo schema teardown clean
 
-# The environment is rebuilt when pyproject.toml changes.
+# The environment is rebuilt when pyproject.toml changes. pip says what it fetches and installs (a
+# quiet install looked hung for the minute or two a first one takes).
 $(VENV)/.installed: pyproject.toml
+	@echo "make: installing resultbus and its dependencies into $(VENV) (the first time takes a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	@echo "make: $(VENV) is ready"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,7 +44,8 @@ pytest: install services
 
 # The bench's own extra (FastAPI + Celery peer, py-spy), rebuilt when pyproject.toml changes.
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@echo "make: installing the bench's extra (FastAPI, Uvicorn, Celery, psycopg, py-spy) into $(VENV)"
+	$(PY) -m pip install --progress-bar on -e '.[dev,bench]'
 	touch $@
 
 ## make bench: every figure of docs/performance.md against its same-run baseline, one table, and the
@@ -60,5 +64,12 @@ schema: install
 	$(PY) -m schemas itep-order > docs/itep-order.schema.json
 	$(PY) -m schemas asyncapi > docs/asyncapi.yaml
 
+## make teardown: remove what `make run` made (its database, its prefix's queues and exchanges) and
+## only that, after saying what and asking (`make teardown YES=1` does not ask). The same settings as
+## `make run` name them: RESULTBUS_DATABASE_URL, RESULTBUS_AMQP_PREFIX, …
+teardown: install
+	$(PY) -m workers teardown$(if $(YES), --yes)
+
+## make clean: the venv and the tools' caches (the database and the broker's queues: make teardown).
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -10,13 +11,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, crosswalk, erasures, exams, itep_orders, store, wire
+from admin import console, crosswalk, erasures, exams, itep_orders, rejected, send_test_event, store, wire
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
 from admin.replay import TaskSink, UnknownEvent, replay
+from common.times import parse_time
 from gradebook.config import Destination, OneRosterDestination, kind_of, problems, url_of
 from schemas.vendor import Vendor
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
@@ -26,7 +28,6 @@ from subscribers.ssrf import ForbiddenAddress, check_host
 log = structlog.get_logger("admin")
 
 T = TypeVar("T")
-_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
 
@@ -56,11 +57,11 @@ class Handlers:
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
-        query = dict(request.query)
+        query: dict[str, object] = dict(request.query)
         for name in ("since", "until"):
-            # A date alone is its midnight, UTC: `since=2026-11-22` as an operator types it.
-            if _DATE.match(query.get(name, "")):
-                query[name] += "T00:00:00Z"
+            # As an operator types it (`since=2026-11-22`), read as the bodies and the CLI read it.
+            if (text := request.query.get(name)) is not None:
+                query[name] = _time(name, text)
         return msgspec.convert(query, kind, strict=False)
 
     @staticmethod
@@ -203,6 +204,7 @@ class Handlers:
         body = await self._body(request, wire.Replay)
         if (body.event_id is None) == (body.since is None):
             raise Unprocessable("give either event_id or since")
+        since = None if body.since is None else _time("since", body.since)
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
         if status is None:
@@ -211,11 +213,24 @@ class Handlers:
             raise Unprocessable(f"the subscription is {status}: enable it first")
         try:
             queued = await replay(
-                self._pool, self._tasks, subscription_id, event_id=body.event_id, since=body.since
+                self._pool, self._tasks, subscription_id, event_id=body.event_id, since=since
             )
         except UnknownEvent:
             raise NotFound("no such event") from None
         return _json(wire.Replayed(queued), status=202)
+
+    async def test_event(self, request: web.Request) -> web.Response:
+        subscription_id = self._id(request)
+        # No body at all is the default test event (aiohttp keeps the bytes read: read twice, once).
+        empty = not (await request.read()).strip()
+        body = wire.TestEvent() if empty else await self._body(request, wire.TestEvent)
+        async with self._pool.acquire() as conn:
+            sent = await send_test_event.send_test_event(
+                conn, subscription_id, body, allow_private=self._allow_private
+            )
+        if sent is None:
+            raise NotFound("no such subscription")
+        return _json(sent)
 
     async def exam(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.ExamQuery)
@@ -238,7 +253,14 @@ class Handlers:
     async def rejected(self, request: web.Request) -> web.Response:
         query = self._query(request, wire.RejectedQuery)
         async with self._pool.acquire() as conn:
-            return _json(wire.RejectedWebhooks(await store.rejected_webhooks(conn, query)))
+            return _json(await rejected.list_rejected(conn, query))
+
+
+def _time(name: str, text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise Unprocessable(f"{name}: {error}") from None
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -334,6 +356,19 @@ def routes(h: Handlers) -> list[Route]:
         ),
         (
             Operation(
+                "POST",
+                sub + "/test",
+                "send the subscription a test event now (signed as a delivery is, through the same client "
+                "and address policy) and answer the subscriber's status, latency and error; not stored, "
+                "never retried",
+                200,
+                wire.TestEventSent,
+                body=wire.TestEvent,
+            ),
+            h.test_event,
+        ),
+        (
+            Operation(
                 "GET",
                 "/v1/exams",
                 "with vendor and key: an exam's current state and its history; without key: a page of "
@@ -359,7 +394,9 @@ def routes(h: Handlers) -> list[Route]:
             Operation(
                 "GET",
                 "/v1/rejected-webhooks",
-                "raw webhooks stored as rejected, with the reason",
+                "raw webhooks stored as rejected, with the reason and what the body names (exam, test, "
+                "candidate), the newest first by arrival; filter by source, vendor, time of arrival or "
+                "those names; `next` is the cursor of the next page",
                 200,
                 wire.RejectedWebhooks,
                 query=wire.RejectedQuery,
@@ -390,5 +427,5 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     for op, handler in table:
         app.router.add_route(op.method, op.path, handler)
-    console.setup(app, pool, tasks, token=token)
+    console.setup(app, pool, tasks, token=token, allow_private=allow_private)
     return app

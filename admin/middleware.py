@@ -17,8 +17,9 @@ from common.errors import TRANSIENT
 
 log = structlog.get_logger("admin")
 
-# Paths any caller may read: liveness and the API's own description (it holds no data).
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json"})
+# Paths any caller may read: liveness, the API's own description and the console's icon (which a
+# browser asks for at the site's root, without credentials): none holds data.
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/favicon.ico"})
 # The operator console authenticates for itself (the same token, or its session cookie): admin/console.
 CONSOLE_PREFIX: Final = "/console"
 

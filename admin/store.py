@@ -249,31 +249,6 @@ async def get_exam(conn: DbConn, vendor: str, key: str) -> wire.Exam | None:
     )
 
 
-async def rejected_webhooks(
-    conn: DbConn, query: wire.RejectedQuery, preview: int = 2048
-) -> list[wire.RejectedWebhook]:
-    rows = await conn.fetch(
-        """
-        SELECT id::text, source, vendor, received_at, stored_at, content_type, remote, reason,
-               length(body) AS size, substring(body FROM 1 FOR $4) AS head
-        FROM raw_webhooks
-        WHERE outcome = 'rejected' AND ($1::text IS NULL OR source = $1)
-          AND ($2::timestamptz IS NULL OR stored_at >= $2)
-        ORDER BY stored_at, id LIMIT $3
-        """,
-        query.source,
-        query.since,
-        query.limit,
-        preview,
-    )
-    found = []
-    for row in rows:
-        record = dict(row)
-        record["body_preview"] = bytes(record.pop("head")).decode("utf-8", "replace")
-        found.append(msgspec.convert(record, wire.RejectedWebhook))
-    return found
-
-
 async def deliveries(conn: DbConn, subscription_id: str, query: wire.DeliveriesQuery) -> list[wire.Delivery]:
     rows = await conn.fetch(
         """

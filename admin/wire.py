@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from gradebook.config import Destination
-from schemas.event import ResultEvent
+from schemas.event import ResultEvent, Status
 from schemas.vendor import Vendor
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -170,12 +170,22 @@ class Events(msgspec.Struct, frozen=True):
 
 
 # A query string's time: a date and time (no zone: UTC), or a date alone (its midnight, UTC), which
-# the handlers' query reader turns into a date and time before these Structs see it.
+# the handlers' query reader (common.times.parse_time) reads before these Structs see it.
 Since = Annotated[
     datetime,
     Meta(description="at or after: 2026-11-22T08:00:00+01:00, or a date (2026-11-22: midnight UTC)"),
 ]
 Until = Annotated[datetime, Meta(description="before: a date and time, or a date (its midnight, UTC)")]
+# The same in a JSON body: a string, read by the same parser (a JSON datetime would refuse a date).
+TimeText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="a date and time (2026-11-22T08:00:00+01:00; no zone: UTC), or a date alone "
+        "(2026-11-22: its midnight, UTC)",
+    ),
+]
 Order = Literal["newest", "oldest"]
 
 
@@ -241,16 +251,35 @@ class RejectedWebhook(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     size: int
     body_preview: str  # the first bytes, as text (invalid UTF-8 replaced)
+    # What the body names, where it says, read as the vendor's normalizer reads it: the exam
+    # (`exam_key`, with `vendor`: GET /v1/exams?vendor=&key=), the test, the candidate.
+    exam_key: str | None = None
+    test_id: str | None = None
+    external_id: str | None = None
+    email: str | None = None
 
 
-class RejectedWebhooks(msgspec.Struct, frozen=True):
+class RejectedWebhooks(msgspec.Struct, frozen=True, kw_only=True):
+    """Newest first by arrival; `next` is the `cursor` of the next (older) page."""
+
     rejected: list[RejectedWebhook]
+    next: str | None = None
 
 
 class RejectedQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every filter given must match. The body's names (`test_id`, `external_id`, `exam_key`,
+    `email`, compared in lower case) are read from the vendor's bytes as its normalizer would."""
+
     source: Name | None = None
-    since: Since | None = None
+    vendor: Vendor | None = None
+    since: Since | None = None  # received at or after
+    until: Until | None = None  # received before
+    test_id: Name | None = None
+    external_id: Name | None = None
+    exam_key: Name | None = None
+    email: Name | None = None
     limit: Limit = 100
+    cursor: Cursor | None = None
 
 
 class AttemptRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -291,7 +320,27 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Either one event (`event_id`) or every failed delivery of the subscription since `since`."""
 
     event_id: Uuid | None = None
-    since: datetime | None = None
+    since: TimeText | None = None  # failed deliveries created at or after
+
+
+class TestEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the test event looks like; every field may be left out (the body may be empty)."""
+
+    type: Status = Status.COMPLETED  # the status it reports
+    vendor: Vendor | None = None  # none: the subscription's first vendor filter, else itep
+
+
+class TestEventSent(msgspec.Struct, frozen=True, kw_only=True):
+    """The subscriber's answer to one test event (sent at once, not stored, never retried)."""
+
+    ok: bool  # a 2xx
+    status: int | None = None  # the HTTP status; none: no answer (refused address, timeout, …)
+    latency_ms: float
+    error: str | None = None  # the subscriber's answer when not a 2xx, or why there was none
+    url: str
+    subscription_status: str  # a test is sent whatever the status, to check an endpoint before enabling
+    webhook_id: str  # the `webhook-id` it carried: the event's id, a new one each time
+    event: ResultEvent  # what was sent, byte for byte as encoded
 
 
 class Replayed(msgspec.Struct, frozen=True):

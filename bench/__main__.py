@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-events", type=int, default=100_000, help="console: events stored")
     parser.add_argument("--page-rounds", type=int, default=30, help="console: timed loads per page")
     parser.add_argument(
-        "--without-indexes", action="store_true", help="console: drop migration 008's indexes first"
+        "--without-indexes",
+        action="store_true",
+        help="console: drop the console's indexes (migrations 008, 011) first",
     )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:

@@ -4,7 +4,9 @@ A database of its own is seeded in bulk (COPY) with a realistic spread: webhooks
 three events per exam, a few per cent rejected, two subscriptions with a delivery and an attempt per
 event. The admin app (API and console) then runs in this process on a real listener over the real
 broker and database, and each page is fetched sequentially (warm-up first): p50/p95 per page, with
-the target of 200 ms. `--without-indexes` drops migration 008's indexes first, to show what each buys.
+the target of 200 ms. `--without-indexes` drops the console's indexes (migrations 008 and 011) first,
+to show what each buys. Half the rejected webhooks are bodies that name their exam (a Synap body
+rejected for a rule), the other half cannot be read at all.
 """
 
 import json
@@ -32,11 +34,15 @@ from workers.migrate import migrate
 
 TARGET_MS = 200.0
 TOKEN = "bench-console-token-0123456789"
-INDEXES_008 = (
+CONSOLE_INDEXES = (
+    # 008
     "events_candidate_email",
     "events_candidate_external_id",
     "events_test_id",
     "raw_webhooks_received",
+    # 011
+    "raw_webhooks_rejected_keys",
+    "raw_webhooks_rejected_arrival",
 )
 VENDORS = [v.value for v in Vendor]
 
@@ -56,6 +62,18 @@ def _body(i: int) -> bytes:
             "meta": {"timestamp": "2024-05-02T10:15:00.000Z", "eventName": "exam.resultsReleased"},
             "attempt": {"id": f"att-{i // 3}", "score": 72.5, "grade": {"label": "Merit", "isPass": True}},
             "test": {"id": f"test-{i % 50}", "title": "Final Maths"},
+            "notes": "x" * 300,
+        }
+    ).encode()
+
+
+def _rejected_body(j: int) -> bytes:
+    return json.dumps(
+        {
+            "user": {"id": f"rej-user-{j}", "name": "Ada Example", "email": f"rej{j}@example.com"},
+            "meta": {"timestamp": "2024-05-02T10:15:00.000Z", "eventName": "exam.resultsReleased"},
+            "attempt": {"id": f"rej-att-{j}", "score": 72.5, "scoreFrac": 7.25},
+            "test": {"id": f"rej-test-{j}", "title": "Final Maths"},
             "notes": "x" * 300,
         }
     ).encode()
@@ -168,24 +186,34 @@ async def seed(conn: asyncpg.Connection, events: int, rejected_share: float = 0.
                     "failed" if failed else "succeeded",
                 )
             )
+    rejected_named = None
     for j in range(int(events * rejected_share)):
-        vendor = VENDORS[j % len(VENDORS)]
         at = now - timedelta(seconds=week * j / (events * rejected_share))
-        raw.append(
-            (
-                str(uuid.uuid4()),
-                f"{vendor}-main",
-                vendor,
-                at,
-                "application/json",
-                b'{"broken": ',
-                None,
-                "192.0.2.1",
-                "rejected",
-                "body: not JSON",
-                at,
+        if j % 2:
+            # A body that names its exam, rejected for a rule (as a Synap attempt with a bad score).
+            vendor, body, reason = (
+                "synap",
+                _rejected_body(j),
+                "synap: `attempt.scoreFrac` 7.25 is not within 0 and 1",
             )
+        else:
+            vendor, body, reason = VENDORS[(j // 2) % len(VENDORS)], b'{"broken": ', "body: not JSON"
+        row = (
+            str(uuid.uuid4()),
+            f"{vendor}-main",
+            vendor,
+            at,
+            "application/json",
+            body,
+            None,
+            "192.0.2.1",
+            "rejected",
+            reason,
+            at,
         )
+        raw.append(row)
+        if j == int(events * rejected_share) // 2 + 1:
+            rejected_named = (row[0], j)
     await conn.copy_records_to_table(
         "raw_webhooks",
         records=raw,
@@ -249,7 +277,11 @@ async def seed(conn: asyncpg.Connection, events: int, rejected_share: float = 0.
     )
     await conn.execute("ANALYZE")
     middle = events // 2
+    assert rejected_named is not None
     return {
+        "rejected_webhook": rejected_named[0],
+        "rejected_test_id": f"rej-test-{rejected_named[1]}",
+        "rejected_key": f"attempt:rej-att-{rejected_named[1]}",
         "subscription": subs[0],
         "webhook": raw[middle][0],
         "email": f"cand{middle // 3}@example.com",
@@ -291,7 +323,7 @@ async def run(
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{w.schema}"')
                 await migrate(conn)
                 if without_indexes:
-                    for name in INDEXES_008:
+                    for name in CONSOLE_INDEXES:
                         await conn.execute(f"DROP INDEX IF EXISTS {name}")
                 started = time.perf_counter()
                 found = await seed(conn, events)
@@ -335,8 +367,24 @@ def _pages(found: dict[str, str]) -> Sequence[tuple[str, str, str]]:
         ("find: exam key", f"/exams?by=key&q={found['key']}", exam_link),
         ("exam + history", f"/exam?vendor={found['vendor']}&key={found['key']}", "History (3 events"),
         ("webhook", f"/webhooks/{found['webhook']}", found["key"]),
+        (
+            "find: rejected only",
+            f"/exams?by=test_id&q={found['rejected_test_id']}",
+            found["rejected_webhook"],
+        ),
+        (
+            "exam: rejected only",
+            f"/exam?vendor=synap&key={found['rejected_key']}",
+            found["rejected_webhook"],
+        ),
+        ("rejected webhook", f"/webhooks/{found['rejected_webhook']}", found["rejected_key"]),
         ("rejected", "/rejected", "not JSON"),
         ("rejected, a source", f"/rejected?source={found['vendor']}-main", "not JSON"),
+        (
+            "rejected, by test id",
+            f"/rejected?by=test_id&q={found['rejected_test_id']}",
+            found["rejected_webhook"],
+        ),
         ("dead letters", "/dead", "Dead letters"),
         ("subscriptions", "/subscriptions", "school 0"),
         ("subscription", f"/subscriptions/{found['subscription']}", "HTTP 500"),
@@ -353,7 +401,8 @@ def table(results: list[PageResult], events: int, without_indexes: bool) -> list
     lines = [
         "",
         f"console: page loads with {events:,} events stored"
-        f"{' (WITHOUT migration 008 indexes)' if without_indexes else ''}, sequential, client in-process",
+        f"{' (WITHOUT the indexes of migrations 008 and 011)' if without_indexes else ''}, sequential,"
+        " client in-process",
         f"{'page':>22} {'p50 ms':>8} {'p95 ms':>8} {'KiB':>6}  target",
     ]
     for r in results:

@@ -15,6 +15,7 @@ from common.broker import declare_raw, persistent_message
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REPLAYED, ROUTING_KEY
 from common.db import DbConn
 from common.progress import Progress, no_progress
+from common.rejected import RejectedFilter, where
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
@@ -110,15 +111,40 @@ async def _move_dead(
 
 _REJECTED = """
 SELECT id::text, source, vendor, received_at, content_type, body, vendor_event, remote
-FROM raw_webhooks
-WHERE outcome = 'rejected' AND purged_at IS NULL  -- a purged body has nothing to replay
-  AND ($1::timestamptz IS NULL OR received_at >= $1)
-  AND ($2::text IS NULL OR source = $2)
-  AND ($3::uuid[] IS NULL OR id = ANY($3))
-  AND ($4::timestamptz IS NULL OR received_at < $4)
-ORDER BY received_at
-LIMIT $5
+FROM raw_webhooks WHERE {where}
+ORDER BY received_at, id
+{limit}
 """
+
+
+def _chosen(
+    since: datetime | None,
+    until: datetime | None,
+    source: str | None,
+    ids: list[str] | None,
+    keys: list[str] | None,
+    vendors: list[str] | None,
+) -> RejectedFilter:
+    # A purged body has nothing to replay.
+    return RejectedFilter(
+        since=since, until=until, source=source, vendors=vendors, ids=ids, keys=keys or [], replayable=True
+    )
+
+
+async def count_rejected(
+    conn: DbConn,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: str | None = None,
+    ids: list[str] | None = None,
+    keys: list[str] | None = None,
+    vendors: list[str] | None = None,
+) -> int:
+    """How many rejected webhooks a replay with the same filters would send (before its limit)."""
+    params: list[object] = []
+    condition = where(_chosen(since, until, source, ids, keys, vendors), params)
+    return int(await conn.fetchval(f"SELECT count(*) FROM raw_webhooks WHERE {condition}", *params))
 
 
 async def replay_rejected(
@@ -129,12 +155,14 @@ async def replay_rejected(
     since: datetime | None = None,
     source: str | None = None,
     ids: list[str] | None = None,
+    keys: list[str] | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> int:
     """Sends rejected webhooks through the router again, under their original ids: one that now
-    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason."""
+    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason.
+    `keys`: only those whose bodies name all of them (common.rejected.search_key)."""
     replayed = await republish_rejected(
-        conn, channel, topology, since=since, source=source, ids=ids, progress=progress
+        conn, channel, topology, since=since, source=source, ids=ids, keys=keys, progress=progress
     )
     return len(replayed)
 
@@ -148,13 +176,21 @@ async def republish_rejected(
     until: datetime | None = None,
     source: str | None = None,
     ids: list[str] | None = None,
+    keys: list[str] | None = None,
+    vendors: list[str] | None = None,
     limit: int | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[str]:
     """`replay_rejected`, returning the ids of the webhooks sent again (oldest first), so that a caller
     can follow their new outcomes."""
     exchange, _ = await declare_raw(channel, topology)
-    rows = await conn.fetch(_REJECTED, since, source, ids, until, limit)
+    params: list[object] = []
+    condition = where(_chosen(since, until, source, ids, keys, vendors), params)
+    if limit is not None:
+        params.append(limit)
+    rows = await conn.fetch(
+        _REJECTED.format(where=condition, limit=f"LIMIT ${len(params)}" if limit is not None else ""), *params
+    )
     report = progress(len(rows)) if progress is not None else no_progress
     for done, row in enumerate(rows, 1):
         if row["vendor"] in Vendor._value2member_map_:

@@ -4,6 +4,8 @@ Every name hangs off one prefix so that a test (or a second deployment on one br
 world of its own.
 """
 
+import hashlib
+import re
 from typing import Final
 
 import msgspec
@@ -63,6 +65,33 @@ def raw_routing_key(vendor: Vendor, source: str) -> str:
     return f"{vendor.value}.{source}"
 
 
+# A routing key is at most 255 bytes (AMQP's short string); an event type is kept well below that.
+MAX_EVENT_TYPE: Final = 128
+# What a result's routing key is made of: lower-case words of letters, digits and `_`, one dot
+# between words. No `*` or `#` (a binding's wildcards), no empty word, nothing a consumer's binding
+# could not name.
+_SAFE_TYPE: Final = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
+_NOT_IN_WORDS: Final = re.compile(r"[^a-z0-9_.]+")
+_NOT_IN_A_WORD: Final = re.compile(r"[^a-z0-9_]+")
+
+
+def routing_words(text: str, *, max_length: int = MAX_EVENT_TYPE, dotted: bool = True) -> str:
+    """`text` as routing-key words: lower case, every run of other characters one `_`, no empty word,
+    at most `max_length` characters (a longer text is cut and ends in a hash of the whole, so that
+    two long texts stay apart). `dotted=False`: one word (a dot is just another character)."""
+    lowered = text.strip().lower()
+    replaced = (_NOT_IN_WORDS if dotted else _NOT_IN_A_WORD).sub("_", lowered)
+    words = ".".join(w for w in (part.strip("_") for part in replaced.split(".")) if w)
+    if len(words) > max_length:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        words = words[: max_length - len(digest) - 1].rstrip("_.") + "_" + digest
+    return words
+
+
 def result_routing_key(vendor: Vendor, event_type: str) -> str:
-    """`<vendor>.<event type>`: `itep.completed`, `inspera.event.qti_export_ready`."""
+    """`<vendor>.<event type>`: `itep.completed`, `inspera.event.qti_export_ready`. A type outside
+    the safe alphabet (an event stored before types were made safe, being replayed) is made safe
+    here too: whatever the type, the key is one a binding can match and the broker accepts."""
+    if len(event_type) > MAX_EVENT_TYPE or _SAFE_TYPE.fullmatch(event_type) is None:
+        event_type = routing_words(event_type) or "unnamed"
     return f"{vendor.value}.{event_type}"

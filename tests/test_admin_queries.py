@@ -90,4 +90,25 @@ async def test_since_takes_a_date(admin: Admin) -> None:  # noqa: F811
     assert [e["exam_key"] for e in page["exams"]] == ["OLD"]
     for path in ("/v1/events", "/v1/rejected-webhooks"):
         assert (await admin.call("GET", path, since="2026-11-22"))[0] == 200, path
-    assert (await admin.call("GET", "/v1/events", since="22/11/2026"))[0] == 422
+    status, body = await admin.call("GET", "/v1/events", since="22/11/2026")
+    assert status == 422 and body["error"].startswith("since: expected a date (2026-11-22")
+
+
+async def test_a_replay_body_takes_a_date_as_the_query_does(admin: Admin) -> None:  # noqa: F811
+    status, created = await admin.call("POST", "/v1/subscriptions", {"url": "http://127.0.0.1:9/hook"})
+    path = f"/v1/subscriptions/{created['subscription']['id']}/replay"
+    for since in ("2026-11-22", "2026-11-22T08:00", "2026-11-22T08:00:00+01:00", "2026-11-22T08:00:00Z"):
+        status, body = await admin.call("POST", path, {"since": since})
+        assert (status, body) == (202, {"deliveries": []}), since
+    status, body = await admin.call("POST", path, {"since": "22/11/2026"})
+    assert status == 422 and body["error"].startswith("since: expected a date (2026-11-22")
+
+
+def test_every_reader_of_an_operators_time_is_one_parser() -> None:
+    from admin.console.pages import _time
+    from common.times import parse_time
+    from workers.operator_cli import parse_since
+
+    for text in ("2026-11-22", "2026-11-22T08:00", "2026-11-22T08:00:00+01:00", "2026-11-22 08:00:00Z"):
+        assert parse_since(text) == _time(text, "since") == parse_time(text), text
+    assert parse_time("2026-11-22") == datetime(2026, 11, 22, tzinfo=UTC)

@@ -4,6 +4,7 @@ subscription actions, and that vendor and subscriber values are escaped and secr
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from admin.console import auth
 from devkit import samples
 from schemas.topology import Topology
 from schemas.vendor import Vendor
@@ -117,6 +119,21 @@ async def test_signing_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
         assert response.status == 303
 
 
+async def test_the_icon_is_served_to_anyone_and_every_page_links_it(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    # A browser asks for /favicon.ico by itself, with no credentials: an icon, not a 401.
+    async with aiohttp.ClientSession() as stranger, stranger.get(world.base + "/favicon.ico") as response:
+        assert response.status == 200 and response.content_type == "image/x-icon"
+        icon = await response.read()
+    assert icon[:4] == b"\x00\x00\x01\x00" and b"PNG" in icon[:40]  # an ICO holding a PNG
+    status, html = await get(http, world.base + "/console/login")
+    assert status == 200 and '<link rel="icon" href="/favicon.ico">' in html
+    # Public means the icon only: the API beside it still wants the token.
+    status, _ = await get(http, world.base + "/v1/subscriptions")
+    assert status == 401
+
+
 async def test_cookie_is_secure_over_https_and_a_forged_or_stolen_back_cookie_is_refused(
     world: ConsoleWorld, http: aiohttp.ClientSession
 ) -> None:
@@ -157,13 +174,22 @@ async def test_forms_need_the_session_csrf_token_and_a_same_site_origin(
     ids = await seed(world)
     csrf = await sign_in(world, http)
     url = world.base + "/console/rejected/replay"
-    for data, headers in (
-        ({"id": ids["bad"]}, {}),
-        ({"id": ids["bad"], "csrf": "not-the-token"}, {}),
-        ({"id": ids["bad"], "csrf": csrf}, {"Origin": "https://evil.example.com"}),
+    for data, headers, says in (
+        ({"id": ids["bad"]}, {}, "made for an earlier sign-in"),
+        ({"id": ids["bad"], "csrf": "not-the-token"}, {}, "made for an earlier sign-in"),
+        (
+            {"id": ids["bad"], "csrf": csrf, "back": "/console/rejected?source=synap-main"},
+            {"Origin": "https://evil.example.com"},
+            "your browser says this form was sent from a page of another web site"
+            " (https://evil.example.com), not from this console",
+        ),
     ):
         async with http.post(url, data=data, headers=headers, allow_redirects=False) as response:
             assert response.status == 403
+            html = await response.text()
+            assert says in html and "nothing was done" in html, html
+    # The refusal offers the way back to the page the form was on.
+    assert 'href="/console/rejected?source=synap-main" id="back"' in html
     # Nothing was replayed: the row is as the router left it.
     stored = await world.router.pool.fetchval("SELECT stored_at FROM raw_webhooks WHERE id = $1", ids["bad"])
     await asyncio.sleep(0.3)
@@ -177,6 +203,52 @@ async def test_forms_need_the_session_csrf_token_and_a_same_site_origin(
         stranger.post(url, data={"id": ids["bad"], "csrf": csrf}, allow_redirects=False) as response,
     ):
         assert response.status == 401
+
+
+async def test_a_form_sent_after_the_session_ended_leads_back_there_after_signing_in(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    ids = await seed(world)
+    stored = await world.router.pool.fetchval("SELECT stored_at FROM raw_webhooks WHERE id = $1", ids["bad"])
+    csrf = await sign_in(world, http)
+    # A cookie signed as the console signs them, expired an hour ago: the session of a tab left open.
+    _, expired = auth.Sessions(TOKEN).issue(authenticated=True, now=time.time() - auth.SESSION_SECONDS - 3600)
+    http.cookie_jar.update_cookies({auth.COOKIE: expired}, URL(world.base + "/console/"))
+    back = "/console/rejected?source=synap-main"
+    async with http.post(
+        world.base + "/console/rejected/replay", data={"csrf": csrf, "id": ids["bad"], "back": back}
+    ) as response:
+        assert response.status == 401
+        html = await response.text()
+    assert "Your session has ended" in html and "was not done" in html
+    found = re.search(r'<a href="([^"]+)" id="sign-in">Sign in again</a>', html)
+    assert found is not None
+    sign_in_at = found[1].replace("&amp;", "&")
+    assert URL(sign_in_at).query["next"] == back
+    # Signing in again there lands on the page the form was on.
+    status, html = await get(http, world.base + sign_in_at)
+    assert status == 200 and f'name="next" value="{back}"' in html.replace("&amp;", "&")
+    async with http.post(
+        world.base + "/console/login",
+        data={"csrf": csrf_of(html), "token": TOKEN, "next": back},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303 and response.headers["Location"] == back
+    # Nothing was replayed: the webhook is as the router left it.
+    assert (
+        await world.router.pool.fetchval("SELECT stored_at FROM raw_webhooks WHERE id = $1", ids["bad"])
+        == stored
+    )
+    # A `back` that leaves the console is not followed.
+    async with (
+        aiohttp.ClientSession() as stale,
+        stale.post(
+            world.base + "/console/rejected/replay",
+            data={"id": ids["bad"], "back": "https://evil.example.com/"},
+            headers={"Cookie": f"{auth.COOKIE}={expired}"},
+        ) as response,
+    ):
+        assert response.status == 401 and "next=%2Fconsole%2F" in await response.text()
 
 
 async def test_every_page_renders_for_the_bearer_token_with_security_headers(
@@ -252,11 +324,13 @@ async def test_a_rejected_webhook_replayed_after_the_fix_shows_its_new_outcome(
     assert ids["bad"] not in html and "No rejected webhook" in html
     status, html = await get(http, f"{world.base}/console/webhooks/{ids['bad']}")
     assert 'id="outcome">accepted<' in html
-    # "Replay all" of nothing left replays nothing.
+    # "Replay all" of nothing left asks first, says so, and offers nothing to confirm.
     async with http.post(
         world.base + "/console/rejected/replay", data={"csrf": csrf, "all": "1"}
     ) as response:
-        assert "Replayed 0 webhooks" in await response.text()
+        html = await response.text()
+        assert "Replay 0 rejected webhooks?" in html and "Nothing matches" in html
+        assert 'id="confirm-replay"' not in html
     async with http.post(world.base + "/console/rejected/replay", data={"csrf": csrf}) as response:
         assert response.status == 400 and "nothing selected" in await response.text()
 
@@ -307,7 +381,11 @@ async def test_subscription_pages_escape_subscriber_values_hide_secrets_and_act(
             assert response.status == 200, await response.text()
             return await response.text()
 
-    assert "Disabled: nothing is delivered" in await act("status", status="disabled")
+    # Disabling asks first, saying what it means; nothing changes until it is confirmed.
+    html = await act("status", status="disabled")
+    assert "Disable school" in html and 'id="confirm-disable"' in html and "are cancelled" in html
+    assert await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", subscription_id) == "active"
+    assert "Disabled: nothing is delivered" in await act("status", status="disabled", confirm="1")
     assert (
         await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", subscription_id) == "disabled"
     )
@@ -351,6 +429,37 @@ async def test_overview_counts_webhooks_and_shows_queue_depths(
         and topology.delivery_attempts_queue in html
     )
     assert '<rect class="accepted"' in html and '<rect class="rejected"' in html
+
+
+async def test_overview_says_which_worker_roles_are_not_running_and_scales_its_chart(
+    world: ConsoleWorld, http: aiohttp.ClientSession
+) -> None:
+    await seed(world)
+    # A subscribed endpoint whose check fell due an hour ago, with no checker to make it.
+    async with http.post(
+        world.base + "/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"}, headers=BEARER
+    ) as response:
+        assert response.status == 201
+    await world.router.pool.execute("UPDATE endpoints SET next_check_at = now() - interval '1 hour'")
+    status, html = await get(http, world.base + "/console/", headers=BEARER)
+    assert status == 200
+    roles = dict(re.findall(r"<tr><td>([a-z]+)</td><td class=\"[a-z]+\">([^<]+)</td></tr>", html))
+    topology = world.router.settings.topology
+    # The router of this world consumes the raw queue; no delivery worker or checker runs.
+    assert roles["router"].startswith("running: 1 consumer"), roles
+    assert roles["delivery"].startswith(f"not running: {topology.deliveries_queue} is not declared"), roles
+    assert roles["checker"].startswith("not running (or far behind): checks were due 1h ago"), roles
+    assert "the last check was never" in roles["checker"]
+    assert re.search(r'<td class="bad">not running: [^<]*itep', html)  # fulfillment, same way
+    # The chart has a scale: its lines labelled from 0 to a round top, said in words too.
+    # (One webhook accepted and one rejected: in this hour, unless the seed straddled its end.)
+    peak = await world.router.pool.fetchval(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM raw_webhooks GROUP BY date_trunc('hour', received_at)) h"
+    )
+    assert re.findall(r'<text class="scale"[^>]*>([0-9,]+)</text>', html) == (
+        ["0", "1", "2"] if peak == 2 else ["0", "1"]
+    )
+    assert f"scale 0 to {peak}; the busiest hour had {peak}" in html
 
 
 async def test_without_authentication_configured_the_console_is_open_but_forms_still_need_csrf(

@@ -6,16 +6,19 @@ RESULTBUS_CONSOLE_SCREENSHOTS=1 (how docs/console.md's were made)."""
 
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from admin.console import auth
 from devkit import samples
 from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests.console_world import TOKEN, ConsoleWorld, console_world
+from tests.console_world import BEARER, TOKEN, ConsoleWorld, console_world
 
 CHROMIUM = os.environ.get("RESULTBUS_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -98,6 +101,15 @@ async def test_an_operator_finds_an_exam_reads_its_history_and_replays_a_rejecte
         errors.append(error)
 
     page.on("pageerror", on_error)
+    # What the browser itself reports (a resource refused, a script blocked by the CSP): nothing is
+    # expected but the 401 of the sign-in with the wrong token.
+    console_errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            console_errors.append(f"{message.text} at {message.location.get('url')}")
+
+    page.on("console", on_console)
 
     # Signing in: the console sends a stranger to the login form, and back where they were going.
     await page.goto(world.base + "/console/exams")
@@ -160,4 +172,51 @@ async def test_an_operator_finds_an_exam_reads_its_history_and_replays_a_rejecte
     await page.goto(world.base + "/console/")
     await expect(page.locator("h1")).to_have_text("Sign in to the console")
     assert errors == []
+    assert [e for e in console_errors if "status of 401" not in e or not e.endswith("/console/login")] == []
+    await context.close()
+
+
+async def test_disabling_asks_first_and_a_session_that_ended_comes_back_to_the_page(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            world.base + "/v1/subscriptions",
+            json={"url": "http://127.0.0.1:9/hook", "description": "school of examples"},
+            headers=BEARER,
+        ) as response,
+    ):
+        subscription_id = (await response.json())["subscription"]["id"]
+    page_url = f"{world.base}/console/subscriptions/{subscription_id}"
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await context.new_page()
+    await page.goto(page_url)
+    await page.fill("#token", TOKEN)
+    await page.click("button[type=submit]")
+    await expect(page.locator("h1")).to_contain_text("school of examples")
+
+    # Disable asks first; Cancel leaves it as it was.
+    await page.click("#disable")
+    await expect(page.locator("h1")).to_have_text("Disable school of examples?")
+    await page.click("#cancel")
+    await expect(page.locator("h1")).to_contain_text("(active)")
+
+    # The session ends while the confirmation is open (a cookie as the console signs them, expired).
+    await page.click("#disable")
+    _, expired = auth.Sessions(TOKEN).issue(authenticated=True, now=time.time() - auth.SESSION_SECONDS - 60)
+    await context.add_cookies(
+        [{"name": auth.COOKIE, "value": expired, "domain": "127.0.0.1", "path": "/console"}]
+    )
+    await page.click("#confirm-disable")
+    await expect(page.locator("#error")).to_contain_text("Your session has ended")
+    await page.click("#sign-in")
+    await page.fill("#token", TOKEN)
+    await page.click("button[type=submit]")
+    # Back where the operator was, and nothing was disabled meanwhile.
+    assert page.url == page_url
+    await expect(page.locator("h1")).to_contain_text("(active)")
+    await page.click("#disable")
+    await page.click("#confirm-disable")
+    await expect(page.locator("#done")).to_contain_text("Disabled")
     await context.close()

@@ -8,15 +8,23 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import pytest
 
+from common import inventory
+from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.progress import Reporter
+from common.settings import WorkerSettings
 from devkit import samples
 from schemas.topology import Topology
 from schemas.vendor import Vendor
+from subscribers.queues import declare_attempts, declare_deliveries
 from tests.conftest import DATABASE_URL
 from tests.pipeline import running_router
+from workers.delivery.settings import DeliverySettings
+from workers.fulfillment.broker import declare_fulfillment, declare_orders_queue
 from workers.operator_cli import parse_since
 from workers.router.store import RawRow, store_batch
 
@@ -70,12 +78,13 @@ def test_progress_is_a_bar_on_a_terminal() -> None:
     assert text.rstrip("\n").rsplit("\r", 1)[-1] == f"replay rejected [{'#' * 30}] 10/10 (1/s)"
 
 
-async def resultbus(topology: Topology, schema: str, *args: str) -> tuple[int, str, str]:
+async def resultbus(topology: Topology, schema: str, *args: str, **extra: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
     env.update(
         RESULTBUS_AMQP_PREFIX=topology.prefix,
         RESULTBUS_DATABASE_URL=DATABASE_URL,
         RESULTBUS_DATABASE_SCHEMA=schema,
+        **extra,
     )
     process = await asyncio.create_subprocess_exec(
         str(RESULTBUS), *args, env=env, cwd=ROOT,
@@ -133,3 +142,90 @@ async def test_inspect_dead_says_how_many_were_shown(topology: Topology, db_sche
 
 def test_the_console_script_is_installed() -> None:
     assert RESULTBUS.is_file(), "run `make install`: pyproject.toml's [project.scripts] adds it"
+
+
+async def test_inspect_rejected_finds_them_by_what_their_bodies_name(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    async with running_router(amqp_url, database_url, topology, db_schema) as router:
+        forms = [
+            samples.itep_urlencoded(samples.itep("Complete", test_id=f"CLI{i}TEST", OID="cand-1"))
+            for i in range(3)
+        ]
+        rows = [
+            RawRow.of(samples.envelope(Vendor.ITEP, body, content_type=kind), reason="itep: a rule")
+            for body, kind in forms
+        ]
+        async with router.pool.acquire() as conn:
+            await store_batch(conn, rows, [])
+        code, out, _ = await resultbus(topology, db_schema, "inspect", "rejected", "--test-id", "CLI1TEST")
+        lines = out.splitlines()
+        assert code == 0 and lines[0] == "1 rejected webhooks (naming test_id CLI1TEST)", out
+        assert lines[1].startswith(rows[1].id)
+        code, out, _ = await resultbus(topology, db_schema, "inspect", "rejected", "--external-id", "cand-1")
+        assert out.splitlines()[0] == "3 rejected webhooks (naming external_id cand-1)"
+        code, out, _ = await resultbus(topology, db_schema, "replay", "rejected", "--exam-key", "CLI2TEST")
+        assert (code, out) == (0, "replayed 1 rejected webhooks\n")
+
+
+def _declare_everything(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> Any:
+    async def declare() -> aio_pika.abc.AbstractExchange:
+        raw, _ = await declare_raw(channel, topology)
+        await declare_retry_tiers(channel, topology, WorkerSettings().retry_delays)
+        results = await declare_results(channel, topology)
+        await declare_deliveries(channel, topology, results)
+        await declare_attempts(channel, topology, DeliverySettings().schedule)
+        await declare_orders_queue(channel, topology)
+        await declare_fulfillment(channel, topology, results, inventory.DEFAULT_ITEP_RETRY_DELAYS)
+        return raw
+
+    return declare()
+
+
+async def _hold(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    """Keeps what it gets unacked."""
+
+
+async def test_inspect_queues_shows_every_queue_of_the_prefix_with_ready_messages_and_consumers(
+    amqp_url: str, topology: Topology, db_schema: str
+) -> None:
+    code, out, _ = await resultbus(topology, db_schema, "inspect", "queues")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 28 and "not declared" in lines[1]
+    assert lines[-1].startswith(f"0 of 26 queues of prefix {topology.prefix!r} declared")
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        raw = await _declare_everything(channel, topology)
+        for n in range(2):
+            await raw.publish(aio_pika.Message(f"waiting {n}".encode()), routing_key="itep.itep-main")
+        consuming = await connection.channel()
+        attempts = await consuming.declare_queue(topology.delivery_attempts_queue, passive=True)
+        await attempts.consume(_hold)
+        code, out, _ = await resultbus(topology, db_schema, "inspect", "queues")
+        await consuming.close()
+    rows = {
+        line.split()[-4 if "not declared" not in line else -5]: line.split()
+        for line in out.splitlines()[1:-1]
+    }
+    assert code == 0 and set(rows) == {
+        q.name for q in inventory.queues(topology, WorkerSettings().retry_delays, {})
+    }
+    assert rows[topology.raw_queue][-3:] == ["2", "—", "0"]  # ready, unacked (not known), consumers
+    assert rows[topology.delivery_attempts_queue][-3:] == ["0", "—", "1"]
+    assert out.splitlines()[-1].startswith(
+        f"26 of 26 queues of prefix {topology.prefix!r} declared, 2 messages ready;"
+    )
+    assert "set RESULTBUS_RABBITMQ_API" in out.splitlines()[-1]
+    # A management API named but not answering: said, and the rest is shown all the same.
+    code, out, _ = await resultbus(
+        topology, db_schema, "inspect", "queues", RESULTBUS_RABBITMQ_API="http://guest:guest@127.0.0.1:9/"
+    )
+    assert code == 0 and "the management API at http://127.0.0.1:9/ did not answer" in out
+    assert "guest:guest" not in out
+
+
+def test_unacked_counts_are_read_from_the_management_apis_answer() -> None:
+    answer = b'[{"name": "p.raw", "messages_unacknowledged": 3}, {"name": "p.dead"}]'
+    assert inventory.unacked_of(answer) == {"p.raw": 3, "p.dead": 0}

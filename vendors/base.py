@@ -1,7 +1,6 @@
 """What every vendor module declares and returns, and the pieces they share."""
 
 import math
-import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -11,6 +10,7 @@ import msgspec
 from common.errors import Reject
 from schemas.envelope import RawEnvelope
 from schemas.event import VENDOR_EVENT_PREFIX, Candidate, ExamRef, Result, ResultEvent, Status
+from schemas.topology import MAX_EVENT_TYPE, routing_words
 from schemas.vendor import Vendor
 
 # Event ids are UUIDv5 of the vendor and its natural key: the same vendor event gets the same id
@@ -61,12 +61,15 @@ def result_event(
     candidate: Candidate | None = None,
     result: Result | None = None,
     attributes: dict[str, str | int | float | bool | None] | None = None,
+    one_word: bool = False,
 ) -> ResultEvent:
     """The event of one webhook: its id, type and provenance derived the same way for every vendor
-    (a status it maps to, else the vendor's own event name); the rest is the vendor's."""
+    (a status it maps to, else the vendor's own event name); the rest is the vendor's. `one_word`:
+    the vendor's name is one name even with dots in it (an iTEP Status), not dotted words (Synap's
+    `user.registered`)."""
     return ResultEvent(
         id=event_id(envelope, natural_key),
-        type=status.value if status else vendor_event_type(vendor_event),
+        type=status.value if status else vendor_event_type(vendor_event, dotted=not one_word),
         vendor=envelope.vendor,
         source=envelope.source,
         webhook_id=envelope.id,
@@ -81,12 +84,12 @@ def result_event(
     )
 
 
-_NON_WORD = re.compile(r"[^a-z0-9_.]+")
-
-
-def vendor_event_type(name: str) -> str:
-    """`event.<name>`, with the name made safe for a routing key (no spaces, no wildcards)."""
-    return VENDOR_EVENT_PREFIX + (_NON_WORD.sub("_", name.strip().lower()).strip("_.") or "unnamed")
+def vendor_event_type(name: str, *, dotted: bool = True) -> str:
+    """`event.<name>`, the name made safe for a routing key (schemas.topology.routing_words: lower
+    case, `_` for anything but letters and digits, no empty word, at most 128 characters in all).
+    The vendor's own text is kept as sent in the event's `vendor_event`."""
+    words = routing_words(name, max_length=MAX_EVENT_TYPE - len(VENDOR_EVENT_PREFIX), dotted=dotted)
+    return VENDOR_EVENT_PREFIX + (words or "unnamed")
 
 
 def number(value: float | str | None, field: str) -> float | None:

@@ -73,7 +73,13 @@ def form_data_field(content_type: str, body: bytes) -> bytes:
 
 
 def _multipart_values(content_type: str, body: bytes, name: bytes) -> list[bytes]:
-    """The values of the form field `name` in a multipart/form-data body (RFC 7578).
+    """The values of the form field `name` in a multipart/form-data body (RFC 7578)."""
+    return [value for field, value in multipart_fields(content_type, body) if field == name]
+
+
+def multipart_fields(content_type: str, body: bytes) -> list[tuple[bytes, bytes]]:
+    """Every named field of a multipart/form-data body (RFC 7578), as (name, value), in order; raises
+    RejectedWebhook when the body is not one. (The console shows stored bodies with it too.)
 
     A small parser of our own: the standard library's `email` package is ten times slower, and a
     form field needs none of its generality."""
@@ -84,7 +90,7 @@ def _multipart_values(content_type: str, body: bytes, name: bytes) -> list[bytes
     sections = body.split(delimiter)
     if len(sections) < 3:
         raise RejectedWebhook("itep: multipart body without parts (boundary missing or wrong)")
-    values = []
+    fields = []
     for section in sections[1:-1]:  # before the first delimiter: preamble; after the last: "--"
         head, separator, content = section.partition(b"\r\n\r\n")
         if not separator:
@@ -94,10 +100,12 @@ def _multipart_values(content_type: str, body: bytes, name: bytes) -> list[bytes
         for line in head.splitlines():
             if line.lower().startswith(b"content-disposition:"):
                 field = _FIELD_NAME.search(line)
-                if field is not None and (field.group(1) or field.group(2)) == name:
+                if field is not None:
                     # The CRLF before the next delimiter belongs to the delimiter.
-                    values.append(content.removesuffix(b"\n").removesuffix(b"\r"))
-    return values
+                    fields.append(
+                        (field.group(1) or field.group(2), content.removesuffix(b"\n").removesuffix(b"\r"))
+                    )
+    return fields
 
 
 def normalize(envelope: RawEnvelope) -> list[Normalized]:
@@ -122,6 +130,8 @@ def normalize(envelope: RawEnvelope) -> list[Normalized]:
         exam=ExamRef(key=sent.TestID, test_id=sent.TestID, taken_on=day_taken(sent)),
         candidate=Candidate(external_id=text_or_none(sent.OID)),
         result=_result(sent),
+        # A Status iTEP does not document becomes `event.<status>`, one routing-key word.
+        one_word=True,
     )
     return [Normalized(natural_key, event)]
 

@@ -3,7 +3,8 @@
 
 Roles: router, delivery, checker, fulfillment, retention (long-running); ingress and admin (the HTTP servers, also
 `python -m ingress|admin`); migrate (applies the SQL migrations, then exits); inspect and replay
-(operator commands). `resultbus COMMAND --help` lists a command's settings or options.
+(operator commands); teardown (removes what `make run` made, asking first). `resultbus COMMAND
+--help` lists a command's settings or options.
 """
 
 import argparse
@@ -20,7 +21,7 @@ from common.env import SettingError, process_env
 from common.logs import configure_logging
 from common.service import Service, serve
 from common.settings import ProcessSettings, WorkerSettings
-from workers import operator_cli
+from workers import operator_cli, teardown
 from workers.migrate import migrate
 
 log = structlog.get_logger()
@@ -132,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_parser(name, help=summary, add_help=False)
     sub.add_parser("migrate", help="apply the SQL migrations (safe from several containers at once)")
     operator_cli.add_commands(sub)
+    teardown.add_command(sub)
     args = parser.parse_args(argv)
     env = process_env()
     try:
@@ -143,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(run_migrate(settings))
         return 0
+    if args.command == "teardown":
+        return asyncio.run(teardown.run(settings, env, yes=args.yes))
     asyncio.run(operator_cli.run(settings, args))
     return 0
 

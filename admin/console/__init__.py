@@ -13,7 +13,7 @@ from aiohttp import web
 
 from admin.console import auth
 from admin.console.pages import Pages
-from admin.console.queues import Broker, delivery_tiers_ms
+from admin.console.queues import Broker
 from admin.console.serving import (
     PREFIX,
     STATIC,
@@ -38,12 +38,20 @@ class _Holder:
 _HOLDER = web.AppKey("resultbus.console", _Holder)
 
 
-def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: str | None) -> None:
-    """Mounts the console on `app` at /console, signed in by `token` (None: open, as the API is)."""
+def setup(
+    app: web.Application,
+    pool: asyncpg.Pool,
+    tasks: TaskSink,
+    *,
+    token: str | None,
+    allow_private: bool = False,
+) -> None:
+    """Mounts the console on `app` at /console, signed in by `token` (None: open, as the API is);
+    `allow_private`: the address policy of test events, as the API's."""
     sessions = auth.Sessions(token)
     renderer = Renderer(make_environment())
     holder = _Holder()
-    pages = Pages(pool, tasks, sessions, renderer, holder.get)
+    pages = Pages(pool, tasks, sessions, renderer, holder.get, allow_private=allow_private)
     console = web.Application(middlewares=[make_middleware(sessions, renderer)])
     console.router.add_get("/", pages.overview, allow_head=False)
     console.router.add_get("/login", pages.login_form, allow_head=False)
@@ -62,12 +70,22 @@ def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: s
     console.router.add_post("/subscriptions/{id}/status", pages.set_status)
     console.router.add_post("/subscriptions/{id}/rotate", pages.rotate)
     console.router.add_post("/subscriptions/{id}/replay", pages.replay_failed)
+    console.router.add_post("/subscriptions/{id}/test", pages.send_test_event)
     console.router.add_static("/static/", STATIC, append_version=False)
 
     async def to_console(request: web.Request) -> web.Response:
         raise web.HTTPPermanentRedirect(PREFIX + "/")
 
+    icon = (STATIC / "favicon.ico").read_bytes()
+
+    async def favicon(request: web.Request) -> web.Response:
+        # Browsers ask for it at the root of the site, whatever the page links: public, like /healthz.
+        return web.Response(
+            body=icon, content_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
     app.router.add_get(PREFIX, to_console, allow_head=False)
+    app.router.add_get("/favicon.ico", favicon)
     app.add_subapp(PREFIX, console)
     app.on_response_prepare.append(security_headers)
     app[_HOLDER] = holder
@@ -81,4 +99,4 @@ def attach_broker(
 ) -> None:
     """Gives the console the admin process's broker connection: without it the pages still work,
     but show no queue depths or dead letters and cannot replay webhooks."""
-    app[_HOLDER].broker = Broker(connection, settings, delivery_tiers_ms(env))
+    app[_HOLDER].broker = Broker(connection, settings, env)

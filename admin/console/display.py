@@ -10,6 +10,9 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from vendors.base import RejectedWebhook
+from vendors.itep import multipart_fields
+
 HIDDEN: Final = "•••• hidden ••••"
 # Field names whose values are credentials or derived from one (Testpress' `hash`, signatures):
 # shown as HIDDEN, whatever the vendor.
@@ -48,13 +51,26 @@ def show_body(body: bytes | None, content_type: str | None, size: int | None = N
             shown = None
     if shown is None and kind == "application/x-www-form-urlencoded" and not cut:
         pairs = parse_qsl(text, keep_blank_values=True)
-        shown = "\n".join(f"{k} = {HIDDEN if sensitive(k) else _field(v)}" for k, v in pairs)
+        shown = _fields(pairs)
+    if shown is None and kind == "multipart/form-data" and not cut:
+        # Shown as the urlencoded form is: one field a line, a JSON value pretty.
+        try:
+            parts = multipart_fields(content_type or "", data)
+        except RejectedWebhook:
+            parts = []
+        if parts:
+            shown = _fields((n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in parts)
     if shown is None:
-        # Multipart or plain text: field values after a credential-like name are hidden line by line.
+        # Plain text, or a multipart body that does not parse: field values after a credential-like
+        # name are hidden line by line.
         shown = _redact_lines(text)
     if cut:
         shown += f"\n… (first {len(data)} of {size} bytes shown)"
     return shown
+
+
+def _fields(pairs: Iterable[tuple[str, str]]) -> str:
+    return "\n".join(f"{k} = {HIDDEN if sensitive(k) else _field(v)}" for k, v in pairs)
 
 
 def _field(value: str) -> str:
@@ -129,10 +145,23 @@ class Bar(msgspec.Struct, frozen=True):
 class Chart(msgspec.Struct, frozen=True):
     width: int
     height: int
+    left: int  # room for the scale's labels, left of the bars
     bar_width: float
     bars: list[Bar]
     peak: int
+    top: int  # the scale's top: a round number at or above the peak
+    ticks: list[tuple[float, str]]  # (y, count) of the scale's lines
     labels: list[tuple[float, str]]  # (x, hour) under some bars
+
+
+def nice_top(peak: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, … that is at least `peak` (1 when there is nothing)."""
+    top = 1
+    while True:
+        for step in (1, 2, 5):
+            if top * step >= peak:
+                return top * step
+        top *= 10
 
 
 def hourly_chart(
@@ -142,9 +171,10 @@ def hourly_chart(
     hours: int = 24,
     width: int = 720,
     height: int = 120,
+    left: int = 40,
 ) -> Chart:
     """Stacked bars, one per hour of the last `hours` (the current hour last), rejected on top of
-    accepted: geometry for an inline SVG."""
+    accepted, on a scale from 0 to a round number at or above the peak: geometry for an inline SVG."""
     end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     slots = [end - timedelta(hours=hours - 1 - i) for i in range(hours)]
     index = {slot: i for i, slot in enumerate(slots)}
@@ -154,7 +184,8 @@ def hourly_chart(
         if i is not None:
             totals[i][outcome] = totals[i].get(outcome, 0) + n
     peak = max((sum(t.values()) for t in totals), default=0)
-    slot_width = width / hours
+    top = nice_top(peak)
+    slot_width = (width - left) / hours
     bars: list[Bar] = []
     for i, slot in enumerate(slots):
         base = float(height)
@@ -162,10 +193,13 @@ def hourly_chart(
             n = totals[i].get(outcome, 0)
             if not n:
                 continue
-            h = height * n / peak
+            h = height * n / top
             base -= h
             bars.append(
-                Bar(round(i * slot_width + 1, 2), round(base, 2), round(h, 2), outcome, n, when(slot))
+                Bar(round(left + i * slot_width + 1, 2), round(base, 2), round(h, 2), outcome, n, when(slot))
             )
-    labels = [(round(i * slot_width, 2), slots[i].strftime("%H:00")) for i in range(0, hours, 6)]
-    return Chart(width, height, round(slot_width - 2, 2), bars, peak, labels)
+    # Lines at 0, half way (when that is a whole count) and the top.
+    marks = [0, top // 2, top] if top % 2 == 0 else [0, top]
+    ticks = [(round(height - height * m / top, 2), f"{m:,}") for m in marks]
+    labels = [(round(left + i * slot_width, 2), slots[i].strftime("%H:00")) for i in range(0, hours, 6)]
+    return Chart(width, height, left, round(slot_width - 2, 2), bars, peak, top, ticks, labels)

@@ -2,10 +2,12 @@
 changes to subscriptions go through admin/store.py, as the API's do."""
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import urlencode
@@ -14,13 +16,18 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin import store, wire
+from admin import send_test_event, store, wire
 from admin.console import auth, display, queries
 from admin.console.queues import Broker
+from admin.console.roles import role_states
 from admin.console.serving import PREFIX, BadInput, Renderer, safe_next
 from admin.console.serving import caller as current_caller
 from admin.replay import TaskSink, replay
 from common.errors import TRANSIENT
+from common.rejected import KINDS, Kind, RejectedFilter, body_names, search_key
+from common.replay import count_rejected
+from common.times import parse_time
+from schemas.event import Status, encode_event
 from subscribers.signing import InvalidSecret, secret_key
 
 log = structlog.get_logger("console")
@@ -44,13 +51,12 @@ def _uuid(value: str | None, what: str = "id") -> str:
 
 def _time(value: str | None, field: str) -> datetime | None:
     """A time from a form: ISO 8601, or a datetime-local input's value (read as UTC)."""
-    if not value:
+    if not value or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BadInput(f"{field}: not a time, expected e.g. 2024-06-10T09:30") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value)
+    except ValueError as error:
+        raise BadInput(f"{field}: {error}") from None
 
 
 def _page_number(value: str | None) -> int:
@@ -77,6 +83,106 @@ def _link(path: str, **params: Any) -> str:
     return f"{PREFIX}{path}" + (f"?{urlencode(kept, doseq=True)}" if kept else "")
 
 
+SEARCH_LABELS: Final = [
+    ("email", "candidate email"),
+    ("external_id", "external id (iTEP OID)"),
+    ("test_id", "test id"),
+    ("key", "exam key"),
+]
+
+
+def _kind(by: str) -> Kind:
+    for kind in KINDS:
+        if kind == by:
+            return kind
+    raise BadInput(f"by: one of {', '.join(KINDS)}")
+
+
+def _with_names(rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows of rejected webhooks, each with `names`: what its body says (exam key, test id, …)."""
+    return [{**dict(row), "names": body_names(row["keys"])} for row in rows]
+
+
+@dataclass(frozen=True)
+class _RejectedChoice:
+    """The rejected list's filter, as a query string or a form gives it: source, vendor, the time of
+    arrival, and one of the names a body can carry (`by` and `q`, as on "Find an exam")."""
+
+    source: str | None
+    vendor: str | None
+    since: datetime | None
+    until: datetime | None
+    by: str
+    q: str
+    since_text: str
+    until_text: str
+
+    @classmethod
+    def read(cls, values: Any) -> "_RejectedChoice":
+        source = (values.get("source") or "").strip() or None
+        if source is not None and len(source) > 200:
+            raise BadInput("source: too long")
+        vendor = values.get("vendor") or None
+        if vendor is not None and vendor not in queries.VENDORS:
+            raise BadInput(f"vendor: one of {', '.join(queries.VENDORS)}")
+        q = (values.get("q") or "").strip()
+        if len(q) > 500:
+            raise BadInput("the search is too long")
+        by = values.get("by") or "test_id"
+        _kind(by)
+        since_text, until_text = values.get("since") or "", values.get("until") or ""
+        return cls(
+            source,
+            vendor,
+            _time(since_text, "since"),
+            _time(until_text, "until"),
+            by,
+            q,
+            since_text,
+            until_text,
+        )
+
+    def replace(self, *, until: datetime) -> "_RejectedChoice":
+        return dataclasses.replace(self, until=until, until_text=until.isoformat())
+
+    def keys(self) -> list[str]:
+        return [search_key(_kind(self.by), self.q)] if self.q else []
+
+    def any(self) -> bool:
+        return any((self.source, self.vendor, self.since, self.until, self.q))
+
+    def filter(self, *, before: tuple[datetime, str] | None = None) -> RejectedFilter:
+        return RejectedFilter(
+            source=self.source,
+            vendors=[self.vendor] if self.vendor else None,
+            since=self.since,
+            until=self.until,
+            keys=self.keys(),
+            before=before,
+        )
+
+    def replay_filters(self) -> dict[str, Any]:
+        """The replay's own filters (common.replay.republish_rejected and count_rejected)."""
+        return {
+            "source": self.source,
+            "vendors": [self.vendor] if self.vendor else None,
+            "since": self.since,
+            "until": self.until,
+            "keys": self.keys(),
+        }
+
+    def shown(self) -> dict[str, str | None]:
+        """As the form and the links carry it."""
+        return {
+            "source": self.source,
+            "vendor": self.vendor,
+            "since": self.since_text or None,
+            "until": self.until_text or None,
+            "by": self.by if self.q else None,
+            "q": self.q or None,
+        }
+
+
 class Pages:
     def __init__(
         self,
@@ -85,7 +191,10 @@ class Pages:
         sessions: auth.Sessions,
         renderer: Renderer,
         broker: Callable[[], Broker | None],
+        *,
+        allow_private: bool = False,
     ) -> None:
+        self._allow_private = allow_private
         self._pool = pool
         self._tasks = tasks
         self._sessions = sessions
@@ -155,6 +264,9 @@ class Pages:
         return self._render.page(
             request,
             "overview.html",
+            roles=role_states(depths, dict(checker), now),
+            day_ago=day_ago.strftime("%Y-%m-%dT%H:%M"),
+            link=_link,
             now=now,
             vendors=queries.VENDORS,
             table=sorted(table.items()),
@@ -181,14 +293,18 @@ class Pages:
             raise BadInput("the search is too long")
         page = _page_number(request.query.get("page"))
         found: list[Any] = []
-        more = False
+        rejected: list[Any] = []
+        more = more_rejected = False
+        vendors = [vendor] if vendor else queries.VENDORS
         if value:
             async with self._pool.acquire() as conn:
                 if by == "key" and vendor is not None and await queries.exam(conn, vendor, value) is not None:
                     raise web.HTTPSeeOther(_link("/exam", vendor=vendor, key=value))
-                rows = await queries.find_exams(
-                    conn, by, value, [vendor] if vendor else queries.VENDORS, PAGE, (page - 1) * PAGE
-                )
+                rows = await queries.find_exams(conn, by, value, vendors, PAGE, (page - 1) * PAGE)
+                # A rejected webhook has no event to find: what its body names is searched instead.
+                if page == 1:
+                    named = await queries.rejected_naming(conn, search_key(_kind(by), value), vendors, PAGE)
+                    rejected, more_rejected = _with_names(named[:PAGE]), len(named) > PAGE
             found, more = rows[:PAGE], len(rows) > PAGE
         return self._render.page(
             request,
@@ -197,13 +313,10 @@ class Pages:
             q=value,
             vendor=vendor or "",
             vendors=queries.VENDORS,
-            searches=[
-                ("email", "candidate email"),
-                ("external_id", "external id (iTEP OID)"),
-                ("test_id", "test id"),
-                ("key", "exam key"),
-            ],
+            searches=SEARCH_LABELS,
             found=found,
+            rejected=rejected,
+            all_rejected=_link("/rejected", by=by, q=value, vendor=vendor) if more_rejected else None,
             page=page,
             previous=_link("/exams", by=by, q=value, vendor=vendor, page=page - 1) if page > 1 else None,
             next=_link("/exams", by=by, q=value, vendor=vendor, page=page + 1) if more else None,
@@ -217,7 +330,8 @@ class Pages:
         async with self._pool.acquire() as conn:
             state = await queries.exam(conn, vendor, key)
             history = await queries.history(conn, vendor, key)
-            if state is None and not history:
+            named = await queries.rejected_naming(conn, search_key("key", key), [vendor], PAGE)
+            if state is None and not history and not named:
                 raise web.HTTPNotFound(reason="no such exam")
             deliveries = await queries.deliveries_of_events(conn, [e["id"] for e in history])
             attempts = await queries.attempts(conn, [d["id"] for d in deliveries])
@@ -233,6 +347,8 @@ class Pages:
             history=history,
             deliveries=by_event,
             attempts=attempts,
+            rejected=_with_names(named[:PAGE]),
+            all_rejected=_link("/rejected", by="key", q=key, vendor=vendor) if len(named) > PAGE else None,
             link=_link,
         )
 
@@ -243,46 +359,41 @@ class Pages:
             if found is None:
                 raise web.HTTPNotFound(reason="no such webhook")
             events = await queries.events_of_webhook(conn, webhook_id)
-        return self._render.page(request, "webhook.html", webhook=found, events=events, link=_link)
+        return self._render.page(
+            request,
+            "webhook.html",
+            webhook=found,
+            events=events,
+            names=body_names(found["keys"]),
+            link=_link,
+        )
 
     # -- rejected webhooks and dead letters ----------------------------------------------------------
 
-    def _rejected_filters(self, values: Any) -> dict[str, Any]:
-        source = (values.get("source") or "").strip() or None
-        if source is not None and len(source) > 200:
-            raise BadInput("source: too long")
-        return {
-            "source": source,
-            "since": _time(values.get("since"), "since"),
-            "until": _time(values.get("until"), "until"),
-        }
-
     async def rejected(self, request: web.Request) -> web.Response:
-        filters = self._rejected_filters(request.query)
+        chosen = _RejectedChoice.read(request.query)
         before = _before(request)
         async with self._pool.acquire() as conn:
-            rows = await queries.rejected(conn, **filters, before=before, limit=PAGE)
+            rows = await queries.rejected(conn, chosen.filter(before=before), PAGE)
             sources = await queries.rejected_sources(conn)
         shown = rows[:PAGE]
-        shown_filters = {
-            "source": filters["source"],
-            "since": request.query.get("since"),
-            "until": request.query.get("until"),
-        }
         older = None
         if len(rows) > PAGE:
             last = shown[-1]
             older = _link(
-                "/rejected", **shown_filters, before=last["received_at"].isoformat(), before_id=last["id"]
+                "/rejected", **chosen.shown(), before=last["received_at"].isoformat(), before_id=last["id"]
             )
         return self._render.page(
             request,
             "rejected.html",
-            rows=shown,
+            rows=_with_names(shown),
             sources=sources,
-            filters=shown_filters,
+            vendors=queries.VENDORS,
+            searches=SEARCH_LABELS,
+            filters=chosen.shown(),
+            filtered=chosen.any(),
             paged=before is not None,
-            newest=_link("/rejected", **shown_filters),
+            newest=_link("/rejected", **chosen.shown()),
             older=older,
             link=_link,
         )
@@ -290,19 +401,42 @@ class Pages:
     async def replay_rejected(self, request: web.Request) -> web.Response:
         form = await request.post()
         broker = self._require_broker()
-        everything = form.get("all") == "1"
-        if everything:
-            filters = self._rejected_filters(form)
-            ids = None
-        else:
-            filters = {}
+        back = safe_next(str(form.get("back") or "")) if form.get("back") else _link("/rejected")
+        if form.get("all") != "1":
             ids = [_uuid(str(v), "webhook") for v in form.getall("id", [])]
             if not ids:
                 raise BadInput("nothing selected: tick the webhooks to replay, or replay all")
+            return await self._replay(broker, ids=ids)
+        chosen = _RejectedChoice.read(form)
+        if form.get("confirm") is None:
+            # Asked first, with the count: the confirmation pins the end of the range to now, so
+            # that what is replayed is what was counted (less what was replayed meanwhile).
+            cancel = _link("/rejected", **chosen.shown())
+            now = datetime.now(UTC)
+            if chosen.until is None or chosen.until > now:
+                chosen = chosen.replace(until=now)
+            async with self._pool.acquire() as conn:
+                count = await count_rejected(conn, **chosen.replay_filters())
+            return self._render.page(
+                request,
+                "confirm_replay.html",
+                count=count,
+                limit=REPLAY_ALL_LIMIT,
+                filters=chosen.shown(),
+                until_pinned=chosen.until.isoformat() if chosen.until else "",
+                back=back,
+                cancel=cancel,
+            )
+        return await self._replay(broker, chosen=chosen)
+
+    async def _replay(
+        self, broker: Broker, *, ids: list[str] | None = None, chosen: "_RejectedChoice | None" = None
+    ) -> web.Response:
         at = datetime.now(UTC)
+        filters = chosen.replay_filters() if chosen is not None else {}
         async with self._pool.acquire() as conn:
             replayed = await broker.replay_rejected(conn, **filters, ids=ids, limit=REPLAY_ALL_LIMIT)
-        log.info("console replay of rejected webhooks", count=len(replayed), all=everything)
+        log.info("console replay of rejected webhooks", count=len(replayed), all=chosen is not None)
         # The outcome page follows at most a page of them by id; the count says how many went.
         raise web.HTTPSeeOther(
             _link("/replayed", at=at.isoformat(), n=str(len(replayed)), id=replayed[:PAGE])
@@ -436,6 +570,7 @@ class Pages:
             paged=before is not None,
             done=request.query.get("done"),
             n=request.query.get("n"),
+            test_types=[s.value for s in Status],
             link=_link,
         )
 
@@ -450,6 +585,22 @@ class Pages:
                 status = "disabled"
             case _:
                 raise BadInput("status: active or disabled")
+        if status == "disabled" and form.get("confirm") != "1":
+            # Asked first: what disabling it means for this subscription, then a form to confirm.
+            async with self._pool.acquire() as conn:
+                rows = await queries.subscriptions(
+                    conn, datetime.now(UTC) - HEALTH_WINDOW, subscription_id=subscription_id
+                )
+            if not rows:
+                raise web.HTTPNotFound(reason="no such subscription")
+            if rows[0]["status"] != "active":
+                raise web.HTTPSeeOther(_link(f"/subscriptions/{subscription_id}"))
+            return self._render.page(
+                request,
+                "confirm_disable.html",
+                sub=rows[0],
+                back=_link(f"/subscriptions/{subscription_id}"),
+            )
         async with self._pool.acquire() as conn:
             updated = await store.update_subscription(
                 conn, subscription_id, wire.SubscriptionUpdate(status=status), None
@@ -481,6 +632,29 @@ class Pages:
             raise web.HTTPNotFound(reason="no such subscription")
         log.info("console: secret rotated", subscription_id=subscription_id, overlap_seconds=overlap)
         raise web.HTTPSeeOther(_link(f"/subscriptions/{subscription_id}", done="rotated"))
+
+    async def send_test_event(self, request: web.Request) -> web.Response:
+        subscription_id = _uuid(request.match_info["id"], "subscription")
+        form = await request.post()
+        try:
+            status = Status(str(form.get("type") or Status.COMPLETED.value))
+        except ValueError:
+            raise BadInput(f"type: one of {', '.join(s.value for s in Status)}") from None
+        async with self._pool.acquire() as conn:
+            sent = await send_test_event.send_test_event(
+                conn, subscription_id, wire.TestEvent(type=status), allow_private=self._allow_private
+            )
+        if sent is None:
+            raise web.HTTPNotFound(reason="no such subscription")
+        return self._render.page(
+            request,
+            "test_sent.html",
+            sent=sent,
+            event=encode_event(sent.event).decode(),
+            subscription_id=subscription_id,
+            back=_link(f"/subscriptions/{subscription_id}"),
+            statuses=[s.value for s in Status],
+        )
 
     async def replay_failed(self, request: web.Request) -> web.Response:
         subscription_id = _uuid(request.match_info["id"], "subscription")

@@ -9,7 +9,9 @@ from typing import Any, Final
 
 import asyncpg
 
+from admin.rejected import rejected_rows
 from common.db import DbConn
+from common.rejected import KEYS, RejectedFilter
 from schemas.vendor import Vendor
 
 Row = asyncpg.Record
@@ -24,8 +26,9 @@ FROM raw_webhooks WHERE received_at >= $1
 GROUP BY 1, 2, 3
 """
 
+# By arrival, as every list of rejected webhooks is (a replay that is rejected again is not new).
 _REJECTED_COUNTS = """
-SELECT count(*) AS total, count(*) FILTER (WHERE stored_at >= $1) AS last_day
+SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= $1) AS last_day
 FROM raw_webhooks WHERE outcome = 'rejected'
 """
 
@@ -144,36 +147,17 @@ async def attempts(conn: DbConn, delivery_ids: list[str]) -> dict[str, list[Row]
 
 # -- rejected webhooks ---------------------------------------------------------------------------
 
-_REJECTED = """
-SELECT id::text, source, vendor, received_at, stored_at, content_type, reason, length(body) AS size,
-       substring(body FROM 1 FOR 240) AS head
-FROM raw_webhooks
-WHERE outcome = 'rejected' AND ($1::text IS NULL OR source = $1)
-  AND ($2::timestamptz IS NULL OR received_at >= $2) AND ($3::timestamptz IS NULL OR received_at < $3)
-  AND ($4::timestamptz IS NULL OR (received_at, id) < ($4, $5::uuid))
-ORDER BY received_at DESC, id DESC
-LIMIT $6
-"""
+
+async def rejected(conn: DbConn, chosen: RejectedFilter, limit: int) -> list[Row]:
+    """Newest first, `limit + 1` rows (one more says there is a next page), with the body's start
+    and what it names (`keys`)."""
+    return await rejected_rows(conn, chosen, limit=limit + 1, preview=240)
 
 
-async def rejected(
-    conn: DbConn,
-    *,
-    source: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    before: tuple[datetime, str] | None,
-    limit: int,
-) -> list[Row]:
-    """Newest first, `limit + 1` rows (one more says there is a next page), after the `before` key."""
-    return await conn.fetch(
-        _REJECTED,
-        source,
-        since,
-        until,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit + 1,
+async def rejected_naming(conn: DbConn, key: str, vendors: Sequence[str], limit: int) -> list[Row]:
+    """Rejected webhooks whose bodies name `key` (common.rejected.search_key), newest first."""
+    return await rejected_rows(
+        conn, RejectedFilter(vendors=list(vendors), keys=[key]), limit=limit + 1, preview=0
     )
 
 
@@ -185,9 +169,11 @@ async def rejected_sources(conn: DbConn) -> list[str]:
 
 
 async def webhook(conn: DbConn, webhook_id: str) -> Row | None:
+    """The webhook, with what its body names (`keys`: read for rejected ones, whose exam no event says)."""
     return await conn.fetchrow(
         "SELECT id::text, source, vendor, received_at, stored_at, content_type, vendor_event, remote,"
-        " outcome, reason, length(body) AS size, substring(body FROM 1 FOR $2) AS body"
+        " outcome, reason, length(body) AS size, substring(body FROM 1 FOR $2) AS body,"
+        f" CASE WHEN outcome = 'rejected' THEN {KEYS} END AS keys"
         " FROM raw_webhooks WHERE id = $1::uuid",
         webhook_id,
         BODY_SHOWN,

@@ -2,31 +2,27 @@
 the dead letters, and the replays, each on a short-lived channel of the admin process's connection."""
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from common import replay
+from common import inventory, replay
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REASON, ROUTING_KEY
 from common.db import DbConn
-from common.env import parse_duration, parse_durations
+from common.inventory import passive_depths
 from common.settings import WorkerSettings
 from schemas.topology import Topology
 
-# The delivery workers' retry schedule and park time, as they read them (workers/delivery/settings.py),
-# to name their delay tiers; the defaults are those of subscribers/schedule.py (a test checks).
-DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-DEFAULT_DELIVERY_PARK: Final = 1.0
-
 
 class Depth(msgspec.Struct, frozen=True):
-    group: str  # raw | raw retry | raw dead | delivery | delivery retry | delivery dead
+    group: str  # raw | raw retry | raw dead | delivery | delivery retry | delivery dead | itep …
     queue: str
     messages: int | None  # None: the queue does not exist (yet)
     consumers: int | None
+    consumed_by: str | None = None  # the role whose workers consume it (common.inventory.Queue)
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,33 +36,14 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
-def delivery_tiers_ms(env: Mapping[str, str]) -> list[int]:
-    """The delivery delay tiers' TTLs, computed as subscribers.schedule.Schedule.tiers_ms does.
-    A value the delivery workers would refuse is theirs to report: here the defaults stand in."""
-    delays: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
-    park = DEFAULT_DELIVERY_PARK
-    with contextlib.suppress(ValueError):
-        delays = parse_durations(env.get("RESULTBUS_DELIVERY_SCHEDULE") or "") or delays
-    with contextlib.suppress(ValueError):
-        park = parse_duration(env.get("RESULTBUS_DELIVERY_PARK") or "") or park
-    return sorted({max(1, round(d * 1000)) for d in (*delays[1:], park) if d > 0})
-
-
 class Broker:
     def __init__(
-        self, connection: AbstractConnection, settings: WorkerSettings, delivery_tiers: Sequence[int]
+        self, connection: AbstractConnection, settings: WorkerSettings, env: Mapping[str, str]
     ) -> None:
         self._connection = connection
         self.topology: Topology = settings.topology
-        self.queues: list[tuple[str, str]] = [
-            ("raw", self.topology.raw_queue),
-            *(("raw retry", self.topology.retry_queue(d)) for d in settings.retry_delays),
-            ("raw dead", self.topology.dead_queue),
-            ("delivery", self.topology.deliveries_queue),
-            ("delivery", self.topology.delivery_attempts_queue),
-            *(("delivery retry", self.topology.delivery_retry_queue(ms)) for ms in delivery_tiers),
-            ("delivery dead", self.topology.delivery_dead_queue),
-        ]
+        # Named from the same environment as the workers name them (common/inventory.py).
+        self.queues = inventory.queues(settings.topology, settings.retry_delays, env)
 
     @contextlib.asynccontextmanager
     async def _channel(self, *, confirms: bool = False) -> AsyncIterator[AbstractChannel]:
@@ -78,23 +55,10 @@ class Broker:
                 await channel.close()
 
     async def depths(self) -> list[Depth]:
-        found: list[Depth] = []
-        channel = await self._connection.channel(publisher_confirms=False)
-        try:
-            for group, name in self.queues:
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                except aiormq.exceptions.ChannelNotFoundEntity:
-                    # The broker closes a channel on a passive declare of a missing queue.
-                    found.append(Depth(group, name, None, None))
-                    channel = await self._connection.channel(publisher_confirms=False)
-                    continue
-                result = queue.declaration_result
-                found.append(Depth(group, name, result.message_count, result.consumer_count))
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-        return found
+        return [
+            Depth(q.queue.group, q.queue.name, q.messages, q.consumers, q.queue.consumed_by)
+            for q in await passive_depths(self._connection, self.queues)
+        ]
 
     async def dead_letters(self, queue: str, limit: int) -> tuple[int | None, list[DeadLetter]]:
         """The queue's depth and its first `limit` messages, taken without ack and so given back when

@@ -57,6 +57,17 @@ class BadInput(Exception):
     """A form or query value the page cannot use: a 400 page that says which."""
 
 
+class Refused(Exception):
+    """A form the console will not act on (sent from another site, stale, or without a session): an
+    error page that says why in an operator's words, and the way back to where they were."""
+
+    def __init__(self, status: int, message: str, *, sign_in: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.sign_in = sign_in
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -80,6 +91,9 @@ class Renderer:
         self, request: web.Request, template: str, http_status: int = 200, /, **context: Any
     ) -> web.Response:
         caller = _CALLER.get()
+        # Every form carries `back`, the page it was sent from: where an error page, or a sign-in
+        # after the session ended, takes the operator back to. A page that answers a form says its own.
+        context.setdefault("back", request.path_qs if request.method == "GET" else PREFIX + "/")
         html = self._env.get_template(template).render(
             prefix=PREFIX,
             csrf=caller.csrf if caller else "",
@@ -129,11 +143,48 @@ def make_middleware(
             return  # the bearer token: not something a browser sends by itself
         origin = request.headers.get("Origin")
         if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-            raise web.HTTPForbidden(reason="cross-site form")
+            raise Refused(
+                403,
+                f"Refused, and nothing was done: your browser says this form was sent from a page of"
+                f" another web site ({origin[:200]}), not from this console ({request.host[:200]})."
+                " Another site's page may not act in your name here. If you did use the console's own"
+                " page, you probably reach it through a proxy that changes the Host header: have the"
+                " proxy pass the original Host on (see docs/console.md, Security).",
+            )
         form = await request.post()
         given = form.get("csrf")
         if not isinstance(given, str) or not sessions.csrf_matches(caller.session, given):
-            raise web.HTTPForbidden(reason="the form is stale or not from this console: reload and try again")
+            raise Refused(
+                403,
+                "Refused, and nothing was done: this form was made for an earlier sign-in (you signed"
+                " in again since, or in another tab), or did not come from this console. Go back to the"
+                " page, which shows the form afresh, and send it again.",
+            )
+
+    async def back_of(request: web.Request) -> str:
+        """The page a form was sent from (its `back` field), else the overview."""
+        if request.method == "POST":
+            try:
+                form = await request.post()
+            except (ValueError, UnicodeDecodeError, web.HTTPException):  # not a form we can read
+                return PREFIX + "/"
+            given = form.get("back")
+            if isinstance(given, str) and given:
+                return safe_next(given)
+        return PREFIX + "/"
+
+    async def error_page(
+        request: web.Request, status: int, message: str, *, sign_in: bool = False
+    ) -> web.Response:
+        back = await back_of(request)
+        return renderer.page(
+            request,
+            "error.html",
+            status,
+            message=message,
+            back=back,
+            sign_in=f"{PREFIX}/login?{_query(next=back)}" if sign_in else None,
+        )
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -143,7 +194,13 @@ def make_middleware(
             if caller is None:
                 if request.method in ("GET", "HEAD"):
                     raise web.HTTPSeeOther(f"{PREFIX}/login?{_query(next=request.path_qs)}")
-                raise web.HTTPUnauthorized(reason="sign in first")
+                raise Refused(
+                    401,
+                    "Your session has ended (a sign-in lasts 8 hours, and signing out ends it), so"
+                    " what you sent was not done. Sign in again to go back to the page you were on,"
+                    " then send it again.",
+                    sign_in=True,
+                )
             _CALLER.set(caller)
             if request.method == "POST":
                 await check_form(request, caller)
@@ -152,16 +209,16 @@ def make_middleware(
             if error.status < 400:
                 _remember(error, request, cookie, caller)
                 raise
-            response = renderer.page(request, "error.html", error.status, message=error.reason)
+            response = await error_page(request, error.status, error.reason)
+        except Refused as error:
+            response = await error_page(request, error.status, error.message, sign_in=error.sign_in)
         except BadInput as error:
-            response = renderer.page(request, "error.html", 400, message=str(error))
+            response = await error_page(request, 400, str(error))
         except AdminError as error:
-            response = renderer.page(request, "error.html", error.status, message=error.reason)
+            response = await error_page(request, error.status, error.reason)
         except TRANSIENT as error:
             log.warning("console page unavailable", error=repr(error))
-            response = renderer.page(
-                request, "error.html", 503, message="the database or the broker is unavailable: try again"
-            )
+            response = await error_page(request, 503, "the database or the broker is unavailable: try again")
         _remember(response, request, cookie, caller)
         log.debug("console", status=response.status, ms=round((time.perf_counter() - started) * 1000, 2))
         return response
