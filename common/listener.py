@@ -23,7 +23,6 @@ takes CRLF line ends only), the request ends when its response is written.
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -94,40 +93,45 @@ def malformed_reason(error: BaseException | None) -> str:
 
 
 class Connections:
-    """The listener's open connections, oldest first, with each one's phase and since when."""
+    """The listener's open connections, and those of them not in a request in the order they became
+    so (the first is the one idle the longest: found in constant time when the limit is reached)."""
 
     def __init__(self, name: str, limits: ConnectionLimits, on_malformed: OnMalformed) -> None:
         self.name = name
         self.limits = limits
         self.on_malformed = on_malformed
         self._open: dict[GuardedRequestHandler, None] = {}
+        self._idle: dict[GuardedRequestHandler, None] = {}  # dicts keep their insertion order
         self._full = False
         self._open_gauge = OPEN.labels(name)
         self._closed = {
             reason: CLOSED.labels(name, reason) for reason in ("header_timeout", "evicted", "refused")
         }
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def admit(self, handler: "GuardedRequestHandler") -> bool:
         """Takes `handler` in, closing the connection idle the longest if the limit is reached;
         False when every open connection is in a request."""
         if len(self._open) >= self.limits.max_connections:
             self._limit_reached()
-            idle = [h for h in self._open if h.phase != _REQUEST]
-            if not idle:
+            victim = next(iter(self._idle), None)
+            if victim is None:
                 self._closed["refused"].inc()
                 return False
-            victim = min(idle, key=lambda h: h.since)
             self.forget(victim)
             victim.force_close()
             self._closed["evicted"].inc()
         self._open[handler] = None
+        self._idle[handler] = None
         self._open_gauge.inc()
         return True
 
+    def entered(self, handler: "GuardedRequestHandler", phase: str) -> None:
+        self._idle.pop(handler, None)
+        if phase != _REQUEST and handler in self._open:
+            self._idle[handler] = None  # last in line: idle the shortest
+
     def forget(self, handler: "GuardedRequestHandler") -> None:
+        self._idle.pop(handler, None)
         if handler in self._open:
             del self._open[handler]
             self._open_gauge.dec()
@@ -165,12 +169,11 @@ class GuardedRequestHandler(RequestHandler):
         "_clock",
         "_connections",
         "_deadline",
+        "_phase",
         "_received",
         "_refused",
         "_started",
         "_tail",
-        "phase",
-        "since",
     )
 
     def __init__(
@@ -184,8 +187,7 @@ class GuardedRequestHandler(RequestHandler):
         self._received = 0  # bytes of the headers so far
         self._started = False  # a byte of the request line seen (blank lines before it are skipped)
         self._tail = b""  # the last bytes seen, for an end of headers split across two reads
-        self.phase = _HEADERS
-        self.since = time.monotonic()
+        self._phase = _HEADERS
 
     # -- the connection's life ----------------------------------------------------------------------
 
@@ -199,9 +201,9 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
             return  # what a refused client sends is read and dropped, so that it sees the 503
-        if self.phase == _IDLE:
+        if self._phase == _IDLE:
             self._await_headers()
-        if self.phase == _HEADERS and self._headers_complete(data):
+        if self._phase == _HEADERS and self._headers_complete(data):
             # Before aiohttp sees the bytes: it may answer the request before returning.
             self._enter(_REQUEST)
         super().data_received(data)
@@ -257,8 +259,8 @@ class GuardedRequestHandler(RequestHandler):
     # -- phases ---------------------------------------------------------------------------------------
 
     def _enter(self, phase: str) -> None:
-        self.phase = phase
-        self.since = time.monotonic()
+        self._phase = phase
+        self._connections.entered(self, phase)
         if phase != _HEADERS:
             self._cancel_deadline()
 
@@ -282,7 +284,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def _headers_late(self) -> None:
         self._deadline = None
-        if self.phase != _HEADERS or self.transport is None:
+        if self._phase != _HEADERS or self.transport is None:
             return
         remote = None
         with contextlib.suppress(Exception):
