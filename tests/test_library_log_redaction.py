@@ -10,6 +10,9 @@ import base64
 import io
 import json
 import logging
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,9 @@ import structlog
 
 from common import logs
 from schemas.topology import Topology
-from tests.real_ingress import closed_within, real_ingress
+from tests.conftest import DATABASE_URL
+from tests.real_ingress import ROOT, closed_within, real_ingress
+from tests.test_lifecycle import free_port, migrated  # noqa: F401 (a fixture)
 
 PASSWORD = "Pw-of-itep-4711-example"
 TOKEN = "tok-of-itep-0815-example"
@@ -110,6 +115,58 @@ async def test_a_refused_credential_header_is_answered_and_logged_without_it(
     for secret in SECRETS:
         assert secret not in stderr, secret
     assert "Error handling request" not in stderr and "Traceback" not in stderr
+
+
+ADMIN_TOKEN = "admin-token-of-the-example-0123456789"
+
+
+async def test_the_admin_process_writes_aiohttps_own_refusal_through_its_logs_redacted(
+    amqp_url: str,
+    topology: Topology,
+    migrated: str,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """The admin listener is aiohttp's own: its parser's refusal is logged by the `aiohttp.server`
+    logger, with the header line quoted. That record is one JSON line of the admin's, redacted."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
+    env.update(
+        RESULTBUS_AMQP_URL=amqp_url,
+        RESULTBUS_AMQP_PREFIX=topology.prefix,
+        RESULTBUS_DATABASE_URL=DATABASE_URL,
+        RESULTBUS_DATABASE_SCHEMA=migrated,
+        RESULTBUS_ADMIN_PORT=str(port),
+        RESULTBUS_ADMIN_TOKEN=ADMIN_TOKEN,
+        RESULTBUS_LOG_JSON="1",
+    )
+    stderr = tmp_path / "admin.stderr"
+    with stderr.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "admin", env=env, cwd=ROOT, stdout=sink, stderr=sink
+        )
+    try:
+        async with asyncio.timeout(30):
+            while "admin API listening" not in stderr.read_text():
+                assert process.returncode is None, stderr.read_text()
+                await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"GET /v1/subscriptions HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\x01\r\n\r\n".encode()
+        )
+        await closed_within(reader, 10)
+        writer.close()
+        async with asyncio.timeout(10):
+            while '"logger":"aiohttp.server"' not in stderr.read_text():
+                await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await process.wait()
+    text = stderr.read_text()
+    assert ADMIN_TOKEN not in text
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is ours: JSON
+    [refusal] = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    assert "Authorization: [redacted]" in refusal["exception"]
 
 
 # -- the libraries' loggers, without I/O --------------------------------------------------------------
