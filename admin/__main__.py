@@ -10,6 +10,7 @@ from aiohttp import web
 from admin import console
 from admin.app import create_app
 from admin.settings import AdminSettings
+from common import logs
 from common.broker import open_connection
 from common.db import open_pool
 from common.env import process_env
@@ -20,6 +21,8 @@ log = structlog.get_logger("admin")
 
 
 async def start_admin(service: Service, settings: AdminSettings) -> None:
+    if settings.token is not None:
+        logs.redact_values([settings.token])  # a library's line (a refused header) never shows it
     worker = settings.worker
     pool = await open_pool(service, worker)
     connection = await open_connection(service, worker.amqp_url)

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -11,7 +11,18 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, crosswalk, erasures, exams, itep_orders, rejected, send_test_event, store, wire
+from admin import (
+    bodies,
+    console,
+    crosswalk,
+    erasures,
+    exams,
+    itep_orders,
+    rejected,
+    send_test_event,
+    store,
+    wire,
+)
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -50,16 +61,8 @@ class Handlers:
         self._pool = pool
         self._tasks = tasks
         self._allow_private = allow_private
-        self._decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    async def _body(self, request: web.Request, kind: type[T]) -> T:
-        decoder = self._decoders.get(kind)
-        if decoder is None:
-            decoder = self._decoders[kind] = msgspec.json.Decoder(kind)
-        result: T = decoder.decode(await request.read())
-        return result
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
@@ -113,7 +116,7 @@ class Handlers:
         return _json(wire.EventTypes(event_types()))
 
     async def create_subscription(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.SubscriptionCreate)
+        body = await bodies.json(request, wire.SubscriptionCreate)
         check_event_types(body.event_types)
         endpoint = await self._endpoint(body.url)
         secret = self._secret(body.secret)
@@ -136,7 +139,7 @@ class Handlers:
 
     async def update_subscription(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.SubscriptionUpdate)
+        body = await bodies.json(request, wire.SubscriptionUpdate)
         check_event_types(body.event_types)
         endpoint = None if body.url is None else await self._endpoint(body.url)
         async with self._pool.acquire() as conn:
@@ -156,7 +159,7 @@ class Handlers:
 
     async def rotate_secret(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.RotateSecret)
+        body = await bodies.json(request, wire.RotateSecret)
         secret = self._secret(body.secret)
         async with self._pool.acquire() as conn:
             until = await store.rotate_secret(conn, subscription_id, secret, body.overlap_seconds)
@@ -175,7 +178,7 @@ class Handlers:
 
     async def replay(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.Replay)
+        body = await bodies.json(request, wire.Replay)
         if (body.event_id is None) == (body.since is None):
             raise Unprocessable("give either event_id or since")
         since = None if body.since is None else _time("since", body.since)
@@ -219,7 +222,7 @@ class Handlers:
         subscription_id = self._id(request)
         # No body at all is the default test event (aiohttp keeps the bytes read: read twice, once).
         empty = not (await request.read()).strip()
-        body = wire.TestEvent() if empty else await self._body(request, wire.TestEvent)
+        body = wire.TestEvent() if empty else await bodies.json(request, wire.TestEvent)
         async with self._pool.acquire() as conn:
             sent = await send_test_event.send_test_event(
                 conn, subscription_id, body, allow_private=self._allow_private

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from common.amqp import env_amqp_url, redact_urls
 from common.env import SettingError, env_duration, env_int, env_str
+from common.listener import ConnectionLimits
 from schemas.topology import DEFAULT_PREFIX, Topology
 
 
@@ -21,6 +22,10 @@ class IngressSettings:
     connect_timeout: float
     # A sender that takes longer than this to deliver its body gets 408 (a slow-loris guard).
     read_timeout: float = 10.0
+    # Headers not complete this long after the connection opened (or a later request's first byte):
+    # closed. Idle between requests this long: closed. At most this many connections: see
+    # common/listener.py for what happens at the limit.
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def amqp_url_redacted(self) -> str:
@@ -46,4 +51,11 @@ class IngressSettings:
             # How long a boot keeps retrying an unreachable broker before giving up (0: one try).
             connect_timeout=env_duration(env, "RESULTBUS_AMQP_CONNECT_TIMEOUT", 30.0),
             read_timeout=env_duration(env, "RESULTBUS_READ_TIMEOUT", 10.0, minimum=0.001),
+            connections=ConnectionLimits(
+                header_timeout=env_duration(env, "RESULTBUS_HEADER_TIMEOUT", 10.0, minimum=0.001),
+                # Longer than a load balancer's own idle timeout (60 s for AWS ALB and nginx), so that
+                # the balancer, not the ingress, closes a pooled connection: no request races a close.
+                keepalive_timeout=env_duration(env, "RESULTBUS_KEEPALIVE_TIMEOUT", 75.0),
+                max_connections=env_int(env, "RESULTBUS_MAX_CONNECTIONS", 1000, minimum=1),
+            ),
         )
