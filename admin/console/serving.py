@@ -168,8 +168,8 @@ def make_middleware(
         """The page a form was sent from (its `back` field), else the overview."""
         if request.method == "POST":
             try:
-                form = await request.post()
-            except (ValueError, UnicodeDecodeError, web.HTTPException):  # not a form we can read
+                form = await bodies.form(request)
+            except AdminError:  # not a form we can read
                 return PREFIX + "/"
             given = form.get("back")
             if isinstance(given, str) and given:
