@@ -4,9 +4,12 @@ the overview chart's geometry, and names it shares with the workers."""
 import json
 from datetime import UTC, datetime, timedelta
 
-from admin.console import auth, display, queues
+from admin.console import auth, display
 from admin.console.serving import safe_next
-from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
+from admin.settings import AdminSettings
+from subscribers.schedule import Schedule
+from workers.delivery.settings import DeliverySettings
+from workers.router.settings import RouterSettings
 
 TOKEN = "unit-test-token-0123456789"
 
@@ -110,10 +113,18 @@ def test_the_chart_stacks_rejected_on_accepted_per_hour_scaled_to_the_peak() -> 
     assert len(chart.bars) == 3
 
 
-def test_the_console_names_the_delivery_tiers_as_the_delivery_workers_do() -> None:
-    assert queues.delivery_tiers_ms({}) == Schedule(tuple(DEFAULT_SCHEDULE)).tiers_ms()
-    env = {"RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m", "RESULTBUS_DELIVERY_PARK": "500ms"}
-    assert queues.delivery_tiers_ms(env) == Schedule((0, 1, 120), park=0.5).tiers_ms()
+def test_the_console_names_the_delay_tiers_as_the_workers_do() -> None:
+    base = {"RESULTBUS_ADMIN_NO_AUTH": "1"}
+    for env in ({}, {"RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m", "RESULTBUS_DELIVERY_PARK": "500ms"}):
+        admin = AdminSettings.from_env({**base, **env})
+        assert admin.delivery_schedule.tiers_ms() == DeliverySettings.from_env(env).schedule.tiers_ms()
+    assert AdminSettings.from_env(
+        {**base, "RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m"}
+    ).delivery_schedule.tiers_ms() == (Schedule((0, 1, 120)).tiers_ms())
+    env = {"RESULTBUS_RETRY_DELAYS": "1s,1m"}
+    assert (
+        AdminSettings.from_env({**base, **env}).raw_retry_delays == RouterSettings.from_env(env).retry_delays
+    )
 
 
 def test_a_json_form_field_is_shown_pretty_with_its_credentials_hidden() -> None:

@@ -1,11 +1,11 @@
 """The operator console: server-rendered pages on the admin API's port, under /console.
 
     console.setup(app, pool, tasks, token=token)        # in admin.app.create_app
-    console.attach_broker(app, connection, settings)    # in admin.__main__, for queue depths and replays
+    console.attach_broker(app, connection, topology, ...)  # in admin.__main__, for queue depths and replays
 
 See docs/console.md."""
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import asyncpg
 from aio_pika.abc import AbstractConnection
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from admin.console import auth
 from admin.console.pages import Pages, TaskSink
-from admin.console.queues import Broker, delivery_tiers_ms
+from admin.console.queues import Broker
 from admin.console.serving import (
     PREFIX,
     STATIC,
@@ -22,7 +22,7 @@ from admin.console.serving import (
     make_middleware,
     security_headers,
 )
-from common.settings import WorkerSettings
+from schemas.topology import Topology
 
 __all__ = ["PREFIX", "attach_broker", "setup"]
 
@@ -75,9 +75,11 @@ def setup(app: web.Application, pool: asyncpg.Pool, tasks: TaskSink, *, token: s
 def attach_broker(
     app: web.Application,
     connection: AbstractConnection,
-    settings: WorkerSettings,
-    env: Mapping[str, str],
+    topology: Topology,
+    raw_tiers: Sequence[float],
+    delivery_tiers: Sequence[int],
 ) -> None:
     """Gives the console the admin process's broker connection: without it the pages still work,
-    but show no queue depths or dead letters and cannot replay webhooks."""
-    app[_HOLDER].broker = Broker(connection, settings, delivery_tiers_ms(env))
+    but show no queue depths or dead letters and cannot replay webhooks. The tiers name the delay
+    queues: the routers' (seconds) and the delivery workers' (ms), as their settings have them."""
+    app[_HOLDER].broker = Broker(connection, topology, raw_tiers, delivery_tiers)

@@ -3,7 +3,7 @@ the dead letters, and the replays, each on a short-lived channel of the admin pr
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import aiormq
 import msgspec
@@ -12,14 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from common import replay
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REASON, ROUTING_KEY
 from common.db import DbConn
-from common.env import parse_duration, parse_durations
-from common.settings import WorkerSettings
 from schemas.topology import Topology
-
-# The delivery workers' retry schedule and park time, as they read them (workers/delivery/settings.py),
-# to name their delay tiers; the defaults are those of subscribers/schedule.py (a test checks).
-DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-DEFAULT_DELIVERY_PARK: Final = 1.0
 
 
 class Depth(msgspec.Struct, frozen=True):
@@ -40,27 +33,19 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
-def delivery_tiers_ms(env: Mapping[str, str]) -> list[int]:
-    """The delivery delay tiers' TTLs, computed as subscribers.schedule.Schedule.tiers_ms does.
-    A value the delivery workers would refuse is theirs to report: here the defaults stand in."""
-    delays: tuple[float, ...] = DEFAULT_DELIVERY_SCHEDULE
-    park = DEFAULT_DELIVERY_PARK
-    with contextlib.suppress(ValueError):
-        delays = parse_durations(env.get("RESULTBUS_DELIVERY_SCHEDULE") or "") or delays
-    with contextlib.suppress(ValueError):
-        park = parse_duration(env.get("RESULTBUS_DELIVERY_PARK") or "") or park
-    return sorted({max(1, round(d * 1000)) for d in (*delays[1:], park) if d > 0})
-
-
 class Broker:
     def __init__(
-        self, connection: AbstractConnection, settings: WorkerSettings, delivery_tiers: Sequence[int]
+        self,
+        connection: AbstractConnection,
+        topology: Topology,
+        raw_tiers: Sequence[float],
+        delivery_tiers: Sequence[int],
     ) -> None:
         self._connection = connection
-        self.topology: Topology = settings.topology
+        self.topology = topology
         self.queues: list[tuple[str, str]] = [
             ("raw", self.topology.raw_queue),
-            *(("raw retry", self.topology.retry_queue(d)) for d in settings.retry_delays),
+            *(("raw retry", self.topology.retry_queue(d)) for d in raw_tiers),
             ("raw dead", self.topology.dead_queue),
             ("delivery", self.topology.deliveries_queue),
             ("delivery", self.topology.delivery_attempts_queue),
