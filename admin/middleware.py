@@ -18,7 +18,8 @@ from common.errors import TRANSIENT
 log = structlog.get_logger("admin")
 
 # Paths any caller may read: liveness and the API's own description (it holds no data).
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json"})
+# /readyz too: an orchestrator probes it without the token (deploy/kubernetes/base/admin.yaml).
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/openapi.json"})
 # The operator console authenticates for itself (the same token, or its session cookie): admin/console.
 CONSOLE_PREFIX: Final = "/console"
 
