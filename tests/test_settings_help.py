@@ -224,6 +224,8 @@ def table_rows() -> Iterator[tuple[str, str, str, list[str]]]:
                 names.append(names[-1].rsplit("_", 1)[0] + name if name.startswith("_") else name)
             defaults = default_cell.split(" / ")
             assert len(defaults) in (1, len(names)), (path.name, names_cell, default_cell)
+            if set(names) <= NOT_PROCESS_SETTINGS:
+                continue  # `make run`'s and `make demo`'s own
             roles = (
                 USED_BY[third.split(":")[0].split()[0]] if path.name == "README.md" else PAGE_ROLES[path.name]
             )
