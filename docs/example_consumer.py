@@ -135,7 +135,11 @@ async def main() -> None:
                         print(f"{message.routing_key} skipped: {error}", file=sys.stderr, flush=True)
                         continue
                     if event.schema != SCHEMA:
-                        print(f"{message.routing_key} skipped: schema {event.schema}", file=sys.stderr, flush=True)
+                        print(
+                            f"{message.routing_key} skipped: schema {event.schema}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         continue
                     if event.id in seen:
                         continue
