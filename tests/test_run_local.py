@@ -242,3 +242,20 @@ def test_the_readme_names_every_process_make_run_starts() -> None:
     words = " ".join(said[1].replace("#", " ").split())
     for process in started:
         assert process in words or (process == "admin" and "admin API" in words), (process, words)
+
+
+def test_operations_md_gives_every_metrics_offset_make_run_uses() -> None:
+    script = (ROOT / "deploy" / "run-local.sh").read_text()
+    [table] = re.findall(r"declare -A offsets=\((.*)\)", script)
+    offsets = {role: int(n) for role, n in re.findall(r"\[([a-z]+)\]=(\d+)", table)}
+    assert offsets == OFFSETS
+    [second] = re.findall(r"^next_offset=(\d+)$", script, re.M)
+    text = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    said = {
+        ("admin" if role == "admin API" else role): int(n)
+        for n, role in re.findall(
+            r"\+(\d+) (?:the )?(ingress|router|delivery|checker|admin API|fulfillment|retention)", text
+        )
+    }
+    assert said == offsets
+    assert f"from +{second} a second copy of a role" in text
