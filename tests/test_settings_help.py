@@ -268,3 +268,26 @@ def test_every_setting_of_every_role_is_in_a_settings_table() -> None:
     for role in ROLES:
         missing = {s.name for s in declared(role)} - documented
         assert not missing, f"{role} reads settings no table of the docs lists: {sorted(missing)}"
+
+
+def test_admin_help_without_a_token_lists_host_database_broker_private_endpoints_and_console() -> None:
+    # `python -m admin --help` without RESULTBUS_ADMIN_TOKEN once listed 8 settings of 20.
+    result = subprocess.run(
+        [sys.executable, "-m", "admin", "--help"], env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = listed(result.stdout)
+    for name in (
+        "RESULTBUS_ADMIN_HOST",
+        "RESULTBUS_ADMIN_PORT",
+        "RESULTBUS_DATABASE_URL",
+        "RESULTBUS_AMQP_URL",
+        "RESULTBUS_ALLOW_PRIVATE_ENDPOINTS",
+        "RESULTBUS_RETRY_DELAYS",
+        "RESULTBUS_DELIVERY_SCHEDULE",
+        "RESULTBUS_DELIVERY_PARK",
+    ):
+        assert name in shown, name
+    assert shown["RESULTBUS_ADMIN_TOKEN"] == "(required)"
+    assert shown["RESULTBUS_DELIVERY_SCHEDULE"] == "0,5s,5m,30m,2h,5h,10h,10h"
