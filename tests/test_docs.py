@@ -38,16 +38,19 @@ async def run_example_consumer(amqp_url: str, topology: Topology, *options: str)
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=dict(os.environ),
     )  # fmt: skip
     assert consumer.stderr is not None
     [item] = normalize(samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress())))
     connection = await aio_pika.connect(amqp_url)
     async with connection, asyncio.timeout(20):
-        # It says which queue once the queue is declared and bound.
+        # It says which queue once the queue is declared and bound (after a word on the exchange,
+        # which nothing has published to yet).
         line = (await consumer.stderr.readline()).decode()
-        assert line.startswith("consuming from "), line
-        queue = line.removeprefix("consuming from ").strip()
+        while not line.startswith("consuming from "):
+            assert line, "the consumer stopped"
+            line = (await consumer.stderr.readline()).decode()
+        queue = line.removeprefix("consuming from ").split(",")[0]
         channel = await connection.channel()
         exchange = await declare_results(channel, topology)
         await exchange.publish(aio_pika.Message(b'{"not": "completed"}'), routing_key="testpress.event.other")
