@@ -189,7 +189,8 @@ async def _main(args: argparse.Namespace) -> None:
         # The usual cause: `make run` already runs a fake iTEP there.
         print(
             f"fake iTEP: cannot listen on 127.0.0.1:{args.port}: {os.strerror(error.errno)}"
-            " (is `make run` running? it runs a fake iTEP on 8090: use that one, or give another --port)",
+            " (is `make run` running? it runs one on RESULTBUS_FAKE_ITEP_PORT, 8090 by default: use that one,"
+            " or give another --port)",
             file=sys.stderr,
         )
         sys.exit(2)
