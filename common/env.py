@@ -13,6 +13,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class SettingError(Exception):
@@ -99,30 +100,32 @@ def _check_bounds(value: float, raw: str, minimum: float, maximum: float | None,
         raise ValueError(f"must be at most {maximum:g}{unit}, got {raw!r}")
 
 
-def integer(
-    name: str, default: int, *, minimum: int = 0, maximum: int | None = None, help: str
-) -> Setting[int]:
-    def parse(raw: str) -> int:
+def _number_parser(
+    convert: Callable[[str], N], what: str, minimum: float, maximum: float | None
+) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
+            raise ValueError(f"expected {what}, got {raw!r}") from None
         _check_bounds(value, raw, minimum, maximum)
         return value
 
-    return Setting(name, default, parse, shown=str(default), help=help)
+    return parse
+
+
+def integer(
+    name: str, default: int, *, minimum: int = 0, maximum: int | None = None, help: str
+) -> Setting[int]:
+    return Setting(
+        name, default, _number_parser(int, "an integer", minimum, maximum), shown=str(default), help=help
+    )
 
 
 def number(name: str, default: float, *, minimum: float = 0.0, help: str) -> Setting[float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number, got {raw!r}") from None
-        _check_bounds(value, raw, minimum, None)
-        return value
-
-    return Setting(name, default, parse, shown=f"{default:g}", help=help)
+    return Setting(
+        name, default, _number_parser(float, "a number", minimum, None), shown=f"{default:g}", help=help
+    )
 
 
 def port(name: str, default: int, *, help: str) -> Setting[int]:

@@ -126,15 +126,11 @@ async def tie_to_orders(
         if test_id and order.test_id != test_id:
             log.warning("two test IDs for one order", order_id=order.id, test_id=order.test_id, other=test_id)
             changes.append(
-                Change(
-                    order_id=order.id,
-                    change=CHANGE_CONFLICT,
-                    status=order.status,
-                    event_id=event.id,
-                    detail=(
-                        f"iTEP reports test ID {test_id} for this order, which has {order.test_id}:"
-                        " two test IDs for one order; void one in iTEP's admin"
-                    ),
+                _conflict(
+                    order,
+                    event,
+                    f"iTEP reports test ID {test_id} for this order, which has {order.test_id}:"
+                    " two test IDs for one order; void one in iTEP's admin",
                 )
             )
             continue
@@ -181,34 +177,33 @@ def _conflicts(
     )
     named = f"OID {oid}" if oid else "no OID"
     changes = [
-        Change(
-            order_id=other.id,
-            change=CHANGE_CONFLICT,
-            status=other.status,
-            event_id=event.id,
-            detail=(
-                f"a result with {named}"
-                + (f" (order {order.id})" if order else ", which names no order" if oid else "")
-                + f" carries this order's test ID {test_id}: not tied to this order;"
-                " a test ID given twice? check it in iTEP's admin"
-            ),
+        _conflict(
+            other,
+            event,
+            f"a result with {named}"
+            + (f" (order {order.id})" if order else ", which names no order" if oid else "")
+            + f" carries this order's test ID {test_id}: not tied to this order;"
+            " a test ID given twice? check it in iTEP's admin",
         )
         for other in others
     ]
     if order is not None:
+        holders = ", ".join(o.id for o in others)
         changes.append(
-            Change(
-                order_id=order.id,
-                change=CHANGE_CONFLICT,
-                status=order.status,
-                event_id=event.id,
-                detail=(
-                    f"this order's result carries test ID {test_id}, which order"
-                    f" {', '.join(o.id for o in others)} holds: a test ID given twice? check it in iTEP's admin"
-                ),
+            _conflict(
+                order,
+                event,
+                f"this order's result carries test ID {test_id}, which order {holders} holds:"
+                " a test ID given twice? check it in iTEP's admin",
             )
         )
     return changes
+
+
+def _conflict(order: _Order, event: ResultEvent, detail: str) -> Change:
+    return Change(
+        order_id=order.id, change=CHANGE_CONFLICT, status=order.status, event_id=event.id, detail=detail
+    )
 
 
 async def _update_orders(conn: DbConn, orders: Sequence[_Order]) -> None:
