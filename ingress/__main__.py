@@ -18,7 +18,7 @@ from ingress.app import create_app, mark_draining
 from ingress.errors import BrokerUnavailable
 from ingress.middleware import report_malformed
 from ingress.publisher import Publisher
-from ingress.settings import IngressSettings
+from ingress.settings import SETTINGS, IngressSettings
 from ingress.sources import Source, SourceConfigError, load_sources
 
 log = structlog.get_logger("ingress")
@@ -86,7 +86,10 @@ def main(
 ) -> int:
     return serve(
         "ingress",
-        description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz.",
+        description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz. "
+        "The sources file (RESULTBUS_SOURCES) names the environment variables that hold each source's "
+        "secrets: see README.md, Sources.",
+        settings=[SETTINGS],
         read_settings=read_settings,
         start=start_ingress,
         argv=argv,

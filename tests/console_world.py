@@ -13,6 +13,7 @@ from admin.app import create_app
 from schemas.topology import Topology
 from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.pipeline import RunningRouter, running_router
+from workers.delivery.settings import DeliverySettings
 
 TOKEN = "console-test-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,7 +35,13 @@ async def console_world(
             channel = await connection.channel(publisher_confirms=True)
             await declare_attempts_queue(channel, topology)
             app = create_app(router.pool, TaskPublisher(channel, topology), token=token, allow_private=True)
-            console.attach_broker(app, connection, router.settings, {})
+            console.attach_broker(
+                app,
+                connection,
+                topology,
+                router.settings.retry_delays,
+                DeliverySettings().schedule.tiers_ms(),
+            )
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             try:
