@@ -6,7 +6,6 @@ import aio_pika
 
 from common import inventory
 from common.broker import declare_raw, declare_results, declare_retry_tiers
-from common.settings import WorkerSettings
 from schemas.topology import Topology
 from subscribers.queues import declare_attempts, declare_deliveries, delivery_queue_names
 from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
@@ -51,7 +50,6 @@ def test_every_queue_the_roles_name_is_listed_once() -> None:
 
 
 async def test_what_the_roles_declare_is_what_the_inventory_finds(amqp_url: str, topology: Topology) -> None:
-    settings = WorkerSettings(amqp_url=amqp_url, topology=topology)
     listed = inventory.queues_of(topology, {})
     connection = await aio_pika.connect(amqp_url)
     async with connection:
