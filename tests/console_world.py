@@ -10,10 +10,10 @@ from aiohttp.test_utils import TestServer
 
 from admin import console
 from admin.app import create_app
+from common import inventory
 from schemas.topology import Topology
 from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.pipeline import RunningRouter, running_router
-from workers.delivery.settings import DeliverySettings
 
 TOKEN = "console-test-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,13 +35,7 @@ async def console_world(
             channel = await connection.channel(publisher_confirms=True)
             await declare_attempts_queue(channel, topology)
             app = create_app(router.pool, TaskPublisher(channel, topology), token=token, allow_private=True)
-            console.attach_broker(
-                app,
-                connection,
-                topology,
-                router.settings.retry_delays,
-                DeliverySettings().schedule.tiers_ms(),
-            )
+            console.attach_broker(app, connection, topology, inventory.queues_of(topology, {}))
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             try:

@@ -30,8 +30,10 @@ EXAMPLES = {
     "RESULTBUS_ITEP_SIGNATURE_HEADER_GTX": "X-Gtx",
     "RESULTBUS_ITEP_SIGNATURE_HEADER_STX": "X-Stx",
 }
-# Not settings of a process: read by `make run`, `make demo` and the tests (README "Settings").
+# Not settings of a process: read by `make run`, `make demo`, the operator commands (`inspect
+# queues`: the management API) and the tests (README "Settings", docs/operations.md).
 NOT_PROCESS_SETTINGS = {
+    "RESULTBUS_RABBITMQ_API",
     "RESULTBUS_ROLES",
     "RESULTBUS_FAKE_ITEP_PORT",
     "RESULTBUS_DEMO_RECEIVER_PORT",
