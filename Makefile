@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install services migrate run test check lint typecheck pytest bench demo schema teardown clean
+.PHONY: install services tools migrate run test check lint typecheck pytest bench demo schema teardown clean
 
 # The environment is rebuilt when pyproject.toml changes. pip says what it fetches and installs (a
 # quiet install looked hung for the minute or two a first one takes).
@@ -20,6 +20,12 @@ install: $(VENV)/.installed
 services:
 	bash deploy/ensure-services.sh
 
+# The validators `make test` checks the deployment artefacts with (promtool, docker-compose, the
+# AsyncAPI CLI): installed where they can be, quick once there; one that cannot be is said here,
+# and its tests are skipped with the reason in pytest's summary.
+tools:
+	bash deploy/install-tools.sh
+
 migrate: install services
 	$(PY) -m workers migrate
 
@@ -27,8 +33,8 @@ migrate: install services
 run: migrate
 	bash deploy/run-local.sh
 
-## make test: lint, types and the whole suite against the real services.
-test: install services check pytest
+## make test: lint, types and the whole suite against the real services (installs its validators first).
+test: install services tools check pytest
 
 check: lint typecheck
 

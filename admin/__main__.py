@@ -9,7 +9,8 @@ from aiohttp import web
 
 from admin import console
 from admin.app import create_app
-from admin.settings import AdminSettings
+from admin.settings import SETTINGS, AdminSettings
+from common import inventory, logs
 from common.broker import open_connection
 from common.db import open_pool
 from common.env import process_env
@@ -20,6 +21,8 @@ log = structlog.get_logger("admin")
 
 
 async def start_admin(service: Service, settings: AdminSettings) -> None:
+    if settings.token is not None:
+        logs.redact_values([settings.token])  # a library's line (a refused header) never shows it
     worker = settings.worker
     pool = await open_pool(service, worker)
     connection = await open_connection(service, worker.amqp_url)
@@ -29,8 +32,14 @@ async def start_admin(service: Service, settings: AdminSettings) -> None:
     app = create_app(
         pool, tasks, token=settings.token, allow_private=settings.allow_private, ready=lambda: service.ready
     )
-    # The delivery tiers' names come from the delivery workers' settings, read from the same environment.
-    console.attach_broker(app, connection, worker, process_env())
+    # The delay tiers' names come from the workers' settings, read from the same environment.
+    queues = inventory.queues(
+        worker.topology,
+        settings.raw_retry_delays,
+        settings.delivery_schedule.tiers_ms(),
+        inventory.itep_tiers_ms(process_env()),
+    )
+    console.attach_broker(app, connection, worker.topology, queues)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=service.process.shutdown_timeout)
     await runner.setup()
     service.on_close(runner.cleanup)
@@ -53,6 +62,7 @@ def main(
         "admin",
         description="The admin API: subscriptions, deliveries, exams, events, rejected webhooks, replay. "
         "OpenAPI at /openapi.json.",
+        settings=SETTINGS,
         read_settings=AdminSettings.from_env,
         start=start_admin,
         argv=argv,

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -11,7 +11,18 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from admin import console, crosswalk, erasures, exams, itep_orders, rejected, send_test_event, store, wire
+from admin import (
+    bodies,
+    console,
+    crosswalk,
+    erasures,
+    exams,
+    itep_orders,
+    rejected,
+    send_test_event,
+    store,
+    wire,
+)
 from admin.errors import NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
@@ -44,16 +55,8 @@ class Handlers:
         self._pool = pool
         self._tasks = tasks
         self._allow_private = allow_private
-        self._decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    async def _body(self, request: web.Request, kind: type[T]) -> T:
-        decoder = self._decoders.get(kind)
-        if decoder is None:
-            decoder = self._decoders[kind] = msgspec.json.Decoder(kind)
-        result: T = decoder.decode(await request.read())
-        return result
 
     @staticmethod
     def _query(request: web.Request, kind: type[T]) -> T:
@@ -117,7 +120,7 @@ class Handlers:
         return _json(wire.EventTypes(event_types()))
 
     async def create_subscription(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.SubscriptionCreate)
+        body = await bodies.json(request, wire.SubscriptionCreate)
         check_event_types(body.event_types)
         if body.destination is None:
             if body.url is None:
@@ -147,7 +150,7 @@ class Handlers:
 
     async def update_subscription(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.SubscriptionUpdate)
+        body = await bodies.json(request, wire.SubscriptionUpdate)
         check_event_types(body.event_types)
         async with self._pool.acquire() as conn:
             current = await store.get_subscription(conn, subscription_id)
@@ -182,7 +185,7 @@ class Handlers:
 
     async def rotate_secret(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.RotateSecret)
+        body = await bodies.json(request, wire.RotateSecret)
         secret = self._secret(body.secret)
         async with self._pool.acquire() as conn:
             until = await store.rotate_secret(conn, subscription_id, secret, body.overlap_seconds)
@@ -201,7 +204,7 @@ class Handlers:
 
     async def replay(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)
-        body = await self._body(request, wire.Replay)
+        body = await bodies.json(request, wire.Replay)
         if (body.event_id is None) == (body.since is None):
             raise Unprocessable("give either event_id or since")
         since = None if body.since is None else _time("since", body.since)
@@ -223,7 +226,7 @@ class Handlers:
         subscription_id = self._id(request)
         # No body at all is the default test event (aiohttp keeps the bytes read: read twice, once).
         empty = not (await request.read()).strip()
-        body = wire.TestEvent() if empty else await self._body(request, wire.TestEvent)
+        body = wire.TestEvent() if empty else await bodies.json(request, wire.TestEvent)
         async with self._pool.acquire() as conn:
             sent = await send_test_event.send_test_event(
                 conn, subscription_id, body, allow_private=self._allow_private

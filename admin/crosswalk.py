@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 from msgspec import Meta
 
+from admin import bodies
 from admin.errors import AdminError, BadRequest, NotFound, Unprocessable
 from admin.openapi import Operation
 from gradebook import crosswalk_db
@@ -199,7 +200,6 @@ class CsvRefused(Exception):
 
 
 _encoder: Final = msgspec.json.Encoder()
-_put_decoder: Final = msgspec.json.Decoder(MappingPut)
 _cursor: Final = msgspec.json.Decoder(tuple[str, str])
 
 
@@ -339,7 +339,7 @@ class CrosswalkHandlers:
 
     async def put(self, request: web.Request) -> web.Response:
         vendor, candidate = _key(request)
-        body = _put_decoder.decode(await request.read())
+        body = await bodies.json(request, MappingPut)
         student = clean_sourced_id(body.student)
         if student is None:
             raise Unprocessable("student: control and format characters are not allowed")

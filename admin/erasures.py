@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from msgspec import Meta
 
+from admin import bodies
 from admin.errors import NotFound, Unprocessable
 from admin.openapi import Operation
 from schemas.erasure import ExamId
@@ -76,7 +77,6 @@ FROM erasures
 _counts = msgspec.json.Decoder(dict[str, int])
 _touched = msgspec.json.Decoder(ErasureTouched)
 _encoder = msgspec.json.Encoder()
-_request = msgspec.json.Decoder(ErasureRequest)
 
 
 def _record(row: asyncpg.Record) -> Erasure:
@@ -91,7 +91,7 @@ class ErasureHandlers:
         self._pool = pool
 
     async def create(self, request: web.Request) -> web.Response:
-        body = _request.decode(await request.read())
+        body = await bodies.json(request, ErasureRequest)
         given = [
             (k, v)
             for k, v in (

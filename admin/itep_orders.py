@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from msgspec import Meta
 
+from admin import bodies
 from admin.errors import NotFound, Unprocessable
 from admin.openapi import Operation
 from common.itep import orders
@@ -26,7 +27,6 @@ log = structlog.get_logger("admin")
 
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
 # The statuses an operator may act on: an order whose call's outcome is unknown, or that failed.
 _OPERATOR_STATUSES: Final = (Status.UNCONFIRMED, Status.FAILED)
@@ -99,13 +99,6 @@ def _json(value: object, status: int = 200) -> web.Response:
     return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
 
 
-async def _body(request: web.Request, kind: type[Any]) -> Any:
-    decoder = _decoders.get(kind)
-    if decoder is None:
-        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    return decoder.decode(await request.read())
-
-
 def _order_id(request: web.Request) -> str:
     value = request.match_info["id"]
     if not _UUID.match(value):
@@ -124,7 +117,7 @@ class OrderHandlers:
         return _json(_view(order, await orders.history(conn, order_id)), status=status)
 
     async def place(self, request: web.Request) -> web.Response:
-        body: OrderRequest = await _body(request, OrderRequest)
+        body = await bodies.json(request, OrderRequest)
         found = problems(body)
         async with self._pool.acquire() as conn:
             try:
@@ -169,7 +162,7 @@ class OrderHandlers:
         """For an order whose test ID an operator found in iTEP's admin pages (by the order id in
         its Assigned To): the order takes it, and its results tie to it."""
         order_id = _order_id(request)
-        body: TestIdFound = await _body(request, TestIdFound)
+        body = await bodies.json(request, TestIdFound)
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 order = await self._operable(conn, order_id)

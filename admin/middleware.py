@@ -17,9 +17,10 @@ from common.errors import TRANSIENT
 
 log = structlog.get_logger("admin")
 
-# Paths any caller may read: liveness, the API's own description and the console's icon (which a
+# Paths any caller may read: liveness, readiness (an orchestrator probes it without the token:
+# deploy/kubernetes/base/admin.yaml), the API's own description and the console's icon (which a
 # browser asks for at the site's root, without credentials): none holds data.
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/favicon.ico"})
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/openapi.json", "/favicon.ico"})
 # The operator console authenticates for itself (the same token, or its session cookie): admin/console.
 CONSOLE_PREFIX: Final = "/console"
 

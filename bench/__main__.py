@@ -22,7 +22,10 @@ from bench.world import BenchError
 DEFAULT_TIMEOUT = 300.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    # The defaults of the parts run alone are those of `make bench` (suite.Sizes), which
+    # docs/performance.md describes.
+    sizes = suite.Sizes()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "which",
@@ -30,17 +33,28 @@ def main(argv: list[str] | None = None) -> int:
         choices=["all", "router", "ingress", "pipeline", "delivery", "soak", "console"],
         default="all",
     )
-    parser.add_argument("--messages", type=int, default=20_000, help="router: raw envelopes pre-filled")
+    parser.add_argument(
+        "--messages", type=int, default=sizes.router_messages, help="router: raw envelopes pre-filled"
+    )
     parser.add_argument(
         "--configs",
         default=router.DEFAULT_CONFIGS,
         help="router: batch:prefetch settings to try, comma-separated; the first is the headline",
     )
-    parser.add_argument("--requests", type=int, default=20_000, help="ingress: timed requests per server")
-    parser.add_argument("--concurrency", type=int, default=64, help="ingress: concurrent connections")
-    parser.add_argument("--warmup", type=int, default=1_000, help="ingress: untimed requests first")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="ingress, pipeline: alternate rounds, medians kept"
+        "--requests", type=int, default=sizes.ingress_requests, help="ingress: timed requests per server"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=sizes.concurrency, help="ingress, pipeline: concurrent connections"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=sizes.ingress_warmup, help="ingress: untimed requests first"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=sizes.ingress_rounds,
+        help="ingress, pipeline: alternate rounds, medians kept",
     )
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a run is broken (soak: 600)"
@@ -52,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicates", type=float, default=0.05, help="soak: share of exact duplicates")
     parser.add_argument("--bad-signatures", type=float, default=0.02, help="soak: share answered 401")
     parser.add_argument("--undecodable", type=float, default=0.01, help="soak: share stored as rejected")
-    parser.add_argument("--events", type=int, default=2_000, help="delivery: events published")
+    parser.add_argument(
+        "--events", type=int, default=sizes.delivery_events, help="delivery: events published"
+    )
     parser.add_argument(
         "--dead",
         choices=["none", "hanging", "refused"],
@@ -67,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="console: drop the console's indexes (migrations 008, 011) first",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         if "-h" in argv or "--help" in argv:
@@ -105,7 +126,7 @@ async def _run(args: argparse.Namespace) -> list[str]:
             f"figures written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}",
         ]
     if args.which == "pipeline":
-        r = await pipeline.run(5_000, args.concurrency, args.rounds, args.timeout)
+        r = await pipeline.run(suite.Sizes().pipeline_requests, args.concurrency, args.rounds, args.timeout)
         lines += [
             "",
             f"pipeline: resultbus {r.resultbus_median:,.0f} stored/s (rounds {r.resultbus}),"

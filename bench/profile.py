@@ -7,6 +7,7 @@ delivery: 2,000 events to 10 live subscribers.
 The raw py-spy output is kept in bench/results/profile-<which>.txt (collapsed stacks).
 """
 
+import argparse
 import asyncio
 import collections
 import sys
@@ -88,13 +89,21 @@ def summary(raw: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def main() -> None:
-    which = sys.argv[1]
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("which", choices=["ingress", "router", "delivery"], help="the process to sample")
+    parser.add_argument(
+        "seconds", nargs="?", type=float, default=10.0, help="how long py-spy samples (default 10)"
+    )
+    args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    output = RESULTS / f"profile-{which}.txt"
-    run = {"ingress": ingress, "router": router_profile, "delivery": delivery_profile}[which]
-    asyncio.run(run(seconds, output))
+    output = RESULTS / f"profile-{args.which}.txt"
+    run = {"ingress": ingress, "router": router_profile, "delivery": delivery_profile}[args.which]
+    asyncio.run(run(args.seconds, output))
     print("\n".join(summary(output)))
 
 

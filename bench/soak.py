@@ -22,7 +22,7 @@ from bench.soak_calls import SOURCES_FILE, Mix, build_calls, new_secrets
 from bench.soak_load import send_steady
 from bench.soak_report import Queued, Verdict, judge, read_stored
 from bench.world import AMQP_URL, DATABASE_URL, Process, World, queue_counts, run_to_end, world
-from common.settings import WorkerSettings
+from common.settings import RETRY_DELAYS
 from devkit.proxy import TcpProxy
 
 POLL = 0.5
@@ -112,7 +112,7 @@ async def _faults(routers: Routers, proxy: TcpProxy, duration: float, cut_second
 
 
 async def _queued(w: World) -> Queued:
-    tiers = [w.topology.retry_queue(d) for d in WorkerSettings().retry_delays]
+    tiers = [w.topology.retry_queue(d) for d in RETRY_DELAYS.default]
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()

@@ -24,6 +24,7 @@ RESULTS = ROOT / "bench" / "results"
 @dataclass(frozen=True)
 class Sizes:
     ingress_requests: int = 10_000
+    ingress_warmup: int = 1_000
     ingress_rounds: int = 3
     pipeline_requests: int = 5_000
     pipeline_rounds: int = 3
@@ -71,7 +72,9 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
         progress(f"== {name}: {time.perf_counter() - began:.0f} s")
 
     async def ingress_part() -> None:
-        r = await ingress.run(sizes.ingress_requests, sizes.concurrency, 1_000, sizes.ingress_rounds)
+        r = await ingress.run(
+            sizes.ingress_requests, sizes.concurrency, sizes.ingress_warmup, sizes.ingress_rounds
+        )
         rounds["ingress_rate"] = [x.rate for x in r.ingress_rounds]
         rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
         rounds["ingress_p99_ms"] = [x.p99_ms for x in r.ingress_rounds]

@@ -16,7 +16,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel
 
 from common.broker import declare_results
-from common.settings import WorkerSettings
+from common.settings import RETRY_DELAYS
 from schemas.topology import Topology
 
 AMQP_URL = os.environ.get("RESULTBUS_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -81,7 +81,7 @@ def _topology_names(topology: Topology) -> set[str]:
     names = {getattr(topology, a) for a in dir(Topology) if isinstance(getattr(Topology, a), property)}
     retry_queue = getattr(topology, "retry_queue", None)
     if retry_queue is not None:
-        names |= {retry_queue(d) for d in WorkerSettings().retry_delays}
+        names |= {retry_queue(d) for d in RETRY_DELAYS.default}
     return {n for n in names if isinstance(n, str) and n.startswith(topology.prefix)}
 
 

@@ -10,7 +10,7 @@ A comma inside a URL (in a password, say) must be percent-encoded as `%2C`.
 """
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import structlog
@@ -18,8 +18,6 @@ from aio_pika.abc import AbstractRobustConnection, TimeoutType
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
-
-from common.env import SettingError, env_str
 
 log = structlog.get_logger("amqp")
 
@@ -115,13 +113,3 @@ async def connect_robust(
             await connection.close()
         raise
     return connection
-
-
-def env_amqp_url(env: Mapping[str, str], default: str = "amqp://guest:guest@127.0.0.1:5672/") -> str:
-    """RESULTBUS_AMQP_URL, one address or several, checked at start-up."""
-    value = env_str(env, "RESULTBUS_AMQP_URL", default)
-    try:
-        parse_urls(value)
-    except ValueError as error:
-        raise SettingError(f"RESULTBUS_AMQP_URL: {error}") from None
-    return value

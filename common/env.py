@@ -1,110 +1,173 @@
-"""Reading typed settings from the environment.
+"""Reading typed settings from the environment, from one declaration per setting.
 
-A bad value stops the process at start-up with the variable's name, never later at first use.
+Each setting is declared once (`Setting`: its name, default, syntax and meaning). A role reads its
+settings through these declarations, and its `--help` lists the same declarations: the help is the
+whole truth whatever the environment holds, and a bad value stops the process at start-up with the
+variable's name, never later at first use.
 """
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class SettingError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
-class SettingsHelp(Mapping[str, str]):
-    """The environment, noting every variable a settings reader asks for and the default it would
-    use: how `--help` lists a role's settings without a second list to keep in step."""
+class Setting(Generic[T]):
+    """One environment variable: `read` gives its value (or the default when it is unset), `shown` is
+    the default as a user would write it ("(required)" for one without a default)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.seen: dict[str, str] = {}
+    def __init__(
+        self,
+        name: str,
+        default: T,
+        parse: Callable[[str], T],
+        *,
+        shown: str,
+        help: str,
+        required: bool = False,
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.shown = shown
+        self.help = help
+        self.required = required
+        self._parse = parse
 
-    def __getitem__(self, name: str) -> str:
-        self.seen.setdefault(name, "(unset)")
-        return self._env[name]
+    def __repr__(self) -> str:
+        return f"Setting({self.name}={self.shown})"
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-
-def _default(env: Mapping[str, str], name: str, default: object) -> None:
-    if isinstance(env, SettingsHelp):
-        env.seen[name] = _shown(default)
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ",".join(_shown(v) for v in value) or '""'
-    return str(value)
-
-
-def env_str(env: Mapping[str, str], name: str, default: str) -> str:
-    _default(env, name, default)
-    return env.get(name, default)
+    def read(self, env: Mapping[str, str]) -> T:
+        raw = env.get(self.name)
+        if raw is None or (self.required and not raw.strip()):
+            if self.required:
+                raise SettingError(f"{self.name}: not set ({self.help})")
+            return self.default
+        try:
+            return self._parse(raw)
+        except ValueError as error:
+            raise SettingError(f"{self.name}: {error}") from None
 
 
-def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    _default(env, name, default)
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingError(f"{name}: expected a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingError(f"{name}: must be at least {minimum}, got {raw!r}")
-    return value
+class Group(NamedTuple):
+    """Settings listed together in `--help` under one title."""
 
-
-def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    _default(env, name, default)
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingError(f"{name}: expected an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingError(f"{name}: must be at least {minimum}, got {raw!r}")
-    return value
+    title: str
+    settings: tuple[Setting[Any], ...]
 
 
 def process_env() -> Mapping[str, str]:
     return os.environ
 
 
+def text(name: str, default: str, *, help: str) -> Setting[str]:
+    return Setting(name, default, str, shown=default or '""', help=help)
+
+
+def required_text(name: str, *, help: str) -> Setting[str]:
+    """Blank counts as unset; the value is stripped."""
+    return Setting(name, "", str.strip, shown="(required)", help=help, required=True)
+
+
+def optional_text(name: str, *, absent: str, help: str) -> Setting[str | None]:
+    """Unset or empty: None, which `absent` says the meaning of (`(off)`, `(the database's default)`)."""
+    return Setting[str | None](name, None, lambda raw: raw or None, shown=absent, help=help)
+
+
+def choice(
+    name: str, default: str, choices: Sequence[str], *, help: str, upper: bool = False
+) -> Setting[str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return Setting(name, default, parse, shown=default, help=help)
+
+
+def _check_bounds(value: float, raw: str, minimum: float, maximum: float | None, unit: str = "") -> None:
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum:g}{unit}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be at most {maximum:g}{unit}, got {raw!r}")
+
+
+def _number_parser(
+    convert: Callable[[str], N], what: str, minimum: float, maximum: float | None
+) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
+        try:
+            value = convert(raw)
+        except ValueError:
+            raise ValueError(f"expected {what}, got {raw!r}") from None
+        _check_bounds(value, raw, minimum, maximum)
+        return value
+
+    return parse
+
+
+def integer(
+    name: str, default: int, *, minimum: int = 0, maximum: int | None = None, help: str
+) -> Setting[int]:
+    return Setting(
+        name, default, _number_parser(int, "an integer", minimum, maximum), shown=str(default), help=help
+    )
+
+
+def number(name: str, default: float, *, minimum: float = 0.0, help: str) -> Setting[float]:
+    return Setting(
+        name, default, _number_parser(float, "a number", minimum, None), shown=f"{default:g}", help=help
+    )
+
+
+def port(name: str, default: int, *, help: str) -> Setting[int]:
+    return integer(name, default, minimum=1, maximum=65535, help=help)
+
+
+def optional_port(name: str, *, absent: str = "(off)", help: str) -> Setting[int | None]:
+    """Unset or empty: None (the feature it serves is off)."""
+    bounded = port(name, 0, help=help)
+
+    def parse(raw: str) -> int | None:
+        return None if raw == "" else bounded._parse(raw)
+
+    return Setting[int | None](name, None, parse, shown=absent, help=help)
+
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-def env_flag(env: Mapping[str, str], name: str) -> bool:
-    _default(env, name, False)
-    raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
+def parse_flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
         return True
-    if raw in _FALSE:
+    if value in _FALSE:
         return False
-    raise SettingError(f"{name}: expected true or false, got {raw!r}")
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
-def env_optional_flag(env: Mapping[str, str], name: str) -> bool | None:
+def flag(name: str, *, help: str) -> Setting[bool]:
+    """Off unless set to 1/true/yes/on."""
+    return Setting(name, False, parse_flag, shown="off", help=help)
+
+
+def optional_flag(name: str, *, absent: str, help: str) -> Setting[bool | None]:
     """A flag whose absence means "decide for me" (JSON logs: only when not on a terminal)."""
-    return None if env.get(name) is None else env_flag(env, name)
+    return Setting[bool | None](name, None, parse_flag, shown=absent, help=help)
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?")
+DURATION_SYNTAX = "a duration is 500ms, 10s, 5m, 8h, 30d or a number of seconds"
 
 
 def parse_duration(text: str) -> float:
@@ -116,18 +179,18 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2] or "s"]
 
 
-def env_duration(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    _default(env, name, default)
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = parse_duration(raw)
-    except ValueError as error:
-        raise SettingError(f"{name}: {error}") from None
-    if value < minimum:
-        raise SettingError(f"{name}: must be at least {minimum:g}s, got {raw!r}")
-    return value
+def format_duration(seconds: float) -> str:
+    """The duration as the docs write it, in the largest unit that holds it whole (`30d`, `2m`,
+    `500ms`); `parse_duration` reads it back to the same value."""
+    if seconds == 0:
+        return "0"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{round(seconds / size)}{unit}"
+    if seconds < 1 and round(seconds * 1000, 6).is_integer():
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
 
 
 def parse_durations(text: str) -> tuple[float, ...]:
@@ -138,27 +201,29 @@ def parse_durations(text: str) -> tuple[float, ...]:
     return tuple(parse_duration(part) for part in parts)
 
 
-def env_durations(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    _default(env, name, default)
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default if raw is None else ()
-    try:
-        return parse_durations(raw)
-    except ValueError as error:
-        raise SettingError(f"{name}: {error}") from None
+def duration(name: str, default: float, *, minimum: float = 0.0, help: str) -> Setting[float]:
+    def parse(raw: str) -> float:
+        value = parse_duration(raw)
+        _check_bounds(value, raw, minimum, None, "s")
+        return value
+
+    return Setting(name, default, parse, shown=format_duration(default), help=help)
 
 
-def env_port(env: Mapping[str, str], name: str) -> int | None:
-    """An optional TCP port: unset means the feature is off."""
-    _default(env, name, None)
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    port = env_int(env, name, 0, minimum=1)
-    if port > 65535:
-        raise SettingError(f"{name}: must be at most 65535, got {raw!r}")
-    return port
+def durations(
+    name: str, default: Sequence[float], *, allow_empty: bool = True, help: str
+) -> Setting[tuple[float, ...]]:
+    """A list of durations; set but empty: none at all, where that makes sense."""
+
+    def parse(raw: str) -> tuple[float, ...]:
+        if raw.strip():
+            return parse_durations(raw)
+        if not allow_empty:
+            raise ValueError("must list at least one duration")
+        return ()
+
+    shown = ",".join(format_duration(d) for d in default) or '""'
+    return Setting(name, tuple(default), parse, shown=shown, help=help)
 
 
 def redact_url(url: str) -> str:

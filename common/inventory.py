@@ -17,7 +17,8 @@ import msgspec
 from aio_pika.abc import AbstractConnection
 from yarl import URL
 
-from common.env import parse_duration, parse_durations
+from common.env import SettingError, parse_duration, parse_durations
+from common.settings import RETRY_DELAYS
 from schemas.itep_order import fulfillment_queue, fulfillment_retry_queue, itep_dead_queue, orders_queue
 from schemas.topology import Topology
 
@@ -58,19 +59,30 @@ def itep_tiers_ms(env: Mapping[str, str]) -> list[int]:
     return sorted({max(1, round(d * 1000)) for d in delays})
 
 
-def queues(topology: Topology, retry_delays: Sequence[float], env: Mapping[str, str]) -> list[Queue]:
-    """Every queue of the deployment, in the order a pipeline's message meets them."""
+def queues_of(topology: Topology, env: Mapping[str, str]) -> list[Queue]:
+    """`queues`, with every tier named from `env` as the roles name them."""
+    raw_delays = RETRY_DELAYS.default
+    with contextlib.suppress(SettingError):
+        raw_delays = RETRY_DELAYS.read(env)
+    return queues(topology, raw_delays, delivery_tiers_ms(env), itep_tiers_ms(env))
+
+
+def queues(
+    topology: Topology, raw_delays: Sequence[float], delivery_tiers: Sequence[int], itep_tiers: Sequence[int]
+) -> list[Queue]:
+    """Every queue of the deployment, in the order a pipeline's message meets them: the routers'
+    delay tiers in seconds, the delivery workers' and fulfillment's in milliseconds."""
     return [
         Queue("raw", topology.raw_queue, "router"),
-        *(Queue("raw retry", topology.retry_queue(d)) for d in retry_delays),
+        *(Queue("raw retry", topology.retry_queue(d)) for d in raw_delays),
         Queue("raw dead", topology.dead_queue),
         Queue("delivery", topology.deliveries_queue, "delivery"),
         Queue("delivery", topology.delivery_attempts_queue, "delivery"),
-        *(Queue("delivery retry", topology.delivery_retry_queue(ms)) for ms in delivery_tiers_ms(env)),
+        *(Queue("delivery retry", topology.delivery_retry_queue(ms)) for ms in delivery_tiers),
         Queue("delivery dead", topology.delivery_dead_queue),
         Queue("itep orders", orders_queue(topology), "fulfillment"),
         Queue("itep fulfillment", fulfillment_queue(topology), "fulfillment"),
-        *(Queue("itep retry", fulfillment_retry_queue(topology, ms)) for ms in itep_tiers_ms(env)),
+        *(Queue("itep retry", fulfillment_retry_queue(topology, ms)) for ms in itep_tiers),
         Queue("itep dead", itep_dead_queue(topology)),
     ]
 

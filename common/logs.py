@@ -6,6 +6,11 @@ rather than structlog's one contextvar per key: structlog's merge and clear walk
 the context (asyncio's and aiohttp's too) on each line and each request, a measurable share of a
 request that costs ~250 µs in all.
 
+Libraries log through the standard library (aiohttp, asyncio, aio-pika, aiormq, asyncpg): their
+records are written as lines of ours (`logger` names the library), never by Python's fallback
+handler, and with what looks like a credential redacted first (`redact`): aiohttp quotes a header
+line it refuses, `Authorization: Basic ...` included.
+
 Lines are written whole, one JSON object per line, and from the event loop's thread they are
 gathered for one turn of the loop and written together (in writes of whole lines, at most 4 KiB each,
 so that lines of processes sharing a pipe still interleave whole, never mid-line): one syscall per
@@ -16,11 +21,13 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import re
 import sys
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import msgspec
 import structlog
@@ -84,6 +91,72 @@ def configure_logging(
         logger_factory=_LineWriterFactory(stream),
         cache_logger_on_first_use=True,
     )
+    _route_library_loggers(level)
+
+
+# -- the libraries' loggers ---------------------------------------------------------------------------
+
+REDACTED: Final = "[redacted]"
+# Names of headers, fields and parameters whose values are credentials or derived from one.
+_SENSITIVE = (
+    r"[\w-]*(?:auth|token|secret|passw|pwd|signature|\bsig\b|key|cookie|credential|session|hash)[\w-]*"
+)
+_REDACTIONS: Final = (
+    # `Authorization: Basic ...` as aiohttp quotes a header line (up to the quote that ends it).
+    # Not an exception's name (`KeyError: 'id'`, `InvalidAuthorizationSpecificationError: ...`).
+    (
+        re.compile(rf"(?i)\b(?![\w-]*(?:error|exception|warning)\b)({_SENSITIVE})(\s*:\s*)[^\r\n'\"\\]+"),
+        rf"\1\2{REDACTED}",
+    ),
+    # `token=...` in a query string, a form or a key=value message.
+    (re.compile(rf"(?i)\b({_SENSITIVE})=[^&\s'\"\\]+"), rf"\1={REDACTED}"),
+    # A scheme's credentials wherever they stand.
+    (re.compile(r"(?i)\b(Basic|Bearer|Digest|Token)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    # A URL's password.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@"), r"\1:***@"),
+)
+_known_secrets: list[str] = []  # the longest first, so that one inside another is replaced whole
+
+
+def redact_values(values: Iterable[str]) -> None:
+    """Secrets this process knows (a source's password, the admin token): never written in a library's
+    line, whatever the line around them looks like."""
+    known = {*_known_secrets, *(v for v in values if len(v) >= 4)}
+    _known_secrets[:] = sorted(known, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """`text` with credential-looking values and every known secret replaced."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class _LibraryLines(logging.Handler):
+    """Records of the standard library's loggers, written as structlog lines, redacted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["exception"] = redact("".join(traceback.format_exception(*record.exc_info)))
+            structlog.get_logger(record.name).log(record.levelno, redact(record.getMessage()), **fields)
+        except Exception:
+            # Never Python's fallback, which prints the record (and what it quotes) to stderr.
+            pass
+
+
+def _route_library_loggers(level: str) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryLines())
+    # Their DEBUG is wire-level detail (every AMQP frame): INFO at most, whatever ours is.
+    root.setLevel(max(logging.INFO, logging.getLevelNamesMapping()[level.upper()]))
+    logging.captureWarnings(True)
 
 
 _encoder = msgspec.json.Encoder(enc_hook=str)

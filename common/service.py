@@ -30,9 +30,9 @@ import prometheus_client
 import structlog
 from aiohttp import web
 
-from common.env import SettingError, SettingsHelp, process_env
+from common.env import DURATION_SYNTAX, Group, SettingError, process_env
 from common.logs import configure_logging
-from common.settings import ProcessSettings
+from common.settings import PROCESS, ProcessSettings
 
 log = structlog.get_logger("service")
 
@@ -151,34 +151,32 @@ def serve(
     role: str,
     *,
     description: str,
+    settings: Sequence[Group],
     read_settings: Callable[[Mapping[str, str]], S],
     start: Callable[[Service, S], Awaitable[None]],
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     prog: str | None = None,
 ) -> int:
-    """The whole life of one process; returns its exit code."""
+    """The whole life of one process; returns its exit code. `settings` declares what `read_settings`
+    reads (beside every process's own), for `--help`."""
     env = process_env() if env is None else env
-
-    def read_all(env: Mapping[str, str]) -> tuple[ProcessSettings, S]:
-        return ProcessSettings.from_env(env), read_settings(env)
-
     parser = argparse.ArgumentParser(
         prog=prog or f"python -m {role}",
         description=description,
-        epilog=settings_help(read_all, env),
+        epilog=settings_help([PROCESS, *settings]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
     try:
-        process, settings = read_all(env)
+        process, read = ProcessSettings.from_env(env), read_settings(env)
     except SettingError as error:
         print(f"{role}: bad setting: {error}", file=sys.stderr)
         return 2
     configure_logging(process.log_level, json=process.log_json, role=role)
     run = _event_loop_runner()
     try:
-        run(_serve(role, process, settings, start))
+        run(_serve(role, process, read, start))
     except HealthPortError as error:
         print(f"{role}: {error}", file=sys.stderr)
         return 2
@@ -289,11 +287,25 @@ async def health_server(service: Service, host: str, port: int | None) -> AsyncI
         await runner.cleanup()
 
 
-def settings_help(read_settings: Callable[[Mapping[str, str]], object], env: Mapping[str, str]) -> str:
-    """The settings a role reads, with their defaults, found by reading them once."""
-    recorder = SettingsHelp(env)
-    with contextlib.suppress(SettingError):
-        read_settings(recorder)
-    width = max((len(name) for name in recorder.seen), default=0)
-    lines = [f"  {name.ljust(width)}  {default}" for name, default in recorder.seen.items()]
-    return "settings (environment variables, with their defaults):\n" + "\n".join(lines)
+def settings_help(groups: Sequence[Group]) -> str:
+    """Every setting a role reads, from their declarations: the same whatever the environment holds."""
+    seen: set[str] = set()
+    sections: list[tuple[str, list[tuple[str, str, str]]]] = []
+    for group in groups:
+        rows = [(s.name, s.shown, s.help) for s in group.settings if s.name not in seen]
+        seen.update(name for name, _, _ in rows)
+        if rows:
+            sections.append((group.title, rows))
+    name_width = max(len(name) for _, rows in sections for name, _, _ in rows)
+    # A long default (a URL) takes its own line rather than widening the column for every row.
+    default_width = min(24, max(len(shown) for _, rows in sections for _, shown, _ in rows))
+    lines = [f"settings (environment variables, with their defaults; {DURATION_SYNTAX}):"]
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        for name, shown, help in rows:
+            if len(shown) > default_width:
+                lines.append(f"  {name.ljust(name_width)}  {shown}")
+                lines.append(f"  {'':{name_width}}  {'':{default_width}}  {help}")
+            else:
+                lines.append(f"  {name.ljust(name_width)}  {shown.ljust(default_width)}  {help}")
+    return "\n".join(lines)

@@ -7,7 +7,10 @@
 5. deletes the subscription again.
 
 Secrets come from the environment, falling back to deploy/demo.env, as `make run` does; the admin
-token is `make run`'s unless RESULTBUS_ADMIN_TOKEN says otherwise.
+token is `make run`'s unless RESULTBUS_ADMIN_TOKEN says otherwise. The addresses are those `make run`
+listens on, from the same variables (RESULTBUS_INGRESS_HOST/_PORT, RESULTBUS_ADMIN_HOST/_PORT, the
+database's RESULTBUS_DATABASE_URL/_SCHEMA); the receiver listens on RESULTBUS_DEMO_RECEIVER_PORT
+(a free port when unset).
 """
 
 import asyncio
@@ -38,8 +41,21 @@ def secrets() -> dict[str, str]:
     return found
 
 
-def hint(what: str, error: Exception) -> int:
-    print(f"{what}: {error} (is the pipeline running? `make run`)")
+def listening(host_variable: str, port_variable: str, default_port: int) -> str:
+    """Where `make run` has a server listen, as a URL this machine can call."""
+    host = os.environ.get(host_variable) or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening on every address: loopback is one of them
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{os.environ.get(port_variable) or default_port}"
+
+
+def hint(what: str, variables: str, error: Exception) -> int:
+    print(
+        f"{what}: {error}: is `make run` running, with the same {variables}? (make demo calls the"
+        " address make run listens on, from those variables)"
+    )
     return 1
 
 
@@ -82,8 +98,8 @@ def results(received: list[Delivery]) -> list[Delivery]:
 
 
 async def main() -> int:
-    ingress = os.environ.get("RESULTBUS_INGRESS_URL", "http://127.0.0.1:8080")
-    admin = os.environ.get("RESULTBUS_ADMIN_URL", "http://127.0.0.1:8081")
+    ingress = listening("RESULTBUS_INGRESS_HOST", "RESULTBUS_INGRESS_PORT", 8080)
+    admin = listening("RESULTBUS_ADMIN_HOST", "RESULTBUS_ADMIN_PORT", 8081)
     auth = {"Authorization": f"Bearer {os.environ.get('RESULTBUS_ADMIN_TOKEN', LOCAL_ADMIN_TOKEN)}"}
     received: list[Delivery] = []
     receiver = Receiver(None, received.append)
@@ -97,7 +113,7 @@ async def main() -> int:
                 ) as response:
                     created: Any = await response.json()
             except aiohttp.ClientError as error:
-                return hint(f"admin API {admin}", error)
+                return hint(f"admin API {admin}", "RESULTBUS_ADMIN_HOST/RESULTBUS_ADMIN_PORT", error)
             if response.status != 201:
                 print(f"admin API {admin}: POST /v1/subscriptions -> {response.status} {created}")
                 return 1
@@ -108,7 +124,7 @@ async def main() -> int:
                 try:
                     ids = await send_samples(http, ingress)
                 except aiohttp.ClientError as error:
-                    return hint(f"ingress {ingress}", error)
+                    return hint(f"ingress {ingress}", "RESULTBUS_INGRESS_HOST/RESULTBUS_INGRESS_PORT", error)
                 if ids is None:
                     return 1
                 rows = await stored_rows(ids)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ecosystem's own validators that `make test` runs on the deployment artefacts: promtool (alert
-# rules), the AsyncAPI CLI (docs/asyncapi.yaml) and docker-compose (docker-compose.yml). Idempotent and
-# quick when done; a tool that cannot be installed is reported here, and its test is skipped saying so.
+# rules), the AsyncAPI CLI (docs/asyncapi.yaml) and docker-compose (docker-compose.yml). Run by
+# `make test` (`make tools`). Idempotent and quick when done (the AsyncAPI CLI's first install from npm
+# takes a few minutes); a tool that cannot be installed is reported here, and its test is skipped
+# saying so.
 # kubernetes-validate comes with the Python `dev` extra.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,7 @@ fi
 if [[ "$(.tools/node_modules/.bin/asyncapi --version 2>/dev/null)" != "@asyncapi/cli/$ASYNCAPI_CLI "* ]]; then
   if command -v npm >/dev/null; then
     # Scripts and optional packages are only the CLI's extras (telemetry, browsers): not needed to validate.
+    echo "install-tools: installing @asyncapi/cli $ASYNCAPI_CLI into .tools/ (npm; a few minutes, once)" >&2
     npm install --prefix .tools --no-audit --no-fund --loglevel=error --omit=optional --ignore-scripts \
       "@asyncapi/cli@$ASYNCAPI_CLI" >/dev/null \
       || echo "install-tools: could not install @asyncapi/cli: the AsyncAPI check will skip" >&2

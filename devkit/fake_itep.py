@@ -7,7 +7,10 @@ or answers an error text. Given a results webhook URL, it plays the exam too: a 
 calls that webhook the way iTEP does (one form field `data`), Finished then Complete, with
 `OID` = the registration's `trExternal_ID`.
 
-    python -m devkit.fake_itep --port 8090 --api-key demo-itep-api-key \\
+Test IDs never repeat across starts (they count on from the start's time in microseconds), so a
+restarted fake never hands out a test ID a database already holds. `make run` runs one on :8090.
+
+    .venv/bin/python -m devkit.fake_itep --port 8091 --api-key demo-itep-api-key \\
         --results-url http://127.0.0.1:8080/hooks/itep-demo --results-user itep --results-password ...
 """
 
@@ -18,7 +21,10 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +65,8 @@ class FakeItep:
     assigned: list[Assigned] = field(default_factory=list)
     calls: int = 0
     refused: list[str] = field(default_factory=list)  # why calls were refused (signature, body)
+    # Where this start's test IDs count from: its time, so that no two starts share one.
+    first_number: int = field(default_factory=lambda: time.time_ns() // 1000)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def app(self) -> web.Application:
@@ -91,7 +99,7 @@ class FakeItep:
             return web.Response(status=503, text="Service temporarily unavailable")
         if step.startswith("error:"):
             return web.json_response({"status": "error", "error": step.removeprefix("error:")})
-        test_id = f"{100000 + len(self.assigned) + 1}B8AP"
+        test_id = f"{self.first_number + len(self.assigned)}B8AP"
         self.assigned.append(Assigned(test_id, order))
         if self.results_url:
             self._later(self._play_exam(test_id, order))
@@ -143,7 +151,11 @@ async def serving(fake: FakeItep, host: str = "127.0.0.1", port: int = 0) -> Asy
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
     server = site._server
     assert server is not None
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -165,9 +177,23 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serving(fake, "127.0.0.1", args.port) as url:
-        print(f"fake iTEP: {url} (signature headers {fake.gtx_header} / {fake.stx_header}, hex)", flush=True)
-        await stop.wait()
+    try:
+        async with serving(fake, "127.0.0.1", args.port) as url:
+            print(
+                f"fake iTEP: {url} (signature headers {fake.gtx_header} / {fake.stx_header}, hex)", flush=True
+            )
+            await stop.wait()
+    except OSError as error:
+        if error.errno is None:
+            raise
+        # The usual cause: `make run` already runs a fake iTEP there.
+        print(
+            f"fake iTEP: cannot listen on 127.0.0.1:{args.port}: {os.strerror(error.errno)}"
+            " (is `make run` running? it runs one on RESULTBUS_FAKE_ITEP_PORT, 8090 by default: use that one,"
+            " or give another --port)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def main() -> None:

@@ -4,7 +4,9 @@
 
 It binds a queue of its own to the results exchange with the routing keys it cares about, and handles
 each event once: events carry a stable id (`message_id`), so a redelivery is recognised and skipped.
-Needs only aio-pika and msgspec (or any JSON parser).
+Standalone: it needs only aio-pika and msgspec, and declares the few fields it reads itself (generate
+all of them from docs/event.schema.json if you need more). It reads the broker and the exchange from
+the settings resultbus reads (RESULTBUS_AMQP_URL, RESULTBUS_AMQP_PREFIX), or from --url and --exchange.
 
 Which queue, and what is left behind when it stops:
 - no `--queue`: a server-named exclusive queue, deleted with the connection. Nothing is left, and
@@ -17,14 +19,38 @@ Which queue, and what is left behind when it stops:
 
 import argparse
 import asyncio
+import os
 import sys
 
 import aio_pika
 import msgspec
 
-from schemas.event import ResultEvent  # or generate your own types from docs/event.schema.json
+SCHEMA = "resultbus.result-event/v1"  # a v2 event may change a field's meaning: not read as v1
 
-decoder = msgspec.json.Decoder(ResultEvent)
+
+class Exam(msgspec.Struct):
+    key: str
+
+
+class Event(msgspec.Struct):
+    """The fields this consumer uses; the others are ignored (msgspec skips unknown fields)."""
+
+    schema: str
+    id: str
+    type: str
+    vendor: str
+    status: str | None = None
+    exam: Exam | None = None
+
+
+decoder = msgspec.json.Decoder(Event)
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for what is printed."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if at and ":" in credentials else url
 
 
 async def declare_queue(
@@ -38,12 +64,37 @@ async def declare_queue(
     return await channel.declare_queue(args.queue, durable=True, arguments=arguments)
 
 
+async def results_exchange(
+    connection: aio_pika.abc.AbstractConnection, channel: aio_pika.abc.AbstractChannel, name: str
+) -> aio_pika.abc.AbstractExchange:
+    """The exchange, declared as resultbus declares it; said so when it did not exist yet (nothing
+    was ever published there: resultbus not started yet, or another RESULTBUS_AMQP_PREFIX)."""
+    probe = await connection.channel()
+    try:
+        await probe.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True, passive=True)
+    except aio_pika.exceptions.ChannelClosed:
+        print(
+            f"exchange {name} did not exist: nothing has published there yet (is resultbus running with"
+            " this RESULTBUS_AMQP_PREFIX?); declared it, so that events wait in the queue once it does",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        await probe.close()
+    return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
 async def main() -> None:
+    prefix = os.environ.get("RESULTBUS_AMQP_PREFIX") or "resultbus"
+    # resultbus takes several comma-separated addresses (a cluster's nodes): the first is enough here.
+    url = (os.environ.get("RESULTBUS_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/").split(",")[0].strip()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
-    parser.add_argument("--exchange", default="resultbus.results")
+    parser.add_argument("--url", default=url, help="the broker (default: RESULTBUS_AMQP_URL's first address)")
+    parser.add_argument(
+        "--exchange", default=f"{prefix}.results", help="default: <RESULTBUS_AMQP_PREFIX>.results"
+    )
     parser.add_argument("--queue", default=None, help="a named queue (default: an exclusive one)")
     parser.add_argument(
         "--expires", type=int, default=3600, help="seconds unused before a named queue is deleted"
@@ -59,11 +110,17 @@ async def main() -> None:
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=50)
-        exchange = await channel.declare_exchange(args.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await results_exchange(connection, channel, args.exchange)
         queue = await declare_queue(channel, args)
-        for pattern in args.bind or ["#"]:
+        patterns = args.bind or ["#"]
+        for pattern in patterns:
             await queue.bind(exchange, routing_key=pattern)
-        print(f"consuming from {queue.name}", file=sys.stderr, flush=True)
+        print(
+            f"consuming from {queue.name}, bound to {exchange.name} on {redacted(args.url)} with"
+            f" {', '.join(patterns)}; waiting for events (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
 
         seen: set[str] = set()  # a real service keeps this in its own database
         handled = 0
@@ -74,8 +131,15 @@ async def main() -> None:
                         continue  # resultbus's news about its own deliveries (`#` binds them too)
                     try:
                         event = decoder.decode(message.body)
-                    except msgspec.DecodeError as error:  # another schema version, or not an event
+                    except msgspec.DecodeError as error:  # not an event
                         print(f"{message.routing_key} skipped: {error}", file=sys.stderr, flush=True)
+                        continue
+                    if event.schema != SCHEMA:
+                        print(
+                            f"{message.routing_key} skipped: schema {event.schema}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         continue
                     if event.id in seen:
                         continue

@@ -12,11 +12,13 @@ import structlog
 from aiohttp import web
 
 from common.env import SettingError
+from common.listener import GuardedSite
 from common.service import Service, StartupError, serve
 from ingress.app import create_app, mark_draining
 from ingress.errors import BrokerUnavailable
+from ingress.middleware import report_malformed
 from ingress.publisher import Publisher
-from ingress.settings import IngressSettings
+from ingress.settings import SETTINGS, IngressSettings
 from ingress.sources import Source, SourceConfigError, load_sources
 
 log = structlog.get_logger("ingress")
@@ -42,20 +44,24 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
     service.on_close(publisher.close)
     service.ready_when(lambda: publisher.ready)
     app = create_app(settings, sources, publisher)
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=service.process.shutdown_timeout,
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=service.process.shutdown_timeout)
+    await runner.setup()
+    # Closed once, here, at shutdown: the listener stops and the requests in flight finish (each
+    # until its broker confirm), then the broker connection opened before it closes.
+    service.on_close(runner.cleanup)
+    site = GuardedSite(
+        runner,
+        settings.host,
+        settings.port,
+        name="ingress",
+        limits=settings.connections,
+        on_malformed=report_malformed,
         # Vendors send a handful of short headers; anything far beyond is refused by the parser.
         max_line_size=8190,
         max_field_size=8190,
         max_headers=64,
     )
-    await runner.setup()
-    # Closed once, here, at shutdown: the listener stops and the requests in flight finish (each
-    # until its broker confirm), then the broker connection opened before it closes.
-    service.on_close(runner.cleanup)
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    await site.start()
 
     async def listen(stopping: asyncio.Event) -> None:
         await stopping.wait()
@@ -69,6 +75,9 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
         sources=sorted(sources),
         broker=settings.amqp_url_redacted,
         prefix=settings.topology.prefix,
+        header_timeout_s=settings.connections.header_timeout,
+        keepalive_timeout_s=settings.connections.keepalive_timeout,
+        max_connections=settings.connections.max_connections,
     )
 
 
@@ -77,7 +86,10 @@ def main(
 ) -> int:
     return serve(
         "ingress",
-        description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz.",
+        description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz. "
+        "The sources file (RESULTBUS_SOURCES) names the environment variables that hold each source's "
+        "secrets: see README.md, Sources.",
+        settings=[SETTINGS],
         read_settings=read_settings,
         start=start_ingress,
         argv=argv,

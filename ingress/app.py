@@ -17,6 +17,8 @@ from aiohttp import hdrs, web
 from common import logs
 from ingress.errors import (
     CallerNotAllowed,
+    IncompleteBody,
+    MalformedBody,
     MethodNotAllowed,
     PayloadTooLarge,
     RequestTimeout,
@@ -158,6 +160,24 @@ def create_app(
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
+    try:
+        return await _read_bounded(request, limit)
+    except ConnectionError:  # aiohttp's ConnectionResetError("Connection lost"), mid-body
+        raise IncompleteBody("the connection closed before all of the body arrived") from None
+    except web.RequestPayloadError as error:  # a chunk or Content-Encoding that does not decode
+        raise MalformedBody(f"body: {_description(error)}") from None
+
+
+def _description(error: Exception) -> str:
+    """aiohttp's words for what is wrong (`Can not decode content-encoding: gzip`), without the bytes
+    it quotes after them: the body is never logged."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].endswith("message:"):  # "400, message:"
+        lines = lines[1:]
+    return lines[0].rstrip(":")[:100] if lines else type(error).__name__
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None:
         # Refused before reading a byte; aiohttp's parser never delivers more than Content-Length.

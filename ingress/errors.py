@@ -23,6 +23,14 @@ class MalformedBody(IngressError):
     reason = "malformed body"
 
 
+class IncompleteBody(IngressError):
+    """The connection closed before the body was all there (fewer bytes than Content-Length, no last
+    chunk): the sender's fault, whose answer nobody reads."""
+
+    status = 400
+    reason = "body incomplete"
+
+
 class AuthError(IngressError):
     status = 401
     reason = "unauthorized"

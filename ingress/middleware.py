@@ -88,6 +88,21 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def report_malformed(remote: str | None, status: int, reason: str) -> None:
+    """A request aiohttp's parser refused (common/listener.py answered it): counted and logged like
+    any request the sender got wrong, in one line without what it sent."""
+    _count("-", status)
+    log.warning("request", remote=remote, status=status, outcome="malformed_http", detail=reason)
+
+
+def _count(source: str, status: int) -> None:
+    key = (source, status)
+    counter = _COUNTERS.get(key)
+    if counter is None:  # the labelled child, looked up once per (source, status)
+        counter = _COUNTERS[key] = REQUESTS.labels(source, str(status))
+    counter.inc()
+
+
 def _summary(
     request: web.Request,
     started: float,
@@ -98,11 +113,7 @@ def _summary(
     quiet: bool = False,
 ) -> None:
     if not quiet:
-        key = (request.get(SOURCE, "-"), status)
-        counter = _COUNTERS.get(key)
-        if counter is None:  # the labelled child, looked up once per (source, status)
-            counter = _COUNTERS[key] = REQUESTS.labels(key[0], str(status))
-        counter.inc()
+        _count(request.get(SOURCE, "-"), status)
         REQUEST_SECONDS.observe(time.perf_counter() - started)
     if quiet:
         emit = log.debug

@@ -5,6 +5,7 @@ rotation) and resolved here, once; a missing one stops the process at boot. Ever
 `SourceConfigError` naming the source and the field; no message ever contains a secret value.
 """
 
+import base64
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from common import logs
 from ingress.auth import (
     Authenticator,
     BasicAuth,
@@ -206,11 +208,19 @@ def _authenticator(where: str, auth: AuthConfig, env: Mapping[str, str]) -> Auth
                     f"{where}: field 'auth.{field}': environment variable {name} is empty"
                 )
             values.append(value.encode("utf-8", "surrogateescape"))
+        # Where secrets enter the process: from here on no library's log line may hold one.
+        logs.redact_values(v.decode("utf-8", "replace") for v in values)
         return SecretSet(tuple(names), tuple(values))
 
     match auth:
         case BasicConfig(username=username, password_env=names):
-            return BasicAuth(username, secrets("password_env", names))
+            passwords = secrets("password_env", names)
+            # And as a Basic credential travels: base64 of `username:password`.
+            logs.redact_values(
+                base64.b64encode(username.encode() + b":" + password).decode()
+                for password in passwords.values
+            )
+            return BasicAuth(username, passwords)
         case HeaderTokenConfig(header=header, token_env=names):
             return HeaderTokenAuth(header, secrets("token_env", names))
         case InsperaSignatureConfig(secret_env=names):

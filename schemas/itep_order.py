@@ -39,7 +39,9 @@ class Status:
 
 # Changes recorded in an order's history that are not a status of their own.
 CHANGE_RESULT: Final = "result"  # a result event for the order's exam that did not move it
-CHANGE_CONFLICT: Final = "conflict"  # a result names this order with a second test ID
+CHANGE_CONFLICT: Final = (
+    "conflict"  # a result contradicts the order: a second test ID, or a test ID given twice
+)
 
 
 def order_routing_key(change: str) -> str:

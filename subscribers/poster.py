@@ -4,16 +4,16 @@ Redirects are not followed (a 3xx is a failure: a subscriber must give the URL i
 response body is read only up to a small limit, and the whole attempt has one deadline.
 """
 
-import ipaddress
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+from yarl import URL
 
+from subscribers.endpoint import InvalidEndpoint, is_address, target
 from subscribers.ssrf import ForbiddenAddress, GuardedResolver, is_forbidden
 
 _USER_AGENT: Final = "resultbus-webhooks/1"
@@ -64,9 +64,9 @@ class Poster:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         started = time.perf_counter()
         try:
-            self._check_literal_address(url)
+            connect_to = self._target(url)
             async with self._session.post(
-                url,
+                connect_to,
                 data=body,
                 headers={**headers, "Content-Type": "application/json", "User-Agent": _USER_AGENT},
                 allow_redirects=False,
@@ -82,26 +82,38 @@ class Poster:
                 )
         except TimeoutError:
             return Outcome(status=None, latency_ms=_since(started), error="timeout")
-        except ForbiddenAddress as error:
+        except (InvalidEndpoint, ForbiddenAddress) as error:
             return Outcome(status=None, latency_ms=_since(started), error=f"refused: {error}")
         except (aiohttp.ClientError, OSError) as error:
-            return Outcome(
-                status=None, latency_ms=_since(started), error=f"{type(error).__name__}: {error}"[:500]
-            )
+            # The resolver's refusal arrives wrapped (a ClientConnectorError, "cannot connect"): the
+            # attempt log says what it is, not that DNS failed.
+            forbidden = _forbidden_cause(error)
+            text_error = f"refused: {forbidden}" if forbidden else f"{type(error).__name__}: {error}"
+            return Outcome(status=None, latency_ms=_since(started), error=text_error[:500])
         error_text = None
         if not 200 <= status < 300:
             error_text = f"HTTP {status}: {text[:200].decode('utf-8', 'replace')}"
         return Outcome(status=status, latency_ms=_since(started), error=error_text, retry_after=retry_after)
 
-    def _check_literal_address(self, url: str) -> None:
-        # aiohttp does not ask the resolver about an IP literal: check it here.
-        host = urlsplit(url).hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return
-        if not self._allow_private and is_forbidden(host):
+    def _target(self, url: str) -> URL:
+        """The URL aiohttp is given, its host checked as aiohttp will connect to it (yarl's IDNA
+        mapping, not `urlsplit`'s spelling). A name is checked by the resolver at connect time; an
+        address literal never reaches the resolver, so it is checked here."""
+        parsed, host = target(url)
+        if not self._allow_private and is_address(host) and is_forbidden(host):
             raise ForbiddenAddress(f"{host} is a forbidden address")
+        return parsed
+
+
+def _forbidden_cause(error: BaseException) -> ForbiddenAddress | None:
+    seen: BaseException | None = error
+    for _ in range(5):  # os_error, then the cause chain; never a loop
+        if seen is None:
+            return None
+        if isinstance(seen, ForbiddenAddress):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
 
 
 def _since(started: float) -> float:

@@ -68,7 +68,7 @@ async def check_host(host: str, port: int, *, allow_private: bool) -> None:
         await resolver.resolve(host, port, socket.AF_UNSPEC)
     except ForbiddenAddress:
         raise
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name the resolver cannot even encode
         raise ForbiddenAddress(f"{host} does not resolve: {error}") from None
     finally:
         await resolver.close()

@@ -9,14 +9,13 @@ import aio_pika
 import asyncpg
 import pytest
 
-from common.settings import WorkerSettings
+from common.settings import RETRY_DELAYS
 from schemas.topology import Topology
 from subscribers.queues import delivery_queue_names
 from workers.delivery.settings import DeliverySettings
 from workers.fulfillment.broker import fulfillment_queue_names
+from workers.fulfillment.settings import RETRY_DELAYS as ITEP_RETRY_DELAYS
 
-# The fulfillment role's default retry tiers (its settings need an API key to be read).
-FULFILLMENT_DELAYS = (10.0, 60.0, 300.0, 1800.0, 7200.0)
 AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get("RESULTBUS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -48,12 +47,12 @@ async def delete_topology(topo: Topology) -> None:
         known = [
             topo.raw_queue,
             topo.dead_queue,
-            *(topo.retry_queue(delay) for delay in WorkerSettings().retry_delays),
+            *(topo.retry_queue(delay) for delay in RETRY_DELAYS.default),
             topo.deliveries_queue,
             topo.delivery_attempts_queue,
             topo.delivery_dead_queue,
             *delivery_queue_names(topo, DeliverySettings().schedule),
-            *fulfillment_queue_names(topo, FULFILLMENT_DELAYS),
+            *fulfillment_queue_names(topo, ITEP_RETRY_DELAYS.default),
             *_extra_queues(topo),
         ]
         for queue in dict.fromkeys(known):

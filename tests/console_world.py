@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from admin import console
 from admin.app import create_app
+from common import inventory
 from schemas.topology import Topology
 from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.pipeline import RunningRouter, running_router
@@ -34,7 +35,7 @@ async def console_world(
             channel = await connection.channel(publisher_confirms=True)
             await declare_attempts_queue(channel, topology)
             app = create_app(router.pool, TaskPublisher(channel, topology), token=token, allow_private=True)
-            console.attach_broker(app, connection, router.settings, {})
+            console.attach_broker(app, connection, topology, inventory.queues_of(topology, {}))
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             try:

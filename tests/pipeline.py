@@ -11,18 +11,18 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.db import create_pool
-from common.settings import WorkerSettings
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.event import ResultEvent, decode_event
 from schemas.topology import Topology, raw_routing_key
 from tests.conftest import scratch_queue_name
 from workers.migrate import migrate
 from workers.router.loop import Router
+from workers.router.settings import RouterSettings
 
 
 @dataclass
 class RunningRouter:
-    settings: WorkerSettings
+    settings: RouterSettings
     pool: asyncpg.Pool
     channel: AbstractChannel
     raw_exchange: AbstractExchange
@@ -67,7 +67,7 @@ class RunningRouter:
 async def running_router(
     amqp_url: str, database_url: str, topology: Topology, schema: str, **overrides: object
 ) -> AsyncIterator[RunningRouter]:
-    settings = WorkerSettings(
+    settings = RouterSettings(
         amqp_url=amqp_url,
         topology=topology,
         database_url=database_url,

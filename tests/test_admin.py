@@ -3,10 +3,12 @@ replay through running delivery workers, and the API checked against its own Ope
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +31,8 @@ from schemas.topology import Topology
 from subscribers.queues import TaskPublisher, declare_attempts_queue
 from tests.test_delivery import FAST, make_event, subscriber, world
 from workers.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,6 +103,27 @@ async def test_token_required(admin: Admin) -> None:
     async with admin.http.get(admin.base + "/openapi.json") as response:
         assert response.status == 200
         assert (await response.json())["openapi"].startswith("3.1")
+
+
+async def test_a_body_over_64_kib_is_a_413_as_documented(admin: Admin) -> None:
+    assert "413 (a request body\nover 64 KiB)" in (ROOT / "docs" / "subscribers.md").read_text()
+    body = {"url": "http://127.0.0.1:9/hook", "description": "x" * (64 * 1024)}
+    status, answer = await admin.call("POST", "/v1/subscriptions", body)
+    assert status == 413 and answer == {"error": "request entity too large"}
+    status, _ = await admin.call("POST", "/v1/subscriptions", {**body, "description": "x" * 60_000})
+    assert status != 413
+
+
+async def test_what_the_openapi_document_calls_public_needs_no_token_and_nothing_else(admin: Admin) -> None:
+    from admin.app import Handlers, routes
+
+    # /readyz, which an orchestrator probes without the token, was documented public but refused.
+    table = routes(Handlers(None, None, allow_private=False, ready=lambda: True))  # type: ignore[arg-type]
+    assert {op.path for op, _ in table if op.public} == {"/healthz", "/readyz"}
+    for op, _ in table:
+        path = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), op.path)
+        async with admin.http.request(op.method, admin.base + path) as response:
+            assert (response.status != 401) == op.public, (op.method, op.path, response.status)
 
 
 def test_settings_refuse_to_start_without_a_token() -> None:

@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 from admin.console import auth, display, roles
 from admin.console.queues import Depth
 from admin.console.serving import safe_next
+from admin.settings import AdminSettings
 from devkit import samples
+from subscribers.schedule import Schedule
+from workers.delivery.settings import DeliverySettings
+from workers.router.settings import RouterSettings
 
 TOKEN = "unit-test-token-0123456789"
 
@@ -158,6 +162,20 @@ def test_a_role_is_not_running_when_nothing_consumes_its_queues_or_checks_fall_d
         == "unknown"
     )
     assert roles.consuming_role("router", []).state == "unknown"  # no broker connection
+
+
+def test_the_console_names_the_delay_tiers_as_the_workers_do() -> None:
+    base = {"RESULTBUS_ADMIN_NO_AUTH": "1"}
+    for env in ({}, {"RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m", "RESULTBUS_DELIVERY_PARK": "500ms"}):
+        admin = AdminSettings.from_env({**base, **env})
+        assert admin.delivery_schedule.tiers_ms() == DeliverySettings.from_env(env).schedule.tiers_ms()
+    assert AdminSettings.from_env(
+        {**base, "RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m"}
+    ).delivery_schedule.tiers_ms() == (Schedule((0, 1, 120)).tiers_ms())
+    env = {"RESULTBUS_RETRY_DELAYS": "1s,1m"}
+    assert (
+        AdminSettings.from_env({**base, **env}).raw_retry_delays == RouterSettings.from_env(env).retry_delays
+    )
 
 
 def test_a_json_form_field_is_shown_pretty_with_its_credentials_hidden() -> None:

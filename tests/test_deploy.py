@@ -2,6 +2,7 @@
 command they run is one this code base has, and everything the image copies exists."""
 
 import asyncio
+import re
 import subprocess
 import sys
 import tomllib
@@ -137,3 +138,15 @@ async def test_the_probe_answers_as_the_health_listener_does() -> None:
     async with running("probe-test", None, start, ProcessSettings(metrics_port=port)):
         assert await asyncio.to_thread(probe, env, "healthz") is None
         assert await asyncio.to_thread(probe, env, "readyz") == f"http://127.0.0.1:{port}/readyz: 503"
+
+
+def test_make_test_installs_the_validators_it_checks_with() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    [prerequisites] = re.findall(r"^test:(.*)$", makefile, re.M)
+    assert "tools" in prerequisites.split() and prerequisites.split().index(
+        "tools"
+    ) < prerequisites.split().index("pytest")
+    [recipe] = re.findall(r"^tools:\n\t(.*)$", makefile, re.M)
+    assert recipe == "bash deploy/install-tools.sh"
+    readme = (ROOT / "README.md").read_text()
+    assert "deploy/install-tools.sh" in readme and "skipped" in readme

@@ -38,24 +38,34 @@ async def run_example_consumer(amqp_url: str, topology: Topology, *options: str)
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=dict(os.environ),
     )  # fmt: skip
     assert consumer.stderr is not None
     [item] = normalize(samples.envelope(Vendor.TESTPRESS, samples.as_json(samples.testpress())))
     connection = await aio_pika.connect(amqp_url)
-    async with connection, asyncio.timeout(20):
-        # It says which queue once the queue is declared and bound.
-        line = (await consumer.stderr.readline()).decode()
-        assert line.startswith("consuming from "), line
-        queue = line.removeprefix("consuming from ").strip()
-        channel = await connection.channel()
-        exchange = await declare_results(channel, topology)
-        await exchange.publish(aio_pika.Message(b'{"not": "completed"}'), routing_key="testpress.event.other")
-        body = encode_event(item.event)
-        await exchange.publish(
-            aio_pika.Message(body, message_id=item.event.id), routing_key="testpress.completed"
-        )
-        out, _ = await consumer.communicate()
+    try:
+        async with connection, asyncio.timeout(20):
+            # It says which queue once the queue is declared and bound (after a word on the
+            # exchange, which nothing has published to yet).
+            line = (await consumer.stderr.readline()).decode()
+            while not line.startswith("consuming from "):
+                assert line, "the consumer stopped"
+                line = (await consumer.stderr.readline()).decode()
+            queue = line.removeprefix("consuming from ").split(",")[0]
+            channel = await connection.channel()
+            exchange = await declare_results(channel, topology)
+            await exchange.publish(
+                aio_pika.Message(b'{"not": "completed"}'), routing_key="testpress.event.other"
+            )
+            body = encode_event(item.event)
+            await exchange.publish(
+                aio_pika.Message(body, message_id=item.event.id), routing_key="testpress.completed"
+            )
+            out, _ = await consumer.communicate()
+    finally:
+        if consumer.returncode is None:  # a failed check must not leave the consumer running
+            consumer.kill()
+            await consumer.wait()
     assert consumer.returncode == 0
     assert out.decode().strip() == f"testpress.completed {item.event.id} exam=attempt:4512 status=completed"
     return queue, out.decode()

@@ -6,13 +6,13 @@ import aio_pika
 
 from common import inventory
 from common.broker import declare_raw, declare_results, declare_retry_tiers
-from common.settings import WorkerSettings
 from schemas.topology import Topology
 from subscribers.queues import declare_attempts, declare_deliveries, delivery_queue_names
 from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
 from workers.delivery.settings import DeliverySettings
 from workers.fulfillment.broker import declare_fulfillment, declare_orders_queue, fulfillment_queue_names
 from workers.fulfillment.settings import FulfillmentSettings
+from workers.router.settings import RouterSettings
 
 ENV = {
     "RESULTBUS_DELIVERY_SCHEDULE": "0,1s,2m",
@@ -36,7 +36,7 @@ def test_the_repeated_defaults_are_the_roles_own() -> None:
 def test_every_queue_the_roles_name_is_listed_once() -> None:
     topology = Topology(prefix="inv")
     for env in ({}, ENV):
-        names = [q.name for q in inventory.queues(topology, WorkerSettings().retry_delays, env)]
+        names = [q.name for q in inventory.queues_of(topology, env)]
         assert len(names) == len(set(names))
         delivery = DeliverySettings.from_env(env).schedule
         fulfillment = inventory._durations(
@@ -45,18 +45,17 @@ def test_every_queue_the_roles_name_is_listed_once() -> None:
         assert set(delivery_queue_names(topology, delivery)) <= set(names)
         assert set(fulfillment_queue_names(topology, fulfillment)) <= set(names)
     # The count a newcomer sees after `make run` with the defaults.
-    assert len(inventory.queues(topology, WorkerSettings().retry_delays, {})) == 26
+    assert len(inventory.queues_of(topology, {})) == 26
     assert inventory.exchanges(topology) == ["inv.raw", "inv.results"]
 
 
 async def test_what_the_roles_declare_is_what_the_inventory_finds(amqp_url: str, topology: Topology) -> None:
-    settings = WorkerSettings(amqp_url=amqp_url, topology=topology)
-    listed = inventory.queues(topology, settings.retry_delays, {})
+    listed = inventory.queues_of(topology, {})
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, settings.retry_delays)
+        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)

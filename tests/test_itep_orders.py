@@ -421,3 +421,68 @@ async def test_a_result_naming_an_unconfirmed_order_gives_it_its_test_id(
         assert [h["change"] for h in shown["history"]][-2:] == [Status.TEST_ID_ASSIGNED, ExamStatus.COMPLETED]
         [event] = await result_events(router, 1)
         assert event.order is not None and event.order.id == placed["id"]
+
+
+async def test_a_reused_test_id_never_ties_a_result_to_another_order(
+    amqp_url: str, database_url: str, topology: Topology, db_schema: str
+) -> None:
+    # A test ID handed out twice (a fake iTEP restarted, an operator's typo): results that name it
+    # go through the real router; a test ID alone never makes a result another order's.
+    from devkit import samples
+    from schemas.vendor import Vendor
+
+    fake = FakeItep(api_key=API_KEY)
+    async with (
+        running_router(amqp_url, database_url, topology, db_schema) as router,
+        world(amqp_url, database_url, topology, db_schema, fake) as w,
+    ):
+        _, first = await w.admin.call("POST", "/v1/itep/orders", an_order())
+        _, second = await w.admin.call("POST", "/v1/itep/orders", an_order())
+        taken = (await w.order(first["id"], Status.TEST_ID_ASSIGNED))["test_id"]
+        own = (await w.order(second["id"], Status.TEST_ID_ASSIGNED))["test_id"]
+        assert taken != own
+
+        async def result(status: str, **data: Any) -> ResultEvent:
+            body, content_type = samples.itep_urlencoded(samples.itep(status, **data))
+            await router.publish_raw(samples.envelope(Vendor.ITEP, body, content_type=content_type))
+            [event] = await result_events(router, 1)
+            router.received.clear()
+            return event
+
+        # 1. An OID that names no order, with the first order's test ID: published without an order.
+        stranger = str(uuid.uuid4())
+        event = await result("Finished", test_id=taken, OID=stranger)
+        assert event.order is None
+        shown = await w.order(first["id"], Status.TEST_ID_ASSIGNED)
+        conflict = shown["history"][-1]
+        assert conflict["change"] == "conflict" and conflict["event_id"] == event.id
+        assert stranger in conflict["detail"] and "names no order" in conflict["detail"]
+        assert "not tied to this order" in conflict["detail"]
+
+        # 2. The second order's OID with the first order's test ID: the result is the OID's, both
+        # orders say why, neither moves.
+        event = await result("Complete", test_id=taken, OID=second["id"])
+        assert event.order is not None and event.order.id == second["id"]
+        for order, status in ((first, Status.TEST_ID_ASSIGNED), (second, Status.TEST_ID_ASSIGNED)):
+            shown = await w.order(order["id"], status)
+            assert shown["history"][-1]["change"] == "conflict", shown["history"]
+            assert shown["history"][-1]["event_id"] == event.id
+        assert (await w.order(second["id"], Status.TEST_ID_ASSIGNED))["test_id"] == own
+
+        # 3. No OID at all: the test ID is the only tie, and the order's history says it was.
+        event = await result("Complete", test_id=own, OID=None)
+        assert event.order is not None and event.order.id == second["id"]
+        shown = await w.order(second["id"], ExamStatus.COMPLETED)
+        assert "tied by its test ID" in shown["history"][-1]["detail"]
+
+        changes = [c.change for c in await w.changed(8)]
+        assert changes.count("conflict") == 3 and changes[-1] == ExamStatus.COMPLETED  # 1 + 2 conflicts
+
+
+def test_every_field_of_the_order_json_is_described_in_the_docs() -> None:
+    from admin.itep_orders import ItepOrder, ItepResponse, OrderChange
+
+    text = (ROOT / "docs" / "itep-orders.md").read_text()
+    for struct in (ItepOrder, ItepResponse, OrderChange):
+        for name in struct.__struct_fields__:
+            assert f"`{name}`" in text, f"{struct.__name__}.{name} is not described in docs/itep-orders.md"

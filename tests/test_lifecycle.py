@@ -1,5 +1,5 @@
 """The process lifecycle (common/service.py) as an operator meets it, through the real entry points:
-bad settings, a taken metrics port, --help, a work task that dies, a start that cannot finish,
+bad settings, a taken metrics port, a work task that dies, a start that cannot finish,
 SIGTERM during start-up, and /readyz following the broker."""
 
 import asyncio
@@ -40,7 +40,7 @@ COMMANDS = {
     "ingress": ["-m", "ingress"],
     "admin": ["-m", "admin"],
 }
-# One setting of each role's own, with a value it cannot take, and one of its defaults in --help.
+# One setting of each role's own, with a value it cannot take (--help: tests/test_settings_help.py).
 BAD = {
     "router": ("RESULTBUS_PREFETCH", "lots"),
     "delivery": ("RESULTBUS_DELIVERY_SCHEDULE", "0,soon"),
@@ -111,23 +111,6 @@ async def test_a_metrics_port_in_use_is_one_clean_line_and_exit_2(role: str, tmp
     assert err == (
         f"{role}: RESULTBUS_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     )
-
-
-@pytest.mark.parametrize("role", sorted(COMMANDS))
-async def test_help_lists_the_settings_with_their_defaults(role: str, tmp_path: Path) -> None:
-    code, out, err = await run(role, environment(tmp_path), "--help")
-    assert code == 0, err
-    assert "settings (environment variables, with their defaults):" in out
-    listed = {
-        line.split()[0]: line.split(None, 1)[1:]
-        for line in out.splitlines()
-        if line.startswith("  RESULTBUS_")
-    }
-    own, _ = BAD[role]
-    for name in (own, "RESULTBUS_METRICS_PORT", "RESULTBUS_METRICS_HOST"):
-        assert name in listed, out
-    assert listed["RESULTBUS_METRICS_HOST"] == ["127.0.0.1"]
-    assert listed[own], f"{own} has no default shown"
 
 
 @pytest.mark.parametrize("role", ["checker", "retention"])

@@ -16,7 +16,6 @@ import pytest
 from common import inventory
 from common.broker import declare_raw, declare_results, declare_retry_tiers
 from common.progress import Reporter
-from common.settings import WorkerSettings
 from devkit import samples
 from schemas.topology import Topology
 from schemas.vendor import Vendor
@@ -26,6 +25,7 @@ from tests.pipeline import running_router
 from workers.delivery.settings import DeliverySettings
 from workers.fulfillment.broker import declare_fulfillment, declare_orders_queue
 from workers.operator_cli import parse_since
+from workers.router.settings import RouterSettings
 from workers.router.store import RawRow, store_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +171,7 @@ async def test_inspect_rejected_finds_them_by_what_their_bodies_name(
 def _declare_everything(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> Any:
     async def declare() -> aio_pika.abc.AbstractExchange:
         raw, _ = await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, WorkerSettings().retry_delays)
+        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)
@@ -209,9 +209,7 @@ async def test_inspect_queues_shows_every_queue_of_the_prefix_with_ready_message
         line.split()[-4 if "not declared" not in line else -5]: line.split()
         for line in out.splitlines()[1:-1]
     }
-    assert code == 0 and set(rows) == {
-        q.name for q in inventory.queues(topology, WorkerSettings().retry_delays, {})
-    }
+    assert code == 0 and set(rows) == {q.name for q in inventory.queues_of(topology, {})}
     assert rows[topology.raw_queue][-3:] == ["2", "—", "0"]  # ready, unacked (not known), consumers
     assert rows[topology.delivery_attempts_queue][-3:] == ["0", "—", "1"]
     assert out.splitlines()[-1].startswith(

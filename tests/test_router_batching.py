@@ -14,9 +14,9 @@ from aiormq.abc import DeliveredMessage
 from pamqp.header import ContentHeader
 
 from common.db import create_pool
-from common.settings import WorkerSettings
 from schemas.topology import Topology
 from workers.router.loop import Router
+from workers.router.settings import RouterSettings
 
 WAIT = 0.4
 
@@ -43,7 +43,7 @@ async def _router(
     topology: Topology,
     **settings: object,
 ) -> Router:
-    worker = WorkerSettings(topology=topology, database_url=database_url, **settings)  # type: ignore[arg-type]
+    worker = RouterSettings(topology=topology, database_url=database_url, **settings)  # type: ignore[arg-type]
     pool = await create_pool(worker, size=1)
     await pool.close()  # never used: only batches are formed here
     return Router(worker, pool, *channels)

@@ -13,7 +13,6 @@ import pytest
 from common.broker import declare_raw, declare_results
 from common.db import create_pool
 from common.replay import replay_dead_letters
-from common.settings import WorkerSettings
 from devkit import samples
 from devkit.proxy import TcpProxy
 from schemas.envelope import RawEnvelope, encode_envelope
@@ -22,6 +21,7 @@ from schemas.vendor import Vendor
 from tests.pipeline import running_router
 from workers.migrate import migrate
 from workers.router.loop import Router
+from workers.router.settings import RouterSettings
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def test_broker_cut_under_the_router_then_it_consumes_again(
     url = urlsplit(amqp_url)
     proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5672)
     port = await proxy.start()
-    settings = WorkerSettings(
+    settings = RouterSettings(
         amqp_url=amqp_url, topology=topology, database_url=database_url, database_schema=db_schema
     )
     pool = await create_pool(settings)

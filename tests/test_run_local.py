@@ -4,6 +4,7 @@ port of its own (the documented scheme) and exports its own metrics, not another
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,10 +12,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from schemas.topology import Topology
 from subscribers.queues import delivery_queue_names
-from tests.conftest import DATABASE_URL, scratch_queue_name
+from tests.conftest import AMQP_URL, DATABASE_URL, scratch_queue_name
 from workers.delivery.settings import DeliverySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,15 +114,14 @@ async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: 
     for name in delivery_queue_names(topology, DeliverySettings().schedule):
         scratch_queue_name(topology, "", name=name)
     base = free_base(10)
-    ingress, admin = f"http://127.0.0.1:{base + 7}", f"http://127.0.0.1:{base + 8}"
+    # Non-default addresses: `make demo` finds the servers where `make run` put them, from the same
+    # variables (it once needed RESULTBUS_INGRESS_URL/_ADMIN_URL besides, and blamed the stack).
     env = local_env(
         topology,
         db_schema,
         RESULTBUS_METRICS_PORT=str(base),
         RESULTBUS_INGRESS_PORT=str(base + 7),
         RESULTBUS_ADMIN_PORT=str(base + 8),
-        RESULTBUS_INGRESS_URL=ingress,
-        RESULTBUS_ADMIN_URL=admin,
         RESULTBUS_FAKE_ITEP_PORT=str(base + 9),
     )
     migrate = await asyncio.create_subprocess_exec(
@@ -171,3 +172,90 @@ def test_a_bad_metrics_base_is_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "run-local: RESULTBUS_METRICS_PORT: expected a port number, got 'ninety-one'"
     ]
+
+
+def test_make_demo_without_a_pipeline_names_the_address_and_its_variables() -> None:
+    port = free_base(1)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "demo.py")],
+        env=local_env(Topology("rbtest-never-used"), "never_used", RESULTBUS_ADMIN_PORT=str(port)),
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"admin API http://127.0.0.1:{port}: ") and "RESULTBUS_ADMIN_PORT" in line, line
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("RESULTBUS_DATABASE_URL", "postgresql://u:pg-secret@192.0.2.1:5432/resultbus"),
+        ("RESULTBUS_AMQP_URL", "amqp://u:amqp-secret@192.0.2.1:5672/,amqp://u:amqp-secret@192.0.2.2:5673/"),
+    ],
+)
+def test_ensure_services_probes_the_urls_the_processes_use(variable: str, url: str) -> None:
+    # An address elsewhere that does not answer: said in one line, naming the variable, no password
+    # (the script once probed 127.0.0.1 whatever the URLs said, and passed).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
+    result = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "ensure-services.sh")],
+        env={**env, variable: url}, capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert variable in line and "192.0.2.1:" in line and "secret" not in line, line
+    # The same service spelt another way (the processes' own defaults, by name): found, nothing started.
+    local = {
+        "RESULTBUS_DATABASE_URL": DATABASE_URL.replace("127.0.0.1", "localhost"),
+        "RESULTBUS_AMQP_URL": AMQP_URL,
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "ensure-services.sh")],
+        env={**env, variable: local[variable]}, capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_every_variable_make_run_and_make_demo_read_is_documented() -> None:
+    from tests.test_settings_help import table_rows
+
+    readme = (ROOT / "README.md").read_text()
+    documented = {name for _, name, _, _ in table_rows()}
+    documented |= set(re.findall(r"`(RESULTBUS_[A-Z_]*[A-Z])`", readme))
+    for script in ("run-local.sh", "demo.py", "ensure-services.sh"):
+        for name in set(re.findall(r"RESULTBUS_[A-Z_]*[A-Z]", (ROOT / "deploy" / script).read_text())):
+            if name.startswith("RESULTBUS_DEMO_") and name != "RESULTBUS_DEMO_RECEIVER_PORT":
+                continue  # deploy/demo.env's secrets
+            assert name in documented, (script, name)
+    for name in ("RESULTBUS_ROLES", "RESULTBUS_FAKE_ITEP_PORT", "RESULTBUS_DEMO_RECEIVER_PORT"):
+        assert f"| `{name}` |" in readme, name
+
+
+def test_the_readme_names_every_process_make_run_starts() -> None:
+    script = (ROOT / "deploy" / "run-local.sh").read_text()
+    [roles] = re.findall(r"\$\{RESULTBUS_ROLES:-([a-z ]+)\}", script)
+    started = {*roles.split(), "ingress", "admin", "fake iTEP"}
+    assert "devkit.fake_itep" in script and "-m ingress" in script and "-m admin" in script
+    readme = (ROOT / "README.md").read_text()
+    said = re.search(r"^make run +#(.*?)^make test", readme, re.S | re.M)
+    assert said is not None
+    words = " ".join(said[1].replace("#", " ").split())
+    for process in started:
+        assert process in words or (process == "admin" and "admin API" in words), (process, words)
+
+
+def test_operations_md_gives_every_metrics_offset_make_run_uses() -> None:
+    script = (ROOT / "deploy" / "run-local.sh").read_text()
+    [table] = re.findall(r"declare -A offsets=\((.*)\)", script)
+    offsets = {role: int(n) for role, n in re.findall(r"\[([a-z]+)\]=(\d+)", table)}
+    assert offsets == OFFSETS
+    [second] = re.findall(r"^next_offset=(\d+)$", script, re.M)
+    text = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    said = {
+        ("admin" if role == "admin API" else role): int(n)
+        for n, role in re.findall(
+            r"\+(\d+) (?:the )?(ingress|router|delivery|checker|admin API|fulfillment|retention)", text
+        )
+    }
+    assert said == offsets
+    assert f"from +{second} a second copy of a role" in text

@@ -24,6 +24,7 @@ from workers import teardown
 from workers.delivery.settings import DeliverySettings
 from workers.fulfillment.broker import declare_fulfillment, declare_orders_queue
 from workers.migrate import migrate
+from workers.router.settings import RouterSettings
 
 SERVER = DATABASE_URL.rsplit("/", 1)[0]
 
@@ -50,7 +51,7 @@ async def make_run_world(
     async with connection:
         channel = await connection.channel()
         raw, _ = await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, WorkerSettings().retry_delays)
+        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)
@@ -114,7 +115,7 @@ async def test_make_teardown_removes_what_make_run_made_and_only_that(
 ) -> None:
     database_url = f"{SERVER}/{database}"
     await make_run_world(amqp_url, topology, database_url)
-    ours = [q.name for q in inventory.queues(topology, WorkerSettings().retry_delays, {})]
+    ours = [q.name for q in inventory.queues_of(topology, {})]
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
@@ -142,7 +143,7 @@ async def test_make_teardown_removes_what_make_run_made_and_only_that(
         await consuming.close()
         assert await database_exists(database) and await queue_exists(connection, topology.raw_queue)
         async with asyncio.timeout(10):  # the broker counts the consumer gone a moment later
-            while (await inventory.passive_depths(connection, inventory.queues(topology, (), {})[:1]))[
+            while (await inventory.passive_depths(connection, inventory.queues(topology, (), [], [])[:1]))[
                 0
             ].consumers:
                 await asyncio.sleep(0.05)

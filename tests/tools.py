@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTALL_HINT = "run `bash deploy/install-tools.sh` (.ci/run does)"
+INSTALL_HINT = (
+    "`make test` installs it with deploy/install-tools.sh, which could not here (its message says why)"
+)
 
 
 def require(command: str, *, local: str | None = None) -> str:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import msgspec
 
+from common import decoding
 from common.errors import Reject
 from schemas.envelope import RawEnvelope
 from schemas.event import VENDOR_EVENT_PREFIX, Candidate, ExamRef, Result, ResultEvent, Status
@@ -109,16 +110,10 @@ def number(value: float | str | None, field: str) -> float | None:
     return value
 
 
-# What decoding a vendor's body may raise for a body that is simply bad: msgspec's own errors (invalid
-# UTF-8 and numbers out of range among them), and RecursionError for nesting deeper than it follows.
-DECODE_ERRORS = (msgspec.MsgspecError, RecursionError)
-
-
 def decode_failure(vendor: str, error: Exception) -> RejectedWebhook:
-    """msgspec's message already names the field path (`- at $.attempt.id`)."""
-    if isinstance(error, RecursionError):
-        return RejectedWebhook(f"{vendor}: nested too deeply to decode")
-    return RejectedWebhook(f"{vendor}: {error}")
+    """For what decoding a vendor's body raised (DECODE_ERRORS); msgspec's message already names the
+    field path (`- at $.attempt.id`)."""
+    return RejectedWebhook(f"{vendor}: {decoding.reason(error)}")
 
 
 def text_or_none(value: str | int | None) -> str | None:

@@ -2,13 +2,13 @@
 
 import msgspec
 
+from common.decoding import DECODE_ERRORS
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Status
 from schemas.inspera import InsperaEvent
 from schemas.vendor import Vendor
 from vendors import rules
 from vendors.base import (
-    DECODE_ERRORS,
     Normalized,
     RejectedWebhook,
     VendorSpec,

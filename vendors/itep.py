@@ -8,13 +8,13 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from common.decoding import DECODE_ERRORS
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, Section, Status
 from schemas.itep import ITEP_SECTIONS, ItepResult
 from schemas.vendor import Vendor
 from vendors import rules
 from vendors.base import (
-    DECODE_ERRORS,
     Normalized,
     RejectedWebhook,
     VendorSpec,

@@ -3,13 +3,13 @@ name their event in `meta.eventName`)."""
 
 import msgspec
 
+from common.decoding import DECODE_ERRORS
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Grade, Result, Status
 from schemas.synap import SynapAttempt, SynapWebhook
 from schemas.vendor import Vendor
 from vendors import rules
 from vendors.base import (
-    DECODE_ERRORS,
     Normalized,
     RejectedWebhook,
     VendorSpec,

@@ -2,12 +2,13 @@
 
 import msgspec
 
+from common.decoding import DECODE_ERRORS
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, Section, Status
 from schemas.testpress import TestpressAttempt
 from schemas.vendor import Vendor
 from vendors import rules
-from vendors.base import DECODE_ERRORS, Normalized, VendorSpec, decode_failure, result_event, text_or_none
+from vendors.base import Normalized, VendorSpec, decode_failure, result_event, text_or_none
 
 _VENDOR = "testpress"
 

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from common.db import connect, ensure_database
-from common.env import SettingError, process_env
+from common.env import Group, SettingError, process_env
 from common.logs import configure_logging
 from common.service import Service, serve
 from common.settings import ProcessSettings, WorkerSettings
@@ -32,10 +32,16 @@ class Role:
     run: a module's Prometheus metrics are registered when it is imported, and a process serves every
     registered metric, so a router importing the checker would export the checker's series at zero."""
 
-    def __init__(self, summary: str, read_settings: str, start: str) -> None:
+    def __init__(self, summary: str, settings: str, read_settings: str, start: str) -> None:
         self.summary = summary
+        self._settings = settings
         self._read_settings = read_settings
         self._start = start
+
+    @property
+    def settings(self) -> Sequence[Group]:
+        """The declarations of what `read_settings` reads, for --help."""
+        return _load(self._settings)  # type: ignore[no-any-return]
 
     @property
     def read_settings(self) -> Callable[[Mapping[str, str]], Any]:
@@ -58,27 +64,32 @@ ROLES = {
     "router": Role(
         "Raw queue -> PostgreSQL -> results exchange: decodes, normalizes and stores each webhook, then "
         "publishes its events.",
-        "common.settings:WorkerSettings.from_env",
+        "workers.router.settings:SETTINGS",
+        "workers.router.settings:RouterSettings.from_env",
         "workers.router.run:start_router",
     ),
     "delivery": Role(
         "Results exchange -> subscriber endpoints: signed webhooks with retries in the broker.",
+        "workers.delivery.settings:SETTINGS",
         "workers.delivery.run:read_delivery_settings",
         "workers.delivery.run:start_delivery",
     ),
     "checker": Role(
         "Verifies every subscriber endpoint on a schedule; unsubscribes one that fails several times in a row.",
+        "workers.checker.settings:SETTINGS",
         "workers.checker.run:read_checker_settings",
         "workers.checker.run:start_checker",
     ),
     "fulfillment": Role(
         "Orders iTEP test IDs (iTEP's fulfillment API) for the orders placed on the admin API or the "
         "itep.orders queue; publishes each order's changes.",
+        "workers.fulfillment.settings:SETTINGS",
         "workers.fulfillment.run:read_fulfillment_settings",
         "workers.fulfillment.run:start_fulfillment",
     ),
     "retention": Role(
         "Purges what is past its retention period (in small batches) and runs queued erasures.",
+        "workers.retention.settings:SETTINGS",
         "workers.retention.run:read_retention_settings",
         "workers.retention.run:start_retention",
     ),
@@ -115,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(
             argv[0],
             description=role.summary,
+            settings=role.settings,
             read_settings=role.read_settings,
             start=role.start,
             argv=argv[1:],

@@ -213,7 +213,7 @@ async def list_queues(
     """Every queue of the prefix: messages ready and consumers by passive declares (nothing is
     created; no management plugin needed), unacked messages from the management API when
     RESULTBUS_RABBITMQ_API names it."""
-    depths = await passive_depths(connection, inventory.queues(settings.topology, settings.retry_delays, env))
+    depths = await passive_depths(connection, inventory.queues_of(settings.topology, env))
     unacked, note = await management_unacked(env.get("RESULTBUS_RABBITMQ_API", ""), settings.amqp_url)
     rows = [
         (

@@ -55,7 +55,7 @@ class Plan:
         self.settings = settings
         self.database = _database_name(settings.database_url)
         self.schema = settings.database_schema
-        self.queues = inventory.queues(settings.topology, settings.retry_delays, env)
+        self.queues = inventory.queues_of(settings.topology, env)
         self.exchanges = inventory.exchanges(settings.topology)
         self.depths: list[inventory.QueueDepth] = []
         self.database_exists = False

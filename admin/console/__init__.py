@@ -1,11 +1,9 @@
 """The operator console: server-rendered pages on the admin API's port, under /console.
 
     console.setup(app, pool, tasks, token=token)        # in admin.app.create_app
-    console.attach_broker(app, connection, settings)    # in admin.__main__, for queue depths and replays
+    console.attach_broker(app, connection, topology, ...)  # in admin.__main__, for queue depths and replays
 
 See docs/console.md."""
-
-from collections.abc import Mapping
 
 import asyncpg
 from aio_pika.abc import AbstractConnection
@@ -23,7 +21,8 @@ from admin.console.serving import (
     security_headers,
 )
 from admin.replay import TaskSink
-from common.settings import WorkerSettings
+from common import inventory
+from schemas.topology import Topology
 
 __all__ = ["PREFIX", "attach_broker", "setup"]
 
@@ -92,11 +91,8 @@ def setup(
 
 
 def attach_broker(
-    app: web.Application,
-    connection: AbstractConnection,
-    settings: WorkerSettings,
-    env: Mapping[str, str],
+    app: web.Application, connection: AbstractConnection, topology: Topology, queues: list[inventory.Queue]
 ) -> None:
     """Gives the console the admin process's broker connection: without it the pages still work,
     but show no queue depths or dead letters and cannot replay webhooks."""
-    app[_HOLDER].broker = Broker(connection, settings, env)
+    app[_HOLDER].broker = Broker(connection, topology, queues)

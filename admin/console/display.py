@@ -22,6 +22,12 @@ _SENSITIVE: Final = re.compile(
 )
 
 
+# What reading a stored body as JSON may raise: not JSON (ValueError), or JSON nested deeper than the
+# json module and the redaction follow (RecursionError: the router stores such a webhook as rejected,
+# so its page must still show it). Either way the body is shown as sent.
+_NOT_JSON: Final = (ValueError, RecursionError)
+
+
 def sensitive(name: str) -> bool:
     return bool(_SENSITIVE.search(name))
 
@@ -47,7 +53,7 @@ def show_body(body: bytes | None, content_type: str | None, size: int | None = N
     if not cut and (kind.endswith("json") or text.lstrip().startswith(("{", "["))):
         try:
             shown = json.dumps(_redact(json.loads(text)), indent=2, ensure_ascii=False)
-        except ValueError:
+        except _NOT_JSON:
             shown = None
     if shown is None and kind == "application/x-www-form-urlencoded" and not cut:
         pairs = parse_qsl(text, keep_blank_values=True)
@@ -78,7 +84,7 @@ def _field(value: str) -> str:
     if value.lstrip().startswith("{"):
         try:
             return json.dumps(_redact(json.loads(value)), indent=2, ensure_ascii=False)
-        except ValueError:
+        except _NOT_JSON:
             pass
     return value
 
@@ -107,7 +113,7 @@ def pretty_json(text: str | None) -> str:
         return ""
     try:
         return json.dumps(_redact(json.loads(text)), indent=2, ensure_ascii=False)
-    except ValueError:
+    except _NOT_JSON:
         return text
 
 

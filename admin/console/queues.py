@@ -13,7 +13,6 @@ from common import inventory, replay
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REASON, ROUTING_KEY
 from common.db import DbConn
 from common.inventory import passive_depths
-from common.settings import WorkerSettings
 from schemas.topology import Topology
 
 
@@ -38,12 +37,12 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 class Broker:
     def __init__(
-        self, connection: AbstractConnection, settings: WorkerSettings, env: Mapping[str, str]
+        self, connection: AbstractConnection, topology: Topology, queues: list[inventory.Queue]
     ) -> None:
+        """`queues`: the deployment's (common/inventory.py), named as the workers name them."""
         self._connection = connection
-        self.topology: Topology = settings.topology
-        # Named from the same environment as the workers name them (common/inventory.py).
-        self.queues = inventory.queues(settings.topology, settings.retry_delays, env)
+        self.topology = topology
+        self.queues = queues
 
     @contextlib.asynccontextmanager
     async def _channel(self, *, confirms: bool = False) -> AsyncIterator[AbstractChannel]:

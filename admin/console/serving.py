@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from admin import bodies
 from admin.console import auth, display
 from admin.errors import AdminError
 from common.errors import TRANSIENT
@@ -139,6 +140,9 @@ def make_middleware(
         return None, None
 
     async def check_form(request: web.Request, caller: Caller) -> None:
+        # Read here for every POST, the bearer token's too: a form that cannot be parsed is a 400
+        # page, and the handlers' own `request.post()` gets this one, already parsed.
+        form = await bodies.form(request)
         if caller.session is None:
             return  # the bearer token: not something a browser sends by itself
         origin = request.headers.get("Origin")
@@ -151,7 +155,6 @@ def make_middleware(
                 " page, you probably reach it through a proxy that changes the Host header: have the"
                 " proxy pass the original Host on (see docs/console.md, Security).",
             )
-        form = await request.post()
         given = form.get("csrf")
         if not isinstance(given, str) or not sessions.csrf_matches(caller.session, given):
             raise Refused(
@@ -165,8 +168,8 @@ def make_middleware(
         """The page a form was sent from (its `back` field), else the overview."""
         if request.method == "POST":
             try:
-                form = await request.post()
-            except (ValueError, UnicodeDecodeError, web.HTTPException):  # not a form we can read
+                form = await bodies.form(request)
+            except AdminError:  # not a form we can read
                 return PREFIX + "/"
             given = form.get("back")
             if isinstance(given, str) and given:

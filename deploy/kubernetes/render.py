@@ -1,4 +1,4 @@
-"""Renders a Kustomize directory without kubectl: `python deploy/kubernetes/render.py DIR > out.yaml`.
+"""Renders a Kustomize directory without kubectl: `.venv/bin/python deploy/kubernetes/render.py DIR > out.yaml`.
 
 Only the part of Kustomize these manifests use, with Kustomize's meaning: `resources` (files, or
 directories holding a kustomization.yaml, rendered first), `namespace`, `images` (newName / newTag /
@@ -8,6 +8,7 @@ in a kustomization.yaml is refused by name rather than ignored, so this renders 
 uses `kubectl apply -k DIR` instead.
 """
 
+import argparse
 import copy
 import sys
 from pathlib import Path
@@ -145,11 +146,13 @@ def _set_image(container: Doc, image: Doc) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python deploy/kubernetes/render.py DIR", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python deploy/kubernetes/render.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("directory", metavar="DIR", help="a directory holding a kustomization.yaml")
+    args = parser.parse_args(argv)
     try:
-        docs = render(Path(argv[0]))
+        docs = render(Path(args.directory))
     except RenderError as error:
         print(f"render: {error}", file=sys.stderr)
         return 1

@@ -4,32 +4,50 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.env import env_duration, env_flag, env_int
+from common.env import Group, duration, integer
+from common.settings import BROKER_AND_DATABASE
+from subscribers.settings import ALLOW_PRIVATE_ENDPOINTS
+
+# Inspera's rhythm: a verification call every 8 hours, and 3 failures in a row (so at least 16
+# hours dead) before the subscriptions on an endpoint are dropped.
+INTERVAL = duration(
+    "RESULTBUS_CHECK_INTERVAL", 8 * 3600.0, minimum=0.001, help="between two checks of one endpoint"
+)
+TIMEOUT = duration(
+    "RESULTBUS_CHECK_TIMEOUT", 10.0, minimum=0.001, help="one verification call, connect to last byte"
+)
+FAILURES = integer("RESULTBUS_CHECK_FAILURES", 3, minimum=1, help="failures in a row that unsubscribe")
+CONCURRENCY = integer("RESULTBUS_CHECK_CONCURRENCY", 32, minimum=1, help="calls in flight per checker")
+# Endpoints fall due at different times (each one `interval` after its last check; a new one at
+# once), so this, not the interval, is the loop's beat.
+POLL = duration("RESULTBUS_CHECK_POLL", 60.0, minimum=0.001, help="how often it looks for due endpoints")
+BATCH = integer("RESULTBUS_CHECK_BATCH", 500, minimum=1, help="endpoints claimed per round")
+
+SETTINGS = (
+    BROKER_AND_DATABASE,
+    Group("checker", (INTERVAL, TIMEOUT, FAILURES, CONCURRENCY, POLL, BATCH, ALLOW_PRIVATE_ENDPOINTS)),
+)
 
 
 class CheckerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    # Inspera's rhythm: a verification call every 8 hours, and 3 failures in a row (so at least 16
-    # hours dead) before the subscriptions on an endpoint are dropped.
-    interval: float = 8 * 3600.0
-    timeout: float = 10.0  # one verification call, connect to last byte
-    failures: int = 3  # consecutive failed checks that unsubscribe
-    concurrency: int = 32  # checks in flight per checker process
-    # How often the loop looks for due endpoints. Endpoints fall due at different times (each one
-    # `interval` after its last check; a new one at once), so this, not `interval`, is the loop's beat.
-    poll: float = 60.0
-    batch: int = 500  # endpoints claimed per round; a full batch is followed by another round at once
+    interval: float = INTERVAL.default
+    timeout: float = TIMEOUT.default  # one verification call, connect to last byte
+    failures: int = FAILURES.default  # consecutive failed checks that unsubscribe
+    concurrency: int = CONCURRENCY.default  # checks in flight per checker process
+    poll: float = POLL.default
+    # Endpoints claimed per round; a full batch is followed by another round at once.
+    batch: int = BATCH.default
     max_response_bytes: int = 1024
     allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "CheckerSettings":
-        d = cls()
         return cls(
-            interval=env_duration(env, "RESULTBUS_CHECK_INTERVAL", d.interval, minimum=0.001),
-            timeout=env_duration(env, "RESULTBUS_CHECK_TIMEOUT", d.timeout, minimum=0.001),
-            failures=env_int(env, "RESULTBUS_CHECK_FAILURES", d.failures, minimum=1),
-            concurrency=env_int(env, "RESULTBUS_CHECK_CONCURRENCY", d.concurrency, minimum=1),
-            poll=env_duration(env, "RESULTBUS_CHECK_POLL", d.poll, minimum=0.001),
-            batch=env_int(env, "RESULTBUS_CHECK_BATCH", d.batch, minimum=1),
-            allow_private=env_flag(env, "RESULTBUS_ALLOW_PRIVATE_ENDPOINTS"),
+            interval=INTERVAL.read(env),
+            timeout=TIMEOUT.read(env),
+            failures=FAILURES.read(env),
+            concurrency=CONCURRENCY.read(env),
+            poll=POLL.read(env),
+            batch=BATCH.read(env),
+            allow_private=ALLOW_PRIVATE_ENDPOINTS.read(env),
         )

@@ -8,12 +8,12 @@ the reason (and the reason is answered too).
 """
 
 import asyncpg
-import msgspec
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from common import decoding
 from common.broker import persistent_message
-from common.consumer import describe
+from common.decoding import DECODE_ERRORS
 from common.errors import Reject
 from common.itep.orders import ConflictingOrder, create_order
 from common.itep.validation import problems
@@ -33,8 +33,9 @@ class Commands:
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
             order = decode_order_request(message.body)
-        except msgspec.MsgspecError as error:
-            reason = f"not an order: {describe(error)}"
+        except DECODE_ERRORS as error:
+            # Nesting too deep for msgspec (RecursionError) is the message's fault as much as bad JSON.
+            reason = f"not an order: {decoding.reason(error)}"
             await self._reply(message, OrderReply(error=reason))
             raise Reject(reason) from None
         found = problems(order)

@@ -41,11 +41,11 @@ from common.consumer import (
 )
 from common.db import DbConn
 from common.errors import TRANSIENT
-from common.settings import WorkerSettings
 from schemas.envelope import decode_envelope
 from vendors.base import Normalized, RejectedWebhook
 from workers.router import suspects
 from workers.router.normalize import normalize
+from workers.router.settings import RouterSettings
 from workers.router.store import Outgoing, RawRow, store_batch
 
 log = structlog.get_logger("router")
@@ -95,7 +95,7 @@ class Stored(msgspec.Struct):
 class Router:
     def __init__(
         self,
-        settings: WorkerSettings,
+        settings: RouterSettings,
         pool: asyncpg.Pool,
         consuming: AbstractChannel,
         publishing: AbstractChannel,

@@ -7,13 +7,13 @@ import structlog
 from common.broker import declare_raw, declare_results, declare_retry_tiers, open_connection
 from common.db import open_pool
 from common.service import Service
-from common.settings import WorkerSettings
 from workers.router.loop import Router
+from workers.router.settings import RouterSettings
 
 log = structlog.get_logger("router")
 
 
-async def start_router(service: Service, settings: WorkerSettings) -> None:
+async def start_router(service: Service, settings: RouterSettings) -> None:
     # Every webhook allocates a few hundred short-lived objects and none of them form cycles worth
     # collecting often: move what start-up created out of the collector's way, and collect rarely.
     gc.freeze()
