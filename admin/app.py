@@ -1,9 +1,9 @@
 """The admin API as an aiohttp application. Routes and the OpenAPI document come from one table."""
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -28,10 +28,10 @@ from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
-from common.errors import TRANSIENT
+from admin.replay import TaskSink, UnknownEvent, replay
 from common.times import parse_time
-from schemas.delivery import DeliveryTask
-from schemas.event import decode_event, encode_event
+from gradebook.config import Destination, OneRosterDestination, kind_of, problems, url_of
+from schemas.vendor import Vendor
 from subscribers.endpoint import InvalidEndpoint, normalize_endpoint
 from subscribers.signing import InvalidSecret, generate_secret, secret_key
 from subscribers.ssrf import ForbiddenAddress, check_host
@@ -41,12 +41,6 @@ log = structlog.get_logger("admin")
 T = TypeVar("T")
 _UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _encoder: Final = msgspec.json.Encoder()
-
-
-class TaskSink(Protocol):
-    """Where replays go: the delivery workers' attempts queue (subscribers.queues.TaskPublisher)."""
-
-    async def now(self, task: DeliveryTask) -> None: ...
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -80,17 +74,27 @@ class Handlers:
             raise NotFound("no such subscription")
         return value
 
-    async def _endpoint(self, url: str) -> str:
+    async def _endpoint(self, url: str, field: str = "url") -> str:
         try:
             endpoint = normalize_endpoint(url)
         except InvalidEndpoint as error:
-            raise Unprocessable(f"url: {error}") from None
+            raise Unprocessable(f"{field}: {error}") from None
         host, port = _host_port(endpoint)
         try:
             await check_host(host, port, allow_private=self._allow_private)
         except ForbiddenAddress as error:
-            raise Unprocessable(f"url: {error}") from None
+            raise Unprocessable(f"{field}: {error}") from None
         return endpoint
+
+    async def _destination(self, destination: Destination, vendors: Sequence[str]) -> str:
+        """A gradebook destination checked (what it needs from each vendor it receives, its URLs
+        under the SSRF policy); the endpoint its results go to."""
+        found = problems(destination, None, [Vendor(v) for v in vendors])
+        if found:
+            raise Unprocessable("destination: " + "; ".join(found))
+        if isinstance(destination, OneRosterDestination):
+            await self._endpoint(destination.oauth.token_url, "destination.oauth.token_url")
+        return await self._endpoint(url_of(destination), "destination")
 
     @staticmethod
     def _secret(given: str | None) -> str:
@@ -118,7 +122,14 @@ class Handlers:
     async def create_subscription(self, request: web.Request) -> web.Response:
         body = await bodies.json(request, wire.SubscriptionCreate)
         check_event_types(body.event_types)
-        endpoint = await self._endpoint(body.url)
+        if body.destination is None:
+            if body.url is None:
+                raise Unprocessable("url: give the URL to POST to (or a gradebook destination)")
+            endpoint = await self._endpoint(body.url)
+        else:
+            if body.url is not None:
+                raise Unprocessable("url: a gradebook subscription's URL is its destination's: leave url out")
+            endpoint = await self._destination(body.destination, body.vendors)
         secret = self._secret(body.secret)
         async with self._pool.acquire() as conn:
             created = await store.create_subscription(conn, body, endpoint, secret)
@@ -141,7 +152,22 @@ class Handlers:
         subscription_id = self._id(request)
         body = await bodies.json(request, wire.SubscriptionUpdate)
         check_event_types(body.event_types)
-        endpoint = None if body.url is None else await self._endpoint(body.url)
+        async with self._pool.acquire() as conn:
+            current = await store.get_subscription(conn, subscription_id)
+        if current is None:
+            raise NotFound("no such subscription")
+        endpoint = None
+        if body.destination is not None:
+            if current.destination_kind != kind_of(body.destination):
+                raise Unprocessable(
+                    f"destination: this subscription delivers to a {current.destination_kind}: a"
+                    " subscription keeps its kind (create another one)"
+                )
+            endpoint = await self._destination(body.destination, body.vendors or current.vendors)
+        elif body.url is not None:
+            if current.destination_kind != "webhook":
+                raise Unprocessable("url: a gradebook subscription's URL is its destination's: change that")
+            endpoint = await self._endpoint(body.url)
         async with self._pool.acquire() as conn:
             updated = await store.update_subscription(conn, subscription_id, body, endpoint)
         if updated is None:
@@ -184,39 +210,17 @@ class Handlers:
         since = None if body.since is None else _time("since", body.since)
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
-            if status is None:
-                raise NotFound("no such subscription")
-            if status != "active":
-                raise Unprocessable(f"the subscription is {status}: enable it first")
-            if body.event_id is not None:
-                found = await store.replay_one(conn, subscription_id, body.event_id)
-                if found is None:
-                    raise NotFound("no such event")
-                todo = [(found[0], body.event_id, found[1], found[2])]
-            else:
-                assert since is not None
-                todo = await store.replay_failed(conn, subscription_id, since)
-        for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
-            # The stored event, encoded as the router encodes it: the same bytes it published.
-            event_body = encode_event(decode_event(payload.encode()))
-            try:
-                await self._tasks.now(
-                    DeliveryTask(
-                        delivery_id=delivery_id,
-                        subscription_id=subscription_id,
-                        event_id=event_id,
-                        body=event_body,
-                        made=made,
-                    )
-                )
-            except TRANSIENT:
-                # Pending without a task would wait for ever: what was not queued is failed again,
-                # so that the operator's next replay finds it.
-                async with self._pool.acquire() as conn:
-                    await store.unqueue(conn, [d for d, *_ in todo[queued:]])
-                raise
-        log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
-        return _json(wire.Replayed([d for d, *_ in todo]), status=202)
+        if status is None:
+            raise NotFound("no such subscription")
+        if status != "active":
+            raise Unprocessable(f"the subscription is {status}: enable it first")
+        try:
+            queued = await replay(
+                self._pool, self._tasks, subscription_id, event_id=body.event_id, since=since
+            )
+        except UnknownEvent:
+            raise NotFound("no such event") from None
+        return _json(wire.Replayed(queued), status=202)
 
     async def test_event(self, request: web.Request) -> web.Response:
         subscription_id = self._id(request)

@@ -8,6 +8,7 @@ import msgspec
 
 from admin import wire
 from common.db import DbConn
+from gradebook.config import decode_destination, encode_destination, kind_of, url_of
 from schemas.event import decode_event
 from subscribers.signing import mask_secret
 
@@ -20,7 +21,7 @@ SELECT s.id::text, s.url, e.url AS endpoint, s.description, s.vendors, s.sources
                  FROM subscription_secrets k
                  WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())),
                 '[]'::json)::text AS secrets,
-       s.rate_limit, s.rate_limit_per
+       s.rate_limit, s.rate_limit_per, s.delivery_order, s.destination_kind, s.destination::text
 FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
 """
 
@@ -45,6 +46,8 @@ def _subscription(row: Any) -> wire.Subscription:
     record = dict(row)
     count, per = record.pop("rate_limit"), record.pop("rate_limit_per")
     record["rate_limit"] = None if count is None else wire.RateLimit(count=count, per=per)
+    destination = record.pop("destination")
+    record["destination"] = None if destination is None else decode_destination(destination)
     secrets = _secrets.decode(record.pop("secrets"))
     record["secrets"] = [
         wire.SecretInfo(masked=mask_secret(s.secret), created_at=s.created_at, expires_at=s.expires_at)
@@ -56,14 +59,17 @@ def _subscription(row: Any) -> wire.Subscription:
 async def create_subscription(
     conn: DbConn, body: wire.SubscriptionCreate, endpoint: str, secret: str
 ) -> wire.Subscription:
+    """`endpoint`: the normalized URL, of `body.url` or of its destination."""
+    url = body.url if body.destination is None else url_of(body.destination)
     subscription_id = str(uuid.uuid4())
     async with conn.transaction():
         endpoint_id = await conn.fetchval(_ENDPOINT, endpoint)
         await conn.execute(
             "INSERT INTO subscriptions (id, url, endpoint_id, description, vendors, sources, event_types,"
-            " rate_limit, rate_limit_per) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            " rate_limit, rate_limit_per, delivery_order, destination_kind, destination)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)",
             subscription_id,
-            body.url,
+            url,
             endpoint_id,
             body.description,
             [v.value for v in body.vendors],
@@ -71,6 +77,9 @@ async def create_subscription(
             body.event_types,
             body.rate_limit.count if body.rate_limit else None,
             body.rate_limit.per if body.rate_limit else None,
+            body.delivery_order,
+            "webhook" if body.destination is None else kind_of(body.destination),
+            None if body.destination is None else encode_destination(body.destination).decode(),
         )
         await conn.execute(
             "INSERT INTO subscription_secrets (subscription_id, secret) VALUES ($1, $2)",
@@ -130,11 +139,13 @@ async def update_subscription(
                 status_changed_at = CASE WHEN $9 THEN now() ELSE status_changed_at END,
                 rate_limit = CASE WHEN $11 THEN $12 ELSE rate_limit END,
                 rate_limit_per = CASE WHEN $11 THEN $13 ELSE rate_limit_per END,
+                delivery_order = coalesce($14, delivery_order),
+                destination = coalesce($15::jsonb, destination),
                 updated_at = now()
             WHERE id = $1::uuid
             """,
             subscription_id,
-            body.url,
+            body.url if body.destination is None else url_of(body.destination),
             endpoint_id,
             body.description,
             None if body.vendors is None else [v.value for v in body.vendors],
@@ -146,6 +157,8 @@ async def update_subscription(
             not isinstance(limit, msgspec.UnsetType),
             limit.count if isinstance(limit, wire.RateLimit) else None,
             limit.per if isinstance(limit, wire.RateLimit) else None,
+            body.delivery_order,
+            None if body.destination is None else encode_destination(body.destination).decode(),
         )
     return await get_subscription(conn, subscription_id)
 
@@ -269,48 +282,38 @@ async def subscription_status(conn: DbConn, subscription_id: str) -> str | None:
 
 
 async def replay_one(conn: DbConn, subscription_id: str, event_id: str) -> tuple[str, str, int] | None:
-    """(delivery id, event JSON, attempts so far) of the event's delivery to the subscription, set
-    pending again; None if the event is unknown."""
-    async with conn.transaction():
-        event = await conn.fetchrow("SELECT type, payload::text FROM events WHERE id = $1::uuid", event_id)
-        if event is None:
-            return None
-        row = await conn.fetchrow(
-            """
-            INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (subscription_id, event_id)
-            DO UPDATE SET status = 'pending', next_attempt_at = NULL, updated_at = now()
-            RETURNING id::text, attempts
-            """,
-            str(uuid.uuid4()),
-            subscription_id,
-            event_id,
-            event["type"],
-        )
-    assert row is not None
-    return str(row["id"]), event["payload"], int(row["attempts"])
+    """(delivery id, event id, attempts so far) of the event's delivery to the subscription, set
+    pending again (created if there was none, in its place in the exam's order); None if the event
+    is unknown."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO deliveries (id, subscription_id, event_id, event_type, vendor, exam_key, exam_seq)
+        SELECT $1, $2, e.id, e.type, e.vendor, e.exam_key, e.exam_seq FROM events e WHERE e.id = $3::uuid
+        ON CONFLICT (subscription_id, event_id)
+        DO UPDATE SET status = 'pending', next_attempt_at = NULL, claimed_at = NULL, updated_at = now()
+        RETURNING id::text, event_id::text, attempts
+        """,
+        str(uuid.uuid4()),
+        subscription_id,
+        event_id,
+    )
+    return None if row is None else (row["id"], row["event_id"], int(row["attempts"]))
 
 
-async def replay_failed(
-    conn: DbConn, subscription_id: str, since: datetime
-) -> list[tuple[str, str, str, int]]:
-    """(delivery id, event id, event JSON, attempts so far) of every failed delivery since `since`,
-    set pending again."""
+async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> list[tuple[str, str, int]]:
+    """(delivery id, event id, attempts so far) of every failed delivery since `since` whose event is
+    still stored, set pending again."""
     rows = await conn.fetch(
         """
-        WITH again AS (
-            UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, updated_at = now()
-            WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
-              AND EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
-            RETURNING d.id, d.event_id, d.attempts
-        )
-        SELECT again.id::text, again.event_id::text, e.payload::text, again.attempts
-        FROM again JOIN events e ON e.id = again.event_id
+        UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, claimed_at = NULL, updated_at = now()
+        WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
+          AND EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
+        RETURNING d.id::text, d.event_id::text, d.attempts
         """,
         subscription_id,
         since,
     )
-    return [(row[0], row[1], row[2], row[3]) for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 async def unqueue(conn: DbConn, delivery_ids: list[str]) -> None:

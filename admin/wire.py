@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from gradebook.config import Destination
 from schemas.event import ResultEvent, Status
 from schemas.vendor import Vendor
 
@@ -42,8 +43,27 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     per: Literal["second", "minute"]
 
 
+# Of one exam's events, a subscription receives every one in order (`all`), or, when some wait (its
+# endpoint is down, or retrying one), only the newest (`latest`: the others are `superseded`).
+DeliveryOrder = Annotated[
+    Literal["all", "latest"],
+    Meta(
+        description=(
+            "How one exam's events reach the subscription: `all` (default), every event, in the"
+            " exam's order (a later one waits while an earlier one is pending or retrying); `latest`,"
+            " in order too, but an event still waiting is superseded (not sent) once a newer one of"
+            " the same exam is due."
+        )
+    ),
+]
+# waiting: behind an earlier delivery of the same exam; superseded: a newer event of the exam went instead.
+DeliveryStatus = Literal["waiting", "pending", "succeeded", "failed", "cancelled", "superseded"]
+
+
 class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: Url
+    """A webhook subscription (`url`), or a gradebook one (`destination`: its URL is the destination's)."""
+
+    url: Url | None = None
     description: Description | None = None
     vendors: Annotated[list[Vendor], Meta(max_length=10)] = []
     sources: Filter = []
@@ -51,6 +71,8 @@ class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     event_types: Filter = []
     secret: Secret | None = None  # generated when not given
     rate_limit: RateLimit | None = None  # none: as fast as the workers can send
+    delivery_order: DeliveryOrder = "all"
+    destination: Destination | None = None  # none: a Standard Webhooks POST to `url`
 
 
 class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +86,8 @@ class SubscriptionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     status: Literal["active", "disabled"] | None = None
     # Left out: unchanged; null: no limit any more.
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    delivery_order: DeliveryOrder | None = None
+    destination: Destination | None = None  # a gradebook subscription's new configuration, same kind
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +111,9 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     secrets: list[SecretInfo]
     rate_limit: RateLimit | None = None
+    delivery_order: DeliveryOrder = "all"
+    destination_kind: Literal["webhook", "oneroster", "caliper"] = "webhook"
+    destination: Destination | None = None
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,7 +296,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     event_id: str
     event_type: str
-    status: Literal["pending", "succeeded", "failed", "cancelled"]
+    status: DeliveryStatus
     attempts: int
     last_status: int | None = None
     last_error: str | None = None
@@ -284,7 +311,7 @@ class Deliveries(msgspec.Struct, frozen=True):
 
 
 class DeliveriesQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    status: Literal["pending", "succeeded", "failed", "cancelled"] | None = None
+    status: DeliveryStatus | None = None
     since: Since | None = None  # created at or after
     limit: Limit = 100
 

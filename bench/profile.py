@@ -56,7 +56,7 @@ async def delivery_profile(seconds: float, output: Path) -> None:
             try:
                 await delivery._worker_ready(w, worker)
                 spy = await _spy(worker, seconds, output)
-                await delivery._publish(w, delivery._events(2_000), None)
+                await delivery._publish(w, await delivery._stored(w, delivery._events(2_000)), None)
                 await subscribers.wait_for(session, 2_000 * 10, 300.0)
                 await spy.wait()
             finally:

@@ -30,6 +30,8 @@ SCHEMA = "resultbus.result-event/v1"  # a v2 event may change a field's meaning:
 
 class Exam(msgspec.Struct):
     key: str
+    version: int | None = None  # grows with every event that moved the exam (docs/consumers.md)
+    state: str | None = None  # where the exam stands after this event
 
 
 class Event(msgspec.Struct):
@@ -44,6 +46,29 @@ class Event(msgspec.Struct):
 
 
 decoder = msgspec.json.Decoder(Event)
+
+
+def show(routing_key: str, event: Event, versions: dict[tuple[str, str], int]) -> None:
+    """Prints the event, or drops it as stale with one comparison: its exam has moved on since."""
+    if event.exam is None or event.exam.version is None:
+        exam = event.exam.key if event.exam else "-"
+        print(f"{routing_key} {event.id} exam={exam} status={event.status}", flush=True)
+        return
+    key, version = (event.vendor, event.exam.key), event.exam.version
+    if version < versions.get(key, 0):
+        print(
+            f"{routing_key} {event.id} stale: exam {event.exam.key} is at version {versions[key]},"
+            f" this event at {version}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    versions[key] = version
+    print(
+        f"{routing_key} {event.id} exam={event.exam.key} version={version} state={event.exam.state}"
+        f" status={event.status}",
+        flush=True,
+    )
 
 
 def redacted(url: str) -> str:
@@ -122,7 +147,9 @@ async def main() -> None:
             flush=True,
         )
 
-        seen: set[str] = set()  # a real service keeps this in its own database
+        # A real service keeps these in its own database.
+        seen: set[str] = set()
+        versions: dict[tuple[str, str], int] = {}  # (vendor, exam key) -> the version applied
         handled = 0
         async with queue.iterator() as messages:
             async for message in messages:
@@ -144,9 +171,8 @@ async def main() -> None:
                     if event.id in seen:
                         continue
                     seen.add(event.id)
-                    exam = event.exam.key if event.exam else "-"
-                    print(f"{message.routing_key} {event.id} exam={exam} status={event.status}", flush=True)
                     handled += 1
+                    show(message.routing_key or "", event, versions)
                 if args.count and handled >= args.count:
                     break
 

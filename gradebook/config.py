@@ -130,16 +130,31 @@ def secret_names(destination: Destination) -> list[str]:
     return [destination.token_env]
 
 
-def problems(destination: Destination, env: Mapping[str, str], vendors: Collection[Vendor] = ()) -> list[str]:
+def kind_of(destination: Destination) -> Literal["oneroster", "caliper"]:
+    return "oneroster" if isinstance(destination, OneRosterDestination) else "caliper"
+
+
+def url_of(destination: Destination) -> str:
+    """The URL a gradebook subscription is known by (and its endpoint, for health and rate limits)."""
+    if isinstance(destination, OneRosterDestination):
+        return destination.base_url
+    return destination.endpoint
+
+
+def problems(
+    destination: Destination, env: Mapping[str, str] | None, vendors: Collection[Vendor] = ()
+) -> list[str]:
     """Everything that would stop this destination from receiving a result, as the admin API shows
     it (422): scales that cannot read what their vendor sends (for the vendors the subscription
-    receives; none given: all), secrets the environment lacks."""
+    receives; none given: all), and, given the `env` of the process that sends, secrets it lacks (the
+    admin API does not hold them: it checks the rest)."""
     found = []
     for vendor in vendors or Vendor:
         found.extend(scales.problems(vendor, scales.scale_for(vendor, destination.scales)))
-    for name in secret_names(destination):
-        if not env.get(name):
-            found.append(f"environment variable {name} is not set")
+    if env is not None:
+        found.extend(
+            f"environment variable {n} is not set" for n in secret_names(destination) if not env.get(n)
+        )
     if isinstance(destination, OneRosterDestination) and not destination.base_url.rstrip("/").endswith(
         BASE_PATH
     ):

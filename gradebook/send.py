@@ -16,6 +16,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import quote, urlsplit
 
@@ -24,7 +25,7 @@ import aiohttp
 from gradebook.config import CaliperDestination, Destination, OneRosterDestination
 from gradebook.oauth import TokenFailure, Tokens
 from gradebook.plan import CaliperWrite, OneRosterWrite, Write
-from schemas.caliper import encode_envelope
+from schemas.caliper import Envelope, encode_envelope
 from schemas.oneroster import LineItemBody, ResultBody, encode, provider_message
 from subscribers.poster import Outcome, parse_retry_after
 from subscribers.ssrf import ForbiddenAddress, is_forbidden
@@ -113,6 +114,30 @@ class Sender:
                 retry_after=failure.retry_after,
             )
         return Outcome(status=answer.status, latency_ms=_since(started))
+
+    async def verify(self, destination: Destination) -> Outcome:
+        """The dead-endpoint checker's call to a gradebook: one that proves the destination answers and
+        takes our credentials, writing nothing. OneRoster: a token, then `GET lineItems?limit=1`.
+        Caliper: an envelope with no events, which a Caliper endpoint refuses (400 or 422) or takes
+        (2xx) once it has checked the token: either is alive; 401/403, 404, 5xx or no answer are not."""
+        started = time.perf_counter()
+        try:
+            if isinstance(destination, OneRosterDestination):
+                url = destination.base_url.rstrip("/") + "/lineItems?limit=1"
+                answer = await self._authorized(destination, "GET", url, None)
+                alive = 200 <= answer.status < 300
+            else:
+                token = self._env.get(destination.token_env)
+                if not token:
+                    raise _Failed(None, f"environment variable {destination.token_env} is not set")
+                empty = Envelope(sensor=destination.sensor, sendTime=datetime.now(UTC), data=[])
+                answer = await self._call("POST", destination.endpoint, encode_envelope(empty), token)
+                alive = 200 <= answer.status < 300 or answer.status in (400, 422)
+        except (TokenFailure, _Failed) as failure:
+            return Outcome(status=failure.status, latency_ms=_since(started), error=failure.error)
+        if alive:
+            return Outcome(status=200, latency_ms=_since(started))
+        return Outcome(status=answer.status, latency_ms=_since(started), error=_error("verify", answer))
 
     # -- OneRoster -----------------------------------------------------------------------------------
 

@@ -86,7 +86,13 @@ _RESULT_EXAMPLE: Final = ResultEvent(
     vendor_event="Complete",
     received_at=_AT,
     status=Status.COMPLETED,
-    exam=ExamRef(key="3279B035APR", test_id="3279B035APR", taken_on=date(2024, 6, 10)),
+    exam=ExamRef(
+        key="3279B035APR",
+        test_id="3279B035APR",
+        taken_on=date(2024, 6, 10),
+        version=2,
+        state=Status.COMPLETED,
+    ),
     candidate=Candidate(external_id="cand-0042", email="ada.lovelace@example.com"),
     result=Result(
         level=4.5,

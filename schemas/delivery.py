@@ -27,27 +27,39 @@ def is_operational(routing_key: str) -> bool:
     return routing_key.startswith(OPERATIONAL_PREFIX)
 
 
-class DeliveryTask(msgspec.Struct, frozen=True, kw_only=True):
-    """One attempt to make (msgpack on the attempts queue and its delay tiers).
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, tag_field="v", tag=2):
+    """A task on the attempts queue (msgpack, there and in its delay tiers): make attempt number
+    `attempt` of a delivery, not before `not_before` (unix time; a task that comes back early from a
+    delay tier, or is parked while its endpoint is busy, goes back without counting as an attempt).
 
-    `step` is the position in the retry schedule; `not_before` lets a task come back early from a
-    shorter delay tier (or be parked while its endpoint is busy) without counting as an attempt.
-    The body travels with the task so that every attempt sends, and signs, the same bytes.
-    """
+    `step` is the attempt's position in the retry schedule: it follows `attempt` except after a
+    replay, which starts a new series. The event's body is read from PostgreSQL when the attempt is
+    made, so every attempt sends what the router stored, and a task stays small."""
 
-    v: int = 1
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    attempt: int = 1
+    step: int = 0
+    not_before: float = 0.0
+
+
+class TaskV1(msgspec.Struct, frozen=True, kw_only=True, tag_field="v", tag=1):
+    """The task as workers before issue 20 wrote it: still in a delay tier after an upgrade, so it is
+    read and carried on as an `Attempt`. `made` was the attempts recorded when it was written (-1:
+    unknown); a `guard` was to follow up an attempt that may have been made without its follow-up."""
+
     delivery_id: str
     subscription_id: str
     event_id: str
     step: int = 0
-    not_before: float = 0.0  # unix time
-    body: bytes
-    # The delivery's recorded attempts when this task was scheduled: once the count is past it, this
-    # task's attempt is made (a copy of the task, or one that came back after its attempt). -1: unknown.
+    not_before: float = 0.0
+    body: bytes = b""
     made: int = -1
-    # A guard: the fan-out may have made the attempt `made` + 1 itself and handed it over when it
-    # was slow (or failed): if that attempt is recorded, publish what follows it; if not, make it.
     guard: bool = False
+
+
+Task = Attempt | TaskV1
 
 
 class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,16 +115,32 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
 OperationalEvent = DeliveryFailed | SubscriptionDisabled | SubscriptionUnsubscribed
 
 _task_encoder = msgspec.msgpack.Encoder()
-_task_decoder = msgspec.msgpack.Decoder(DeliveryTask)
+_task_decoder = msgspec.msgpack.Decoder(Task)
 _json = msgspec.json.Encoder()
 
 
-def encode_task(task: DeliveryTask) -> bytes:
+def encode_task(task: Attempt) -> bytes:
     return _task_encoder.encode(task)
 
 
-def decode_task(data: bytes) -> DeliveryTask:
-    return _task_decoder.decode(data)
+def decode_task(data: bytes) -> tuple[Attempt, bool]:
+    """The attempt a task asks for, and whether it is to follow up an attempt that may be recorded
+    already (a v1 guard). Raises msgspec.DecodeError (or ValueError) for what is not a task."""
+    match _task_decoder.decode(data):
+        case Attempt() as task:
+            return task, False
+        case TaskV1() as old:
+            # attempt 0: "the next one", whatever has been recorded (v1 did not always know).
+            attempt = old.made + 1 if old.made >= 0 else 0
+            task = Attempt(
+                delivery_id=old.delivery_id,
+                subscription_id=old.subscription_id,
+                event_id=old.event_id,
+                attempt=attempt,
+                step=old.step,
+                not_before=old.not_before,
+            )
+            return task, old.guard
 
 
 def encode_operational(event: OperationalEvent) -> bytes:

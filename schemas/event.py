@@ -53,6 +53,29 @@ class ExamRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             )
         ),
     ] = None
+    # Added within v1 (optional, so no version bump): where the exam stands after this event.
+    version: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | None,
+        msgspec.Meta(
+            description=(
+                "The exam's position: grows by one with every event that moved the exam's state (the"
+                " first that did is 1). An event that moved nothing (a late or repeated status, a"
+                " vendor event) carries the version the exam already had. Keep the highest version"
+                " seen per vendor and exam key and drop any event whose version is lower, or equal"
+                " if you only want state changes. Added in v1."
+            ),
+        ),
+    ] = None
+    state: Annotated[
+        Status | None,
+        msgspec.Meta(
+            description=(
+                "The exam's state after this event: its status, which is this event's own status"
+                " only when the event moved it (a Finished arriving after Completed carries"
+                " `completed`). Absent while no event has given the exam a status. Added in v1."
+            )
+        ),
+    ] = None
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -135,7 +158,9 @@ class ResultEvent(
     ] = None
 
 
-_encoder = msgspec.json.Encoder()
+# Map keys (`attributes`) sorted: an event re-encoded from its stored copy (PostgreSQL's jsonb keeps
+# its own key order) is then byte for byte the one published, and its signature the same.
+_encoder = msgspec.json.Encoder(order="deterministic")
 _decoder = msgspec.json.Decoder(ResultEvent)
 
 

@@ -2,11 +2,14 @@
 queue, and one delay tier per retry delay. Declared idempotently by every worker (and the admin API,
 which publishes replays)."""
 
+import asyncio
+from collections.abc import Sequence
+
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import FieldValue
 
 from common.broker import persistent_message
-from schemas.delivery import DeliveryTask, encode_task
+from schemas.delivery import Attempt, encode_task
 from schemas.topology import Topology
 from subscribers.schedule import Schedule
 
@@ -80,13 +83,20 @@ class TaskPublisher:
         self._topology = topology
         self._timeout = timeout
 
-    async def now(self, task: DeliveryTask) -> None:
+    async def now(self, task: Attempt) -> None:
         await self._publish(task, self._topology.delivery_attempts_queue)
 
-    async def later(self, task: DeliveryTask, tier_ms: int) -> None:
+    async def now_all(self, tasks: Sequence[Attempt]) -> None:
+        """Publishes them all at once, their confirms awaited together (pipelined)."""
+        if len(tasks) == 1:
+            await self.now(tasks[0])
+        elif tasks:
+            await asyncio.gather(*(self.now(task) for task in tasks))
+
+    async def later(self, task: Attempt, tier_ms: int) -> None:
         await self._publish(task, self._topology.delivery_retry_queue(tier_ms))
 
-    async def _publish(self, task: DeliveryTask, queue: str) -> None:
+    async def _publish(self, task: Attempt, queue: str) -> None:
         await self._exchange.publish(
             persistent_message(
                 encode_task(task), message_id=task.delivery_id, content_type="application/msgpack"

@@ -4,6 +4,7 @@ structlog loggers keep the output they were first used with."""
 
 import asyncio
 import sys
+from collections.abc import Sequence
 
 import aio_pika
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,7 +17,7 @@ from common.logs import configure_logging
 from common.service import running
 from common.settings import ProcessSettings
 from devkit import samples
-from schemas.delivery import DeliveryTask
+from schemas.delivery import Attempt
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from subscribers.endpoint import normalize_endpoint
@@ -32,7 +33,7 @@ NAME = "Grace Hopper-Example"
 
 
 class NoTasks:
-    async def now(self, task: DeliveryTask) -> None:
+    async def now_all(self, tasks: Sequence[Attempt]) -> None:
         raise AssertionError("no replay here")
 
 

@@ -8,6 +8,7 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
+from gradebook.send import Sender
 from subscribers.poster import Outcome, Poster
 from tests import test_checker
 from tests.test_checker import CheckWorld, calls
@@ -30,10 +31,10 @@ async def test_a_bug_checking_one_endpoint_spares_the_others_and_the_loop(
     # `gather` (a bug turned into a bare count, or the round ended with its neighbours unrecorded).
     real_verify = checker_module.verify
 
-    async def verify(poster: Poster, endpoint: DueEndpoint) -> Outcome:
+    async def verify(poster: Poster, sender: Sender, endpoint: DueEndpoint) -> Outcome:
         if endpoint.url.endswith("/boom"):
             raise KeyError("a bug of ours")
-        return await real_verify(poster, endpoint)
+        return await real_verify(poster, sender, endpoint)
 
     monkeypatch.setattr(checker_module, "verify", verify)
     before = unexpected()

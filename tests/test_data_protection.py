@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from common.db import create_pool
 from common.itep.orders import create_order
 from common.settings import WorkerSettings
 from devkit import samples
-from schemas.delivery import DeliveryTask
+from schemas.delivery import Attempt
 from schemas.erasure import ERASURE_COMPLETED_KEY
 from schemas.itep_order import OrderRequest
 from schemas.topology import Topology
@@ -36,7 +36,7 @@ DAY = timedelta(days=1)
 
 
 class NoTasks:
-    async def now(self, task: DeliveryTask) -> None:
+    async def now_all(self, tasks: Sequence[Attempt]) -> None:
         raise AssertionError("no replay here")
 
 

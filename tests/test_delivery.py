@@ -25,16 +25,18 @@ from common.db import create_pool
 from common.service import running
 from common.settings import ProcessSettings, WorkerSettings
 from schemas.delivery import DELIVERY_FAILED_KEY, SUBSCRIPTION_DISABLED_KEY
-from schemas.event import ExamRef, ResultEvent, Status, encode_event
+from schemas.event import ExamRef, ResultEvent, Status
 from schemas.topology import Topology, result_routing_key
 from schemas.vendor import Vendor
 from subscribers.endpoint import normalize_endpoint
 from subscribers.queues import delivery_queue_names
 from subscribers.schedule import Schedule
 from subscribers.signing import generate_secret
+from vendors.base import Normalized
 from workers.delivery.run import start_delivery
 from workers.delivery.settings import DeliverySettings
 from workers.migrate import migrate
+from workers.router.store import RawRow, store_batch
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,8 +108,25 @@ class World:
             created = await admin_store.create_subscription(conn, body, normalize_endpoint(url), secret)
         return created.id, secret
 
+    async def store(self, event: ResultEvent) -> bytes:
+        """Stores the event as a router does (its raw webhook, the event in its exam's order); returns
+        the body the router publishes. Storing it again changes nothing and returns it as stored."""
+        raw = RawRow(
+            id=event.webhook_id,
+            source=event.source,
+            vendor=event.vendor.value,
+            received_at=event.received_at,
+            content_type="application/json",
+            body=b"{}",
+        )
+        async with self.pool.acquire() as conn:
+            out = await store_batch(conn, [raw], [Normalized(event.id, event)], republish={event.id})
+        (published,) = out
+        return published.body
+
     async def publish(self, event: ResultEvent) -> bytes:
-        body = encode_event(event)
+        """Stores the event and publishes it on the results exchange, as a router does."""
+        body = await self.store(event)
         await self.results.publish(
             aio_pika.Message(body, message_id=event.id, content_type="application/json"),
             routing_key=result_routing_key(event.vendor, event.type),
@@ -142,18 +161,20 @@ class World:
 
 
 def make_event(
-    vendor: Vendor = Vendor.ITEP, type_: str = "completed", source: str = "itep-acme"
+    vendor: Vendor = Vendor.ITEP, type_: str = "completed", source: str = "itep-acme", exam: str | None = None
 ) -> ResultEvent:
+    """An event of its own exam, unless `exam` names one (the events of one exam are delivered in order)."""
+    status = Status(type_) if type_ in Status._value2member_map_ else None
     return ResultEvent(
         id=str(uuid.uuid4()),
         type=type_,
         vendor=vendor,
         source=source,
         webhook_id=str(uuid.uuid4()),
-        vendor_event="Complete",
+        vendor_event=type_,
         received_at=datetime.now(UTC),
-        status=Status.COMPLETED if type_ == "completed" else None,
-        exam=ExamRef(key="T1"),
+        status=status,
+        exam=ExamRef(key=exam or f"T-{uuid.uuid4().hex[:12]}"),
     )
 
 
@@ -167,8 +188,16 @@ FAST = DeliverySettings(
 
 @contextlib.asynccontextmanager
 async def world(
-    amqp_url: str, database_url: str, topology: Topology, schema: str, delivery: DeliverySettings = FAST
+    amqp_url: str,
+    database_url: str,
+    topology: Topology,
+    schema: str,
+    delivery: DeliverySettings = FAST,
+    *,
+    worker: bool = True,
 ) -> AsyncIterator[World]:
+    """A delivery worker running in this process (unless not `worker`: the test runs its own), the
+    database migrated, and a queue bound to the operational events."""
     settings = WorkerSettings(
         amqp_url=amqp_url,
         topology=topology,
@@ -185,6 +214,9 @@ async def world(
         results = await declare_results(channel, topology)
         probe = await channel.declare_queue(probe_name, durable=False)
         await probe.bind(results, routing_key="resultbus.#")
+        if not worker:
+            yield World(settings, delivery, pool, results, probe)
+            return
         async with running(
             "delivery", (settings, delivery), start_delivery, ProcessSettings(shutdown_timeout=2.0)
         ):
@@ -406,6 +438,7 @@ async def test_a_redelivered_event_recovers_a_delivery_whose_task_was_never_publ
     async with subscriber() as sub:
         subscription_id, _ = await w.subscribe(sub.url("/hook"))
         event = make_event()
+        body = await w.store(event)
         # A fan-out that died between creating the delivery and publishing its task.
         await w.pool.execute(
             "INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)",
@@ -416,7 +449,7 @@ async def test_a_redelivered_event_recovers_a_delivery_whose_task_was_never_publ
         )
         # The broker redelivers its event message (quorum queues count deliveries in a header).
         await w.results.publish(
-            aio_pika.Message(encode_event(event), message_id=event.id, headers={"x-delivery-count": 1}),
+            aio_pika.Message(body, message_id=event.id, headers={"x-delivery-count": 1}),
             routing_key=result_routing_key(event.vendor, event.type),
         )
         [received] = await sub.wait("/hook", 1)

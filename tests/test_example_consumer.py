@@ -1,6 +1,7 @@
 """docs/example_consumer.py as a downstream developer runs it: against the real broker, under a
 prefix of its own (RESULTBUS_AMQP_PREFIX, as resultbus reads it), it says what it is bound to and
-that it waits, and prints the one event published; it needs nothing from this repository."""
+that it waits, prints the event published and drops a stale one by its exam's version; it needs
+nothing from this repository."""
 
 import ast
 import asyncio
@@ -9,14 +10,23 @@ import sys
 from pathlib import Path
 
 import aio_pika
+import msgspec
 
-from schemas.event import encode_event
+from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import Topology
 from tests.conftest import AMQP_URL
 from tests.test_delivery import make_event
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "docs" / "example_consumer.py"
+
+
+def placed(event: ResultEvent, *, version: int, state: Status) -> ResultEvent:
+    """The event as a router publishes it: with its exam's position."""
+    assert event.exam is not None
+    return msgspec.structs.replace(
+        event, exam=msgspec.structs.replace(event.exam, version=version, state=state)
+    )
 
 
 def test_it_imports_only_aio_pika_msgspec_and_the_standard_library() -> None:
@@ -34,7 +44,7 @@ async def test_it_follows_the_prefix_says_what_it_waits_for_and_gets_the_event(t
     env.update(RESULTBUS_AMQP_URL=AMQP_URL, RESULTBUS_AMQP_PREFIX=topology.prefix)
     # Run from elsewhere than the clone: nothing of the repository is on its path.
     consumer = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", str(SCRIPT), "--bind", "*.completed", "--count", "1",
+        sys.executable, "-I", str(SCRIPT), "--bind", "*.completed", "--bind", "*.finished", "--count", "2",
         env=env, cwd="/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert consumer.stdout is not None and consumer.stderr is not None
@@ -48,19 +58,25 @@ async def test_it_follows_the_prefix_says_what_it_waits_for_and_gets_the_event(t
         # Nothing published under this prefix yet: it says so, and binds to the prefix's exchange.
         assert f"exchange {topology.results_exchange} did not exist" in said[0]
         assert f"bound to {topology.results_exchange} on amqp://" in said[-1] and "*.completed" in said[-1]
-        event = make_event()
+        # The exam's completion, then a Finished that a redelivery brought late: stale, dropped.
+        event = placed(make_event(exam="T1"), version=2, state=Status.COMPLETED)
+        late = placed(make_event(type_="finished", exam="T1"), version=1, state=Status.FINISHED)
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(topology.results_exchange)
-            await exchange.publish(
-                aio_pika.Message(encode_event(event), message_id=event.id, content_type="application/json"),
-                routing_key="itep.completed",
-            )
+            for one, key in ((event, "itep.completed"), (late, "itep.finished")):
+                await exchange.publish(
+                    aio_pika.Message(encode_event(one), message_id=one.id, content_type="application/json"),
+                    routing_key=key,
+                )
         out, err = await asyncio.wait_for(consumer.communicate(), 30)
     finally:
         if consumer.returncode is None:
             consumer.kill()
             await consumer.wait()
     assert consumer.returncode == 0, err.decode()
-    assert out.decode().splitlines() == [f"itep.completed {event.id} exam=T1 status=completed"]
+    assert out.decode().splitlines() == [
+        f"itep.completed {event.id} exam=T1 version=2 state=completed status=completed"
+    ]
+    assert f"{late.id} stale: exam T1 is at version 2, this event at 1" in err.decode()

@@ -7,7 +7,7 @@ import pytest
 
 from schemas.event import ExamRef, ResultEvent, Status
 from schemas.vendor import Vendor
-from workers.router.state import ExamState, applies, plan
+from workers.router.state import ExamState, Position, Stored, applies, plan
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -93,9 +93,41 @@ def test_plan_without_vendor_time_keeps_arrival_order() -> None:
     assert result.final[("itep", "t")].status is Status.COMPLETED
 
 
-def test_plan_starts_from_the_stored_state_and_ignores_vendor_events() -> None:
-    current = {("synap", "a"): at(Status.COMPLETED, 5)}
+def test_plan_starts_from_the_stored_state_and_vendor_events_move_nothing() -> None:
+    current = {
+        ("synap", "a"): Stored(at(Status.COMPLETED, 5), Position(seq=3, version=2, state=Status.COMPLETED))
+    }
     vendor_event = msgspec.structs.replace(event("a", Status.FINISHED, 9), status=None, type="event.x")
     result = plan(current, [event("a", Status.FINISHED, 6), vendor_event, event("b", Status.STARTED, 1)])
     assert result.applied == {"b-started-1"}
     assert set(result.final) == {("synap", "b")}
+    # Both events of `a` take their places after the stored ones, at the version it already had.
+    assert result.positions["a-finished-6"] == Position(seq=4, version=2, state=Status.COMPLETED)
+    assert result.positions[vendor_event.id] == Position(seq=5, version=2, state=Status.COMPLETED)
+    assert result.exams[("synap", "a")] == Position(seq=5, version=2, state=Status.COMPLETED)
+    assert result.positions["b-started-1"] == Position(seq=1, version=1, state=Status.STARTED)
+
+
+def test_the_version_grows_with_each_event_that_moves_the_exam_and_the_state_follows() -> None:
+    arrivals = [
+        event("t", Status.FINISHED, None, Vendor.ITEP),
+        event("t", Status.COMPLETED, None, Vendor.ITEP),
+        event("t", Status.FINISHED, None, Vendor.ITEP),  # late: history only
+        event("t", Status.INVALIDATED, None, Vendor.ITEP),
+    ]
+    arrivals[2] = msgspec.structs.replace(arrivals[2], id="late-finished")
+    result = plan({}, arrivals)
+    positions = [result.positions[e.id] for e in arrivals]
+    assert [(p.seq, p.version, p.state) for p in positions] == [
+        (1, 1, Status.FINISHED),
+        (2, 2, Status.COMPLETED),
+        (3, 2, Status.COMPLETED),
+        (4, 3, Status.INVALIDATED),
+    ]
+
+
+def test_positions_follow_the_vendor_time_not_the_arrival() -> None:
+    late_first = [event("a", Status.COMPLETED, 2), event("a", Status.FINISHED, 1)]
+    result = plan({}, late_first)
+    assert result.positions["a-finished-1"] == Position(seq=1, version=1, state=Status.FINISHED)
+    assert result.positions["a-completed-2"] == Position(seq=2, version=2, state=Status.COMPLETED)

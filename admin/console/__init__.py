@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractConnection
 from aiohttp import web
 
 from admin.console import auth
-from admin.console.pages import Pages, TaskSink
+from admin.console.pages import Pages
 from admin.console.queues import Broker
 from admin.console.serving import (
     PREFIX,
@@ -20,6 +20,7 @@ from admin.console.serving import (
     make_middleware,
     security_headers,
 )
+from admin.replay import TaskSink
 from common import inventory
 from schemas.topology import Topology
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 import asyncpg
@@ -22,12 +22,12 @@ from admin.console.queues import Broker
 from admin.console.roles import role_states
 from admin.console.serving import PREFIX, BadInput, Renderer, safe_next
 from admin.console.serving import caller as current_caller
+from admin.replay import TaskSink, replay
 from common.errors import TRANSIENT
 from common.rejected import KINDS, Kind, RejectedFilter, body_names, search_key
 from common.replay import count_rejected
 from common.times import parse_time
-from schemas.delivery import DeliveryTask
-from schemas.event import Status, decode_event, encode_event
+from schemas.event import Status, encode_event
 from subscribers.signing import InvalidSecret, secret_key
 
 log = structlog.get_logger("console")
@@ -39,11 +39,7 @@ HEALTH_WINDOW: Final = timedelta(days=1)
 OUTCOME_WAIT: Final = 3.0
 REPLAY_ALL_LIMIT: Final = 10_000
 SUBSCRIPTION_STATUSES: Final = ("active", "disabled", "unsubscribed")
-DELIVERY_STATUSES: Final = ("pending", "succeeded", "failed", "cancelled")
-
-
-class TaskSink(Protocol):
-    async def now(self, task: DeliveryTask) -> None: ...
+DELIVERY_STATUSES: Final = ("waiting", "pending", "succeeded", "failed", "cancelled", "superseded")
 
 
 def _uuid(value: str | None, what: str = "id") -> str:
@@ -668,26 +664,10 @@ class Pages:
             raise BadInput("since: give the time from which failed deliveries are sent again")
         async with self._pool.acquire() as conn:
             status = await store.subscription_status(conn, subscription_id)
-            if status is None:
-                raise web.HTTPNotFound(reason="no such subscription")
-            if status != "active":
-                raise BadInput(f"the subscription is {status}: enable it first")
-            todo = await store.replay_failed(conn, subscription_id, since)
-        for queued, (delivery_id, event_id, payload, made) in enumerate(todo):
-            try:
-                await self._tasks.now(
-                    DeliveryTask(
-                        delivery_id=delivery_id,
-                        subscription_id=subscription_id,
-                        event_id=event_id,
-                        body=encode_event(decode_event(payload.encode())),
-                        made=made,
-                    )
-                )
-            except TRANSIENT:
-                # As the API does: what was not queued is failed again, for the next replay to find.
-                async with self._pool.acquire() as conn:
-                    await store.unqueue(conn, [d for d, *_ in todo[queued:]])
-                raise
+        if status is None:
+            raise web.HTTPNotFound(reason="no such subscription")
+        if status != "active":
+            raise BadInput(f"the subscription is {status}: enable it first")
+        todo = await replay(self._pool, self._tasks, subscription_id, since=since)
         log.info("console: failed deliveries replayed", subscription_id=subscription_id, count=len(todo))
         raise web.HTTPSeeOther(_link(f"/subscriptions/{subscription_id}", done="replayed", n=str(len(todo))))

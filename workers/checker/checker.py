@@ -15,6 +15,7 @@ import structlog
 from common import logs
 from common.consumer import UNEXPECTED_ERRORS, describe
 from common.errors import TRANSIENT
+from gradebook.send import Sender
 from schemas.delivery import SubscriptionUnsubscribed
 from subscribers.poster import Outcome, Poster
 from workers.checker import metrics, store
@@ -44,12 +45,14 @@ class Checker:
         settings: CheckerSettings,
         pool: asyncpg.Pool,
         poster: Poster,
+        sender: Sender,
         notifier: Notifier,
         clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._poster = poster
+        self._sender = sender
         self._notifier = notifier
         self._clock = clock
         self._gate = asyncio.Semaphore(settings.concurrency)
@@ -107,7 +110,7 @@ class Checker:
     async def _check(self, endpoint: DueEndpoint, counts: Counter[str]) -> None:
         with logs.bound(endpoint=endpoint.url, endpoint_id=endpoint.id):
             async with self._gate:
-                outcome = await verify(self._poster, endpoint)
+                outcome = await verify(self._poster, self._sender, endpoint)
             counts["alive" if outcome.ok else "failed"] += 1
             now = self._clock()
             try:

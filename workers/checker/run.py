@@ -10,6 +10,7 @@ from common.broker import declare_results, open_connection
 from common.db import open_pool
 from common.service import Service, running
 from common.settings import WorkerSettings
+from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from workers.checker.checker import Checker
 from workers.checker.clock import Clock, system_clock
@@ -39,7 +40,14 @@ async def build_checker(
         max_response_bytes=checker.max_response_bytes,
         allow_private=checker.allow_private,
     )
-    return Checker(checker, pool, poster, Notifier(results, timeout=settings.publish_timeout), clock=clock)
+    sender = Sender(
+        session,
+        timeout=checker.timeout,
+        max_response_bytes=checker.max_response_bytes,
+        allow_private=checker.allow_private,
+    )
+    notifier = Notifier(results, timeout=settings.publish_timeout)
+    return Checker(checker, pool, poster, sender, notifier, clock=clock)
 
 
 @contextlib.asynccontextmanager

@@ -31,7 +31,13 @@ SELECT c.id, c.url,
              FROM subscriptions s JOIN subscription_secrets k ON k.subscription_id = s.id
              WHERE s.endpoint_id = c.id AND s.status = 'active'
                AND (k.expires_at IS NULL OR k.expires_at > $1)
-             ORDER BY k.secret) AS secrets
+             ORDER BY k.secret) AS secrets,
+       -- Only gradebooks post to it: the check is theirs (one of them speaks for the endpoint).
+       (SELECT s.destination::text FROM subscriptions s
+        WHERE s.endpoint_id = c.id AND s.status = 'active'
+          AND NOT EXISTS (SELECT 1 FROM subscriptions w
+                          WHERE w.endpoint_id = c.id AND w.status = 'active' AND w.destination_kind = 'webhook')
+        ORDER BY s.created_at, s.id LIMIT 1) AS destination
 FROM claimed c
 """
 
@@ -63,6 +69,7 @@ class DueEndpoint(msgspec.Struct, frozen=True):
     id: int
     url: str  # normalized: the one URL every subscription on it shares
     secrets: list[str]  # every live secret of every active subscription on it
+    destination: str | None = None  # a gradebook's configuration, when only gradebooks use it
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,7 +83,7 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
 
 async def claim_due(conn: DbConn, now: datetime, interval: float, limit: int) -> list[DueEndpoint]:
     rows = await conn.fetch(_CLAIM, now, interval, limit)
-    return [DueEndpoint(row["id"], row["url"], list(row["secrets"])) for row in rows]
+    return [DueEndpoint(row["id"], row["url"], list(row["secrets"]), row["destination"]) for row in rows]
 
 
 async def record_alive(conn: DbConn, endpoint_id: int, now: datetime) -> None:

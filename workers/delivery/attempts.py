@@ -1,29 +1,28 @@
 """Making attempts: one task from the attempts queue is one signed POST to one subscriber.
 
-Isolation: every message runs in its own asyncio task (see consumer.py), so a slow endpoint holds
-only its own tasks; at most `per_endpoint` of them run at once per worker. A task whose endpoint is
-at that limit waits in memory for a slot, briefly and behind a few others, and is then parked in the
-shortest delay tier (it frees its prefetch slot for other endpoints' work); one whose endpoint is
-failing or hanging is not attempted but moved on along its retry schedule (health.py), so a dead
-endpoint's backlog does not circle through the broker. The database reads and records of the
-attempts running together are grouped into one statement each (batch.py).
+    task -> due? (else back to its delay tier) -> endpoint free? (else parked)
+         -> claim (the delivery's state, target and stored body, in one batched statement)
+         -> endpoint healthy? (else recorded as not attempted) -> rate limit? (else held)
+         -> POST -> settle (record; release the exam's next delivery) -> publish what follows -> ack
 
-A new delivery's first attempt is made by the fan-out itself (`first`), from the event it holds and
-the target its match read: no task is published, consumed and acked for it, and no state is read.
-The event message stands in for the task: it is acked only once those attempts are recorded and
-followed up, and a fan-out that stops before that gets its event back (see create_deliveries). So
-that a slow endpoint holds no event for long, an attempt still waiting for its endpoint at the
-hand-off deadline goes to the attempts queue as an ordinary task, and one still posting is handed to
-a guard task (DeliveryTask.guard) that comes back after the attempt's timeout: it publishes what
-follows the attempt if that is recorded, and makes the attempt if not (its worker stopped).
+Every step that goes back to the broker before the POST hands the claim back. What follows an
+attempt (its retry, `delivery.failed`, `subscription.disabled`, the exam's next delivery) is
+published before the task is acked; a task that comes back having made its attempt (its worker
+stopped in between) publishes it again. Isolation: each task runs in its own asyncio task
+(common/consumer.py), at most `per_endpoint` attempts per endpoint at once (endpoints.py); the claims
+and settlements of the attempts running together share one statement each (batch.py).
+
+Shutdown: no attempt starts once the worker is stopping (its task goes back, unclaimed); those
+posting get what is left of the drain, and one still without an answer then is recorded as failed and
+retried, so that every task in hand is settled before the process ends.
 """
 
 import asyncio
-import collections
+import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,80 +33,64 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from common import logs
 from common.broker import persistent_message
-from common.consumer import describe
-from common.errors import Reject
+from common.consumer import ATTEMPTS, describe
+from common.errors import Reject, Retry
+from gradebook import crosswalk_db
+from gradebook.plan import Skip
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
+    Attempt,
     DeliveryFailed,
-    DeliveryTask,
     SubscriptionDisabled,
     decode_task,
     encode_operational,
 )
-from subscribers.poster import Outcome, Poster
+from subscribers.poster import Outcome
 from subscribers.queues import TaskPublisher
-from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery import metrics, rate_limit, store
 from workers.delivery.batch import Batch
-from workers.delivery.health import EndpointHealth, Verdict
+from workers.delivery.destinations import Destinations, Hold, Work
+from workers.delivery.endpoints import Endpoints
+from workers.delivery.health import Verdict
 from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
-
-# A task whose endpoint is at its limit first waits in memory for a slot, briefly and behind at most
-# this many others per slot; only then is it parked in the broker. Parking every such task at once
-# made a burst circle through the 1 s park tier (474 deliveries/s to 9 fast subscribers); waiting
-# here is bounded, so a slow endpoint holds at most per_endpoint * (1 + WAITERS_PER_SLOT) of the
-# worker's prefetch, for at most _SLOT_WAIT each.
-WAITERS_PER_SLOT = 4
-_SLOT_WAIT = 0.5
-# How long the fan-out's first attempt of a delivery may hold its event before it is handed over; an
-# answer slower than this is rare for a healthy endpoint (a local one answers in milliseconds).
-HANDOFF = 0.25
-
-# An endpoint whose recent attempts took longer than this on average gets no first attempt from
-# the fan-out: at 20 events in hand, it would cap a worker at 20 / this events per second.
-_QUICK_ANSWER = HANDOFF / 10
+_SLOT_WAIT = 0.5  # how long a task waits here for its endpoint before it is parked in the broker
+_RESUME_EVERY = 5.0  # seconds between looks for released holds, when no NOTIFY says there are some
 
 
-def guard_wait(timeout: float) -> float:
-    """How long after the hand-off a guard comes back: past the attempt's timeout by a margin, so
-    that its attempt is recorded by then unless the worker making it stopped."""
-    return timeout + max(1.0, timeout / 3)
+class Settling(msgspec.Struct, frozen=True):
+    delivery_id: str
+    subscription_id: str
+    exam: str | None
+    settlement: store.Settlement
+    disable: str | None = None  # the reason to disable the subscription with (a 410)
 
 
-class Handoff:
-    """A first attempt made for the fan-out: whether its POST is running, and whether a guard task
-    has taken over what follows it (the attempt then publishes nothing)."""
+class Settled(msgspec.Struct, frozen=True):
+    attempts: int
+    status: str
+    disabled: bool
+    released: list[store.Ready]
 
-    __slots__ = ("deadline", "hand_off", "handed_off", "posting")
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.posting = False
-        self.handed_off = False
-        self.hand_off: Callable[[], None] = lambda: None  # what the deadline does while posting
+def recovering(message: AbstractIncomingMessage) -> bool:
+    """Whether the broker (or a replay of the dead letters) hands this message out again: whatever
+    it asked for may have been done, or begun, by the worker that held it."""
+    headers = message.headers or {}
+    return bool(message.redelivered or headers.get("x-delivery-count") or ATTEMPTS in headers)
 
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() >= self.deadline
 
-    def may_post(self) -> bool:
-        """Past the deadline, the POST is left to an ordinary task: the fan-out no longer waits."""
-        if self.expired:
-            return False
-        self.posting = True
-        return True
-
-    def must_post(self) -> None:
-        """The POST goes ahead whatever the time (a rate-limit slot was taken for it); past the
-        deadline it is handed to a guard at once."""
-        self.posting = True
-        if self.expired:
-            self.hand_off()
+def next_task(ready: store.Ready) -> Attempt:
+    return Attempt(
+        delivery_id=ready.delivery_id,
+        subscription_id=ready.subscription_id,
+        event_id=ready.event_id,
+        attempt=ready.attempts + 1,
+    )
 
 
 class Attempts:
@@ -115,364 +98,171 @@ class Attempts:
         self,
         settings: DeliverySettings,
         pool: asyncpg.Pool,
-        poster: Poster,
+        destinations: Destinations,
         tasks: TaskPublisher,
         results: AbstractExchange,
         *,
+        drain: float,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._schedule = settings.schedule
         self._pool = pool
-        self._poster = poster
+        self._destinations = destinations
         self._tasks = tasks
         self._results = results
+        self._drain = drain
         self._rng = rng or random.Random()
-        # How each endpoint is doing, in this worker; and which endpoint a subscription posts to.
-        self._endpoints: dict[str, EndpointHealth] = {}
-        self._endpoint_of: dict[str, str] = {}
-        # Tasks waiting in memory for a slot of their endpoint, oldest first.
-        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
-        # First attempts made for the fan-out, by delivery id, until done or handed to the queue.
-        self._first: dict[str, asyncio.Task[None]] = {}
-        self._running: set[asyncio.Task[None]] = set()
-        # Reads before and records after the POST, of the attempts running together, one round trip
-        # (and one commit) per group rather than per attempt.
-        self._reads: Batch[str, tuple[store.Target | None, store.DeliveryState | None]] = Batch(
-            self._read_group
+        self._endpoints = Endpoints(settings.per_endpoint)
+        self._endpoint_of: dict[str, str] = {}  # subscription id -> its endpoint, once seen
+        self._stopping = False
+        self._deadline: float | None = None  # once stopping: when the POSTs in flight are cut short
+        self._posting: set[asyncio.Timeout] = set()
+        self._claims: Batch[tuple[str, int, bool], store.Claim | None] = Batch(self._claim_group)
+        self._settlements: Batch[Settling, Settled] = Batch(
+            self._settle_group, key=lambda item: item.delivery_id
         )
-        self._records: Batch[tuple[str, store.Attempt], int] = Batch(
-            self._record_group, key=lambda item: item[0]
-        )
-
-    async def _read_group(
-        self, delivery_ids: Sequence[str]
-    ) -> list[tuple[store.Target | None, store.DeliveryState | None]]:
-        async with self._pool.acquire() as conn:
-            return await store.targets_and_states(conn, delivery_ids)
-
-    async def _record_group(self, attempts: Sequence[tuple[str, store.Attempt]]) -> list[int]:
-        async with self._pool.acquire() as conn:
-            return await store.record_attempts(conn, attempts)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            task = decode_task(message.body)
+            task, follow_up = decode_task(message.body)
+            uuid.UUID(task.delivery_id)  # checked here: a bad id must not fail the statement of a group
         except (msgspec.MsgspecError, ValueError) as error:
             raise Reject(f"unreadable delivery task: {describe(error)}") from error
-        try:  # checked here, not by the database: a bad id must not fail the statement of a group
-            uuid.UUID(task.delivery_id)
-        except ValueError as error:
-            raise Reject(f"unreadable delivery task: delivery_id {task.delivery_id!r}") from error
-        logs.bind(delivery_id=task.delivery_id, subscription_id=task.subscription_id, event_id=task.event_id)
-        redelivered = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
-        await self._handle(task, redelivered=redelivered)
-
-    async def _handle(self, task: DeliveryTask, *, redelivered: bool) -> None:
-        wait = task.not_before - time.time()
-        if wait > 0.05:
+        logs.bind(delivery_id=task.delivery_id, subscription_id=task.subscription_id)
+        if (wait := task.not_before - time.time()) > 0.05:
             await self._tasks.later(task, self._schedule.tier_for(wait))
             return
-        # A busy endpoint's tasks are parked before any database work: they may come round often. So
-        # is the task of a delivery whose first attempt this worker is still making for the fan-out.
         known = self._endpoint_of.get(task.subscription_id)
-        if task.delivery_id in self._first:
-            # Its first attempt is still being made here and may be handed off, publishing nothing
-            # after it: as a guard, this task follows that attempt up if it finds it recorded.
-            guard = msgspec.structs.replace(task, guard=True)
-            await self._tasks.later(guard, self._schedule.tier_for(self._schedule.park))
-            metrics.PARKED.inc()
+        if known is not None and not await self._endpoints.turn(known, _SLOT_WAIT):
+            await self._park(task, known)  # a busy endpoint's tasks cost no database work
             return
-        if known is not None and not await self._turn(known, time.monotonic() + _SLOT_WAIT):
-            await self._park(task, known)
-            return
-        target, state = await self._reads.submit(task.delivery_id)
-        if state is None:
+        again = follow_up or recovering(message)
+        claim = await self._claims.submit((task.delivery_id, task.attempt, again))
+        if claim is None:
             return  # deleted meanwhile
-        if task.made >= 0 and state.attempts > task.made:
-            # This task's attempt is made. If the task came back, or it guards an attempt made for
-            # the fan-out, what had to follow the attempt (the next task, the failed or disabled
-            # event) may not have been published: publish it now.
-            if (redelivered or task.guard) and target is not None:
-                await self._follow_up(task, target, state)
-            return
-        if state.status != "pending":
-            return  # finished meanwhile (a duplicate task)
-        if target is None or target.status != "active":
-            async with self._pool.acquire() as conn:
-                await store.cancel(conn, task.delivery_id)
-            log.info("delivery cancelled", reason="subscription not active")
-            return
-        await self._attempt(task, target, state.attempts, None)
-
-    def first(self, task: DeliveryTask, target: store.Target) -> "asyncio.Future[None]":
-        """Starts the first attempt of a delivery just stored, made for the fan-out. The future is
-        done once the attempt and what follows it are recorded and published, or once it is handed
-        over: to the attempts queue (still waiting for its endpoint at the deadline) or to a guard
-        task (still posting). It fails only when a failed attempt could not be handed to a guard
-        either. Cancelling it cancels the attempt: the event comes back and is handed out as tasks."""
-        loop = asyncio.get_running_loop()
-        handoff = Handoff(time.monotonic() + HANDOFF)
-        attempt = loop.create_task(self._attempt(task, target, 0, handoff))
-        released: asyncio.Future[None] = loop.create_future()
-        self._first[task.delivery_id] = attempt
-        self._keep(attempt)
-
-        def at_deadline() -> None:
-            if not attempt.done() and handoff.posting and not handoff.handed_off:
-                handoff.handed_off = True  # from now on the attempt publishes nothing
-                metrics.HANDED_OFF.inc()
-                wait = guard_wait(self._settings.timeout)
-                guard = msgspec.structs.replace(task, guard=True, not_before=time.time() + wait)
-                self._release(released, self._tasks.later(guard, self._schedule.tier_for(wait)))
-
-        def finished(_: "asyncio.Task[None]") -> None:
-            timer.cancel()
-            if self._first.get(task.delivery_id) is attempt:
-                del self._first[task.delivery_id]
-            error = None if attempt.cancelled() else attempt.exception()
-            if handoff.handed_off or released.done():
-                if error is not None:  # its guard takes over: only worth a line
-                    log.warning(
-                        "handed-off attempt failed", error=describe(error), delivery_id=task.delivery_id
-                    )
-            elif attempt.cancelled():
-                released.cancel()
-            elif error is None:
-                released.set_result(None)
-            else:  # recorded or not, a guard finds out which, and attempts or follows up
-                log.warning(
-                    "first attempt failed, handed to a guard",
-                    error=describe(error),
-                    delivery_id=task.delivery_id,
-                )
-                self._release(released, self._hand_to_queue(msgspec.structs.replace(task, guard=True)))
-
-        handoff.hand_off = at_deadline
-        timer = loop.call_later(HANDOFF, at_deadline)
-        attempt.add_done_callback(finished)
-        released.add_done_callback(lambda f: attempt.cancel() if f.cancelled() else None)
-        return released
-
-    def _release(self, released: "asyncio.Future[None]", publish: Coroutine[Any, Any, None]) -> None:
-        """Completes `released` when `publish` has."""
-
-        async def run() -> None:
+        if not claim.claimed:
+            if again and claim.state.attempts == task.attempt and claim.target is not None:
+                await self._follow_up(task, claim.state, claim.target)
+            return  # made, settled, waiting for its turn, or in the hands of another copy of the task
+        try:
+            await self._attempt(task, claim)
+        except BaseException:
+            # Whatever went wrong, the delivery is not left claimed by a task that is gone.
             try:
-                await publish
+                await asyncio.shield(self._hand_back(task.delivery_id))
             except Exception as error:
-                if not released.done():
-                    released.set_exception(error)
-                return
-            if not released.done():
-                released.set_result(None)
+                log.warning("claim not handed back", error=describe(error))
+            raise
 
-        self._keep(asyncio.get_running_loop().create_task(run()))
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        """A work task of the service: at shutdown, after the fan-out has stopped, waits for the first
-        attempts still running (handed off, their events acked) within the shutdown deadline, so that
-        a deploy does not cut their POSTs and leave them to their guards to be sent twice."""
+    async def stop(self, stopping: asyncio.Event) -> None:
+        """A work task of the service: once stopping, no attempt starts, and the POSTs in flight get
+        what is left of the drain (with time to settle after)."""
         await stopping.wait()
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        self._stopping = True
+        self._deadline = asyncio.get_running_loop().time() + max(0.1, self._drain - min(1.0, self._drain / 4))
+        for timeout in self._posting:
+            timeout.reschedule(self._deadline)
 
-    def _keep(self, task: "asyncio.Task[None]") -> None:
-        # The loop holds only weak references to tasks.
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _park(self, task: DeliveryTask, endpoint: str) -> None:
-        """Back to the broker while the endpoint is at its limit: for the shortest park; or, when
-        even its youngest attempt has run longer than that (it is slow, or hanging), until it can be
-        judged hanging, in one trip rather than one per park (a hanging endpoint's backlog would
-        otherwise circle through the park tier every second until then)."""
-        self._first.pop(task.delivery_id, None)
-        health = self._health(endpoint)
-        now = time.monotonic()
-        if health.stuck_for(now) > self._schedule.park:
-            wait = health.hanging_in(now)
-            tier = self._schedule.tier_over(wait)
-            if tier > 2000 * health.slow_after:  # a custom schedule with long tiers: a few trips instead
-                tier = self._schedule.tier_for(wait)
-        else:
-            tier = self._schedule.tier_for(self._schedule.park)
-        await self._tasks.later(task, tier)
-        metrics.PARKED.inc()
-
-    async def _hand_to_queue(self, task: DeliveryTask) -> None:
-        """A first attempt the fan-out does not finish goes to the attempts queue, as a task that must
-        not find it still running here."""
-        self._first.pop(task.delivery_id, None)
-        await self._tasks.now(task)
-
-    async def _attempt(
-        self, task: DeliveryTask, target: store.Target, attempts: int, handoff: Handoff | None
-    ) -> None:
-        """One attempt of a pending delivery to an active target, `attempts` made before it."""
-        self._endpoint_of[task.subscription_id] = target.endpoint
-        if handoff is None:
-            await self._turn(target.endpoint, time.monotonic() + _SLOT_WAIT)
-        elif self._health(target.endpoint).answer_time > _QUICK_ANSWER:
-            # The fan-out holds its event while a first attempt runs: an endpoint known to answer
-            # slowly would hold it for long (and cap how many events a worker takes in), so its
-            # deliveries take the attempts queue, as every delivery did before.
-            await self._hand_to_queue(task)
+    async def _attempt(self, task: Attempt, claim: store.Claim) -> None:
+        target, state = claim.target, claim.state
+        if target is None or target.status != "active" or claim.payload is None:
+            reason = "subscription not active" if claim.payload is not None else "the event is not stored"
+            cancel = store.Settlement(status="cancelled", made=False, attempted_at=datetime.now(UTC))
+            await self._settle(task, state.exam, cancel)
+            log.info("delivery cancelled", reason=reason)
             return
-        else:  # a short wait, and none for an endpoint whose slots are all held by slow attempts
-            await self._turn(target.endpoint, handoff.deadline, patience=HANDOFF)
-        health = self._health(target.endpoint)
-        now = time.monotonic()
-        verdict = health.verdict(now)
-        if verdict is Verdict.PARK:
-            if handoff is not None and health.stuck_for(now) <= self._schedule.park:
-                await self._hand_to_queue(task)  # the fan-out does not wait; a task may, briefly
-            else:
-                await self._park(task, target.endpoint)
+        work = await self._destinations.prepare(target, state.event_id, claim.payload)
+        if isinstance(work, Skip):  # nothing for this destination in this event
+            skipped = Outcome(status=None, latency_ms=0.0, error=f"not sent: {work.reason}")
+            await self._record(task, state, target, skipped, as_=("skipped", "cancelled"))
+            return
+        if isinstance(work, Hold):
+            await self._hold(task, state, work)
+            return
+        self._endpoint_of[task.subscription_id] = endpoint = target.endpoint
+        if not await self._endpoints.turn(endpoint, _SLOT_WAIT):
+            await self._hand_back(task.delivery_id)
+            await self._park(task, endpoint)
+            return
+        health = self._endpoints.health(endpoint)
+        verdict = health.verdict(time.monotonic())
+        if verdict is Verdict.PARK:  # another task took the slot meanwhile
+            await self._hand_back(task.delivery_id)
+            await self._park(task, endpoint)
             return
         if verdict is Verdict.SKIP:
-            await self._settle(
-                task, target, Outcome(status=None, latency_ms=0.0, error=health.reason(now)), skipped=True
-            )
+            skipped = Outcome(status=None, latency_ms=0.0, error=health.reason(time.monotonic()))
+            await self._record(task, state, target, skipped, skipped=True)
             return
         if target.rate_limit is not None and target.rate_period is not None:
-            if handoff is not None and handoff.expired:  # before a slot of the window is taken
-                await self._hand_to_queue(task)
-                return
             held_for = await rate_limit.hold(
                 self._pool,
                 endpoint_id=target.endpoint_id,
                 limit=target.rate_limit,
                 period=target.rate_period,
                 delivery_id=task.delivery_id,
-                attempt=attempts + 1,
+                attempt=state.attempts + 1,
                 rng=self._rng,
             )
             if held_for is not None:  # over the limit: back to the broker until the window has room
+                await self._hand_back(task.delivery_id)
                 held = msgspec.structs.replace(task, not_before=time.time() + held_for)
                 await self._tasks.later(held, self._schedule.tier_for(held_for))
                 return
-        if handoff is not None:
-            if target.rate_limit is not None:
-                handoff.must_post()  # its slot of the window is taken: never a send without a POST
-            elif not handoff.may_post():
-                await self._hand_to_queue(task)
-                return
-        started = health.started(time.monotonic())
+        if self._stopping:
+            raise Retry("the worker is stopping", after=0.0)  # handed back, unattempted
+        outcome = await self._send(target, work, endpoint)
+        await self._record(task, state, target, outcome)
+
+    async def _send(self, target: store.Target, work: Work, endpoint: str) -> Outcome:
+        started = self._endpoints.started(endpoint)
         outcome: Outcome | None = None
+        timeout = asyncio.timeout(self._deadline)
         try:
-            outcome = await self._post(task, target)
-        finally:
-            if handoff is not None:
-                handoff.posting = False
-            answered = outcome is not None and outcome.status is not None and outcome.status < 500
-            finished = time.monotonic()
-            health.finished(started, finished, answered_below_500=answered)
-            metrics.ATTEMPT_SECONDS.observe(finished - started)
-            self._wake(target.endpoint)
-            if health.idle and not self._waiting.get(target.endpoint):
-                self._endpoints.pop(target.endpoint, None)
-        await self._settle(task, target, outcome, handed_off=handoff is not None and handoff.handed_off)
-
-    async def _follow_up(self, task: DeliveryTask, target: store.Target, state: store.DeliveryState) -> None:
-        if state.status == "pending" and state.next_attempt_at is not None:
-            not_before = state.next_attempt_at.timestamp()
-            retry = msgspec.structs.replace(
-                # The step after the attempts made (a guard's own step is 0 whatever came since).
-                task,
-                step=max(task.step + 1, state.attempts),
-                not_before=not_before,
-                made=state.attempts,
-                guard=False,
+            async with timeout:
+                self._posting.add(timeout)
+                outcome = await self._destinations.send(target, work)
+        except TimeoutError:  # cut short by the shutdown (see stop)
+            outcome = Outcome(
+                status=None,
+                latency_ms=(time.monotonic() - started) * 1000,
+                error="timeout: the worker stopped",
             )
-            await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
-            published = "retry"
-        elif state.status == "failed" and state.last_outcome == "failed":
-            outcome = Outcome(status=state.last_status, latency_ms=0.0, error=state.last_error)
-            await self._publish_failed(task, target, outcome, state.attempts, state.updated_at)
-            published = "delivery.failed"
-        elif state.status == "failed" and state.last_outcome == "gone":
-            await self._publish_disabled(task, target, state.updated_at)
-            published = "subscription.disabled"
-        else:  # succeeded or cancelled: nothing follows
-            log.debug("earlier attempt needs no follow-up", status=state.status, attempts=state.attempts)
-            return
-        log.info(
-            "follow-up of an earlier attempt published",
-            published=published,
-            status=state.status,
-            attempts=state.attempts,
-        )
+        finally:
+            self._posting.discard(timeout)
+            answered = outcome is not None and outcome.status is not None and outcome.status < 500
+            self._endpoints.finished(endpoint, started, answered_below_500=answered)
+        return outcome
 
-    async def _turn(self, endpoint: str, deadline: float, patience: float = _SLOT_WAIT) -> bool:
-        """False when the endpoint is still at its limit (PARK) by `deadline`, too many tasks are
-        already waiting for it, or its attempts in flight have all run for longer than `patience`
-        (slots that free that slowly are not worth waiting for); True when it is not at its limit
-        (GO, or SKIP: that verdict is the caller's)."""
-        waiting = self._waiting.setdefault(endpoint, collections.deque())
-        health = self._health(endpoint)
-        while health.verdict(now := time.monotonic()) is Verdict.PARK:
-            full = len(waiting) >= self._settings.per_endpoint * WAITERS_PER_SLOT
-            if full or health.stuck_for(now) > patience:
-                return False
-            woken = asyncio.get_running_loop().create_future()
-            waiting.append(woken)
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await woken
-            except TimeoutError:
-                return False
-            finally:
-                if not woken.done():
-                    woken.cancel()
-                    waiting.remove(woken)
-        if not waiting:
-            self._waiting.pop(endpoint, None)
-        return True
-
-    def _wake(self, endpoint: str) -> None:
-        """A slot of the endpoint was freed: the oldest waiter takes its turn."""
-        waiting = self._waiting.get(endpoint)
-        while waiting:
-            woken = waiting.popleft()
-            if not woken.done():
-                woken.set_result(None)
-                return
-
-    def _health(self, endpoint: str) -> EndpointHealth:
-        health = self._endpoints.get(endpoint)
-        if health is None:
-            health = self._endpoints[endpoint] = EndpointHealth(limit=self._settings.per_endpoint)
-        return health
-
-    async def _post(self, task: DeliveryTask, target: store.Target) -> Outcome:
-        try:
-            keys = [secret_key(s) for s in target.secrets]
-        except InvalidSecret as error:  # only a hand-edited database gets here
-            return Outcome(status=None, latency_ms=0.0, error=f"bad secret: {error}")
-        headers = webhook_headers(keys, task.event_id, int(time.time()), task.body)
-        return await self._poster.post(target.url, task.body, headers)
-
-    async def _settle(
+    async def _record(
         self,
-        task: DeliveryTask,
+        task: Attempt,
+        state: store.State,
         target: store.Target,
         outcome: Outcome,
         *,
         skipped: bool = False,
-        handed_off: bool = False,
+        as_: tuple[str, str] | None = None,
     ) -> None:
-        """Records the attempt and publishes what follows it, unless a guard task took that over."""
+        """Records the attempt (its outcome and the delivery's status after it, unless `as_` says),
+        then publishes what follows it."""
         now = datetime.now(UTC)
         delay: float | None = None
-        if outcome.ok:
-            kind = "succeeded"
-        elif outcome.gone:
-            kind = "gone"
+        if as_ is not None:
+            kind, status = as_
+        elif outcome.ok:
+            kind, status = "succeeded", "succeeded"
+        elif outcome.gone and target.kind == "webhook":
+            kind, status = "gone", "failed"
+        elif self._destinations.final(target, outcome):
+            kind, status = "failed", "failed"
         else:
             delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
-            kind = "failed" if delay is None else "retry"
-        attempt = store.Attempt(
+            kind, status = ("failed", "failed") if delay is None else ("retry", "pending")
+        settlement = store.Settlement(
+            status=status,
+            made=True,
             attempted_at=now,
             status_code=outcome.status,
             latency_ms=outcome.latency_ms,
@@ -480,49 +270,174 @@ class Attempts:
             outcome=kind,
             next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
         )
-        disabled = False
-        if kind != "gone":
-            # One statement for the group (each delivery's update and its attempt row together) is
-            # atomic by itself: no BEGIN/COMMIT round trips, one commit for the group.
-            number = await self._records.submit((task.delivery_id, attempt))
-        else:
-            async with self._pool.acquire() as conn, conn.transaction():
-                number = await store.record_attempt(conn, task.delivery_id, attempt)
-                disabled = await store.disable_subscription(
-                    conn, task.subscription_id, f"endpoint answered 410 Gone at {now.isoformat()}"
-                )
-        if delay is not None and not handed_off:
+        gone = f"endpoint answered 410 Gone at {now.isoformat()}" if kind == "gone" else None
+        settled = await self._settle(task, state.exam, settlement, disable=gone)
+        metrics.ATTEMPTS.labels("skipped" if skipped and kind == "retry" else kind).inc()
+        if delay is not None and settled.status == "pending":
             retry = msgspec.structs.replace(
-                task, step=task.step + 1, not_before=time.time() + delay, made=number, guard=False
+                task, attempt=settled.attempts + 1, step=task.step + 1, not_before=time.time() + delay
             )
             await self._tasks.later(retry, self._schedule.tier_for(delay))
-        metrics.ATTEMPTS.labels("skipped" if skipped and kind == "retry" else kind).inc()
         if kind == "failed":
             metrics.FAILED.inc()
-            if not handed_off:
-                await self._publish_failed(task, target, outcome, number, now)
-        if disabled:
+            await self._publish_failed(task, target, outcome.status, outcome.error, settled.attempts, now)
+        if settled.disabled:
             metrics.DISABLED.inc()
-            if not handed_off:
-                await self._publish_disabled(task, target, now)
+            await self._publish_disabled(task, target, now)
         log.log(
             20 if outcome.ok else 30,
             "delivery attempt",
-            outcome=kind,
-            attempt=number,
+            outcome=kind if settled.status != "superseded" else "superseded",
+            attempt=settled.attempts,
             step=task.step,
             status=outcome.status,
             error=outcome.error,
             latency_ms=outcome.latency_ms,
-            retry_in=None if delay is None else round(delay, 3),
+            retry_in=None if delay is None or settled.status != "pending" else round(delay, 3),
             endpoint=target.endpoint,
-            # Named here, not bound: a first attempt runs in the fan-out's context, not its own.
-            delivery_id=task.delivery_id,
-            subscription_id=task.subscription_id,
         )
 
+    async def _settle(
+        self, task: Attempt, exam: str | None, settlement: store.Settlement, *, disable: str | None = None
+    ) -> Settled:
+        """Records the settlement and publishes the tasks of what it released."""
+        settled = await self._settlements.submit(
+            Settling(task.delivery_id, task.subscription_id, exam, settlement, disable)
+        )
+        if settled.status == "superseded":
+            metrics.SUPERSEDED.inc()
+        await self._tasks.now_all([next_task(r) for r in settled.released])
+        return settled
+
+    async def _hold(self, task: Attempt, state: store.State, hold: Hold) -> None:
+        """Held until the crosswalk maps its candidate (gradebook_holds says why): the hold and the
+        delivery's status in one transaction, so that a mapping arriving meanwhile is not missed."""
+        held = store.Settlement(
+            status="held",
+            made=True,
+            attempted_at=datetime.now(UTC),
+            error=f"held: {hold.reason}",
+            outcome="held",
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await crosswalk_db.hold(
+                conn,
+                subscription_id=task.subscription_id,
+                event=hold.event,
+                reason=hold.reason,
+                delivery_id=task.delivery_id,
+            )
+            await store.settle(conn, [(task.delivery_id, held)], [state.exam] if state.exam else [])
+        metrics.ATTEMPTS.labels("held").inc()
+        log.warning("delivery held", reason=hold.reason)
+
+    async def resume_held(self, stopping: asyncio.Event) -> None:
+        """A work task of the service: the held deliveries whose candidate a mapping released get their
+        tasks. A NOTIFY wakes it; it looks every few seconds anyway (a release is a row, not a message)."""
+        woken = asyncio.Event()
+
+        def wake(*_: object) -> None:
+            woken.set()
+
+        listening: Any = None
+        while not stopping.is_set():
+            woken.clear()
+            try:
+                if listening is None:
+                    listening = await self._pool.acquire()
+                    await listening.add_listener(crosswalk_db.RELEASED_CHANNEL, wake)
+                async with self._pool.acquire() as conn:
+                    ready = await store.released_holds(conn, 200)
+                await self._tasks.now_all([next_task(r) for r in ready])
+                async with self._pool.acquire() as conn:
+                    await store.mark_resumed(conn, [r.delivery_id for r in ready])
+                if ready:
+                    log.info("held deliveries resumed", deliveries=len(ready))
+                    continue  # there may be more
+            except Exception as error:  # a database or broker outage: the next look retries
+                log.warning("could not resume held deliveries", error=describe(error))
+                await self._stop_listening(listening, wake)
+                listening = None
+            await _first(woken, stopping, within=_RESUME_EVERY)
+        await self._stop_listening(listening, wake)
+
+    async def _stop_listening(self, conn: Any, wake: Callable[..., None]) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(crosswalk_db.RELEASED_CHANNEL, wake)
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+
+    async def _follow_up(self, task: Attempt, state: store.State, target: store.Target) -> None:
+        """This task's attempt is recorded, but it came back: what followed may not be published."""
+        if state.status == "pending" and state.next_attempt_at is not None:
+            not_before = state.next_attempt_at.timestamp()
+            retry = msgspec.structs.replace(
+                task, attempt=state.attempts + 1, step=task.step + 1, not_before=not_before
+            )
+            await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
+        elif state.status == "failed" and state.last_outcome == "failed":
+            await self._publish_failed(
+                task, target, state.last_status, state.last_error, state.attempts, state.updated_at
+            )
+        elif state.status == "failed" and state.last_outcome == "gone":
+            await self._publish_disabled(task, target, state.updated_at)
+        if state.status != "pending" and state.exam is not None:
+            async with self._pool.acquire() as conn:
+                released = await store.released_after(conn, task.delivery_id)
+            await self._tasks.now_all([next_task(r) for r in released])
+        log.info("follow-up of an earlier attempt published", status=state.status, attempts=state.attempts)
+
+    async def _park(self, task: Attempt, endpoint: str) -> None:
+        """Back to the broker while the endpoint is at its limit: for the shortest park; or, when
+        even its youngest attempt has run longer than that (it is slow, or hanging), until it can be
+        judged hanging, in one trip rather than one per park."""
+        health = self._endpoints.health(endpoint)
+        now = time.monotonic()
+        tier = self._schedule.tier_for(self._schedule.park)
+        if health.stuck_for(now) > self._schedule.park:
+            wait = health.hanging_in(now)
+            tier = self._schedule.tier_over(wait)
+            if tier > 2000 * health.slow_after:  # a custom schedule with long tiers: a few trips instead
+                tier = self._schedule.tier_for(wait)
+        await self._tasks.later(task, tier)
+        metrics.PARKED.inc()
+
+    async def _hand_back(self, delivery_id: str) -> None:
+        async with self._pool.acquire() as conn:
+            await store.unclaim(conn, delivery_id)
+
+    async def _claim_group(self, items: Sequence[tuple[str, int, bool]]) -> list[store.Claim | None]:
+        async with self._pool.acquire() as conn:
+            return await store.claim(conn, items)
+
+    async def _settle_group(self, items: Sequence[Settling]) -> list[Settled]:
+        exams = sorted({i.exam for i in items if i.exam is not None})
+        disable = [(i.subscription_id, i.disable) for i in items if i.disable is not None]
+        async with self._pool.acquire() as conn:
+            done = await store.settle(conn, [(i.delivery_id, i.settlement) for i in items], exams, disable)
+        # What a settlement released goes to the item of its subscription's exam (one per group).
+        released: dict[tuple[str, str | None], list[store.Ready]] = {}
+        for ready in done.released:
+            released.setdefault((ready.subscription_id, ready.exam), []).append(ready)
+        return [
+            Settled(
+                s.attempts,
+                s.status,
+                i.subscription_id in done.disabled and i.disable is not None,
+                released.pop((i.subscription_id, i.exam), []),
+            )
+            for i, s in zip(items, done.settled, strict=True)
+        ]
+
     async def _publish_failed(
-        self, task: DeliveryTask, target: store.Target, outcome: Outcome, attempts: int, now: datetime
+        self,
+        task: Attempt,
+        target: store.Target,
+        status: int | None,
+        error: str | None,
+        attempts: int,
+        now: datetime,
     ) -> None:
         event = DeliveryFailed(
             # The same id however often it is published: consumers recognise a repeat.
@@ -532,13 +447,13 @@ class Attempts:
             event_id=task.event_id,
             endpoint=target.endpoint,
             attempts=attempts,
-            last_status=outcome.status,
-            last_error=outcome.error,
+            last_status=status,
+            last_error=error,
             failed_at=now,
         )
         await self._publish(event.id, encode_operational(event), DELIVERY_FAILED_KEY)
 
-    async def _publish_disabled(self, task: DeliveryTask, target: store.Target, now: datetime) -> None:
+    async def _publish_disabled(self, task: Attempt, target: store.Target, now: datetime) -> None:
         event = SubscriptionDisabled(
             id=str(uuid.uuid5(_OPERATIONAL_IDS, f"subscription.disabled:{task.delivery_id}")),
             subscription_id=task.subscription_id,
@@ -554,3 +469,13 @@ class Attempts:
             routing_key=routing_key,
             timeout=5.0,
         )
+
+
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Until one of `events` is set, or `within` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

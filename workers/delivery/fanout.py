@@ -1,11 +1,7 @@
 """Fan-out: one normalized event from the results exchange becomes one delivery per matching active
-subscription, and each delivery's first attempt is made here (attempts.py: `Attempts.first`). The
-event is acked only after its deliveries are stored and their first attempts recorded and followed
-up (or handed over to a task), so a crash in between hands the event out again: its deliveries are
-then handed out as tasks, never attempted a second time by the fan-out."""
-
-import asyncio
-from collections.abc import Awaitable
+subscription, stored in its place in the exam's order (store.py), and a task on the attempts queue for
+each that may go now; the event is acked once those tasks are confirmed. A fan-out that stops before
+then gets its event back, and hands out the tasks of the deliveries it had stored."""
 
 import asyncpg
 import msgspec
@@ -14,63 +10,47 @@ from aio_pika.abc import AbstractIncomingMessage
 from common import logs
 from common.consumer import describe
 from common.errors import Reject
-from schemas.delivery import DeliveryTask, is_operational
+from schemas.delivery import is_operational
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, store
-from workers.delivery.attempts import Attempts
+from workers.delivery.attempts import next_task, recovering
+
+
+class ExamHead(msgspec.Struct, frozen=True):
+    key: str
 
 
 class EventHead(msgspec.Struct, frozen=True):
-    """The fields of a ResultEvent that matching needs; the body itself is forwarded untouched."""
+    """The fields of a ResultEvent that matching and ordering need."""
 
     id: str
     vendor: str
     source: str
     type: str
+    exam: ExamHead | None = None
 
 
 _head = msgspec.json.Decoder(EventHead)
 
 
 class FanOut:
-    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher, attempts: Attempts) -> None:
+    def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher) -> None:
         self._pool = pool
         self._tasks = tasks
-        self._attempts = attempts
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Stores the event's deliveries, then makes their first attempts; raises when either fails,
-        and the event comes back: what its deliveries still need is then handed out as tasks."""
         if is_operational(message.routing_key or ""):
             return  # our own news, never delivered to subscribers
         try:
             head = _head.decode(message.body)
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
-        logs.bind(event_id=head.id, vendor=head.vendor, source=head.source)
-        recovering = bool(message.redelivered or (message.headers or {}).get("x-delivery-count"))
+        logs.bind(event_id=head.id, vendor=head.vendor, source=head.source, type=head.type)
+        exam = None if head.exam is None else head.exam.key
         async with self._pool.acquire() as conn:
-            pending = await store.create_deliveries(
-                conn, head.vendor, head.source, head.type, head.id, recovering=recovering
+            ready = await store.create_deliveries(
+                conn, head.vendor, head.source, head.type, head.id, exam, recovering=recovering(message)
             )
-        work: list[Awaitable[None]] = []
-        for new in pending:
-            task = DeliveryTask(
-                delivery_id=new.delivery_id,
-                subscription_id=new.subscription_id,
-                event_id=head.id,
-                body=message.body,
-                made=0,
-            )
-            if recovering or new.target is None:
-                # An earlier fan-out may have attempted it, or be attempting it still: a guard makes
-                # the attempt if none is recorded and follows it up if one is.
-                work.append(self._tasks.now(msgspec.structs.replace(task, guard=True)))
-            else:
-                work.append(self._attempts.first(task, new.target))
-        # Every delivery settles before the event does, whatever one of them raised.
-        for outcome in await asyncio.gather(*work, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        metrics.DELIVERIES.inc(len(pending))
-        logs.bind(type=head.type, deliveries=len(pending))
+        await self._tasks.now_all([next_task(r) for r in ready])
+        metrics.DELIVERIES.inc(len(ready))
+        logs.bind(deliveries=len(ready))

@@ -27,8 +27,8 @@ DISABLED = prometheus_client.Counter(
     "resultbus_delivery_subscriptions_disabled",
     "Subscriptions disabled because their endpoint answered 410 Gone.",
 )
-HANDED_OFF = prometheus_client.Counter(
-    "resultbus_delivery_handed_off",
-    "First attempts made by the fan-out that were still posting at the hand-off deadline, taken over "
-    "by a guard task (a slow endpoint).",
+SUPERSEDED = prometheus_client.Counter(
+    "resultbus_delivery_superseded",
+    "Deliveries of a subscription that wants only the latest, superseded by a newer event of their exam "
+    "after an attempt (those superseded before one are noted in the attempt log only).",
 )

@@ -9,20 +9,26 @@ from common.consumer import Consumer, DeadLetters
 from common.db import open_pool
 from common.service import Service
 from common.settings import WorkerSettings
+from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
-from workers.delivery.attempts import WAITERS_PER_SLOT, Attempts
+from workers.delivery.attempts import Attempts
+from workers.delivery.destinations import Destinations
 from workers.delivery.fanout import FanOut
 from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
+
+# Events in hand at once: each is one short transaction and a few publishes.
+FANOUT_PREFETCH = 32
 
 
 async def start_delivery(service: Service, settings: tuple[WorkerSettings, DeliverySettings]) -> None:
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    pool = await open_pool(service, worker, size=8, reset_sessions=False)
+    # One connection of the pool listens for released holds (attempts.resume_held).
+    pool = await open_pool(service, worker, size=9, reset_sessions=False)
     connection = await open_connection(service, worker.amqp_url)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)
     service.on_close(session.close)
@@ -33,9 +39,7 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     dead = DeadLetters(publishing, topology.delivery_dead_queue, timeout=worker.publish_timeout)
 
     fanout_channel = await connection.channel()
-    # An event is in hand until its first attempts are made: as many as an endpoint's slots and
-    # their waiters can take at once, so that a burst is not handed over to the attempts queue.
-    await fanout_channel.set_qos(prefetch_count=delivery.per_endpoint * (1 + WAITERS_PER_SLOT))
+    await fanout_channel.set_qos(prefetch_count=FANOUT_PREFETCH)
     deliveries = await declare_deliveries(fanout_channel, topology, results)
     attempts_channel = await connection.channel()
     await attempts_channel.set_qos(prefetch_count=delivery.in_flight)
@@ -47,10 +51,18 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
         max_response_bytes=delivery.max_response_bytes,
         allow_private=delivery.allow_private,
     )
-    attempts = Attempts(delivery, pool, poster, tasks, results)
-    service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks, attempts).handle, dead).run)
+    sender = Sender(
+        session,
+        timeout=delivery.timeout,
+        max_response_bytes=delivery.max_response_bytes,
+        allow_private=delivery.allow_private,
+    )
+    destinations = Destinations(pool, poster, sender)
+    attempts = Attempts(delivery, pool, destinations, tasks, results, drain=service.process.shutdown_timeout)
+    service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
-    service.run("first attempts", attempts.run)
+    service.run("attempts in flight at shutdown", attempts.stop)
+    service.run("held gradebook results", attempts.resume_held)
     log.info(
         "delivery consuming",
         queue=deliveries.name,

@@ -1,5 +1,20 @@
-"""What the delivery workers read and write in PostgreSQL: matching subscriptions, deliveries and
-their attempts."""
+"""What the delivery workers read and write in PostgreSQL: deliveries, their order per exam, and
+their attempts.
+
+Order per exam. A delivery of an event that names an exam (and was stored by a router, which gave it
+its place, `exam_seq`) goes only when nothing earlier of that exam is unsettled for its
+subscription: no earlier delivery waiting or pending, and, for `delivery_order = 'all'`, no earlier
+event of the exam still to be fanned out. Otherwise it is created `waiting`, with no task, and what
+settles the delivery before it (or fans out the event before it) releases it: the worker then
+publishes its task. For `'latest'`, a newer event supersedes what of the exam is not being attempted,
+instead of waiting behind it. Those two decisions, creation and settlement, are made under a lock per
+exam by the functions of migration 013 (`deliveries_create`, `deliveries_settle`): one round trip
+each, every statement after the lock reading what was committed before it.
+
+An attempt starts with a claim (`claimed_at`): a second copy of its task finds the claim and does
+nothing; a copy that the broker delivered again (the worker holding it stopped) takes it over. Claims
+need no lock: one row each, decided by the row lock.
+"""
 
 import uuid
 from collections.abc import Sequence
@@ -10,78 +25,84 @@ import msgspec
 
 from common.db import DbConn
 
-# An empty filter matches everything; an event type filter may end in `*`.
-_MATCH = """
-SELECT s.id::text
-FROM subscriptions s
-WHERE s.status = 'active'
-  AND (cardinality(s.vendors) = 0 OR $1 = ANY (s.vendors))
-  AND (cardinality(s.sources) = 0 OR $2 = ANY (s.sources))
-  AND (cardinality(s.event_types) = 0 OR EXISTS (
-        SELECT 1 FROM unnest(s.event_types) AS f(t)
-        WHERE f.t = $3 OR (right(f.t, 1) = '*' AND starts_with($3, left(f.t, -1)))))
-"""
-
-# The endpoint's rate limit is the strictest of its active subscriptions' (see rate_limit.py).
-_TARGET = """
-SELECT s.url, s.status, e.url AS endpoint,
-       array(SELECT secret FROM subscription_secrets k
-             WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())
-             ORDER BY k.created_at DESC, k.id DESC) AS secrets,
-       e.id AS endpoint_id, rl.rate_limit, rl.rate_period
-FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
-LEFT JOIN LATERAL (
-    SELECT o.rate_limit, CASE o.rate_limit_per WHEN 'minute' THEN 60.0 ELSE 1.0 END AS rate_period
-    FROM subscriptions o
-    WHERE o.endpoint_id = s.endpoint_id AND o.status = 'active' AND o.rate_limit IS NOT NULL
-    ORDER BY o.rate_limit / CASE o.rate_limit_per WHEN 'minute' THEN 60.0 ELSE 1.0 END
-    LIMIT 1
-) rl ON true
-WHERE s.id = $1::uuid
-"""
-
-# What an attempt needs to know, in one round trip: the delivery's state and, joined beside it, its
-# subscription's target (all NULL when the subscription is gone). No row: the delivery is gone.
-_TARGET_AND_STATE = f"""
-SELECT d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
-       -- A `rate_limited` note carries the number of the attempt it held back: not an outcome.
-       (SELECT a.outcome FROM delivery_attempts a
-        WHERE a.delivery_id = d.id AND a.outcome <> 'rate_limited'
-        ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_outcome,
-       t.url, t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit,
-       t.rate_period
-FROM deliveries d
-LEFT JOIN LATERAL ({_TARGET.replace("$1::uuid", "d.subscription_id")}) t ON true
-WHERE d.id = $1::uuid
-"""
-
-_RECORD_ATTEMPT = """
-WITH d AS (
-    UPDATE deliveries SET attempts = attempts + 1, status = $2, last_status = $4, last_error = $6,
-                          next_attempt_at = $8, updated_at = now()
-    WHERE id = $1::uuid
-    RETURNING id, attempts
+# The claims of many tasks at once, and what each needs: the delivery's state, its target and the
+# event's stored body (only when claimed). Each row names its delivery; none: the delivery is gone.
+_CLAIM = """
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[]) AS r(id, attempt, takeover)
+), claimed AS (
+    UPDATE deliveries d SET claimed_at = clock_timestamp()
+    FROM r
+    -- A held delivery is attempted again when a task for it comes (its candidate may be mapped now).
+    WHERE d.id = r.id AND d.status IN ('pending', 'held') AND (r.attempt = 0 OR d.attempts < r.attempt)
+      AND (d.claimed_at IS NULL OR r.takeover)
+    RETURNING d.id
 )
-INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error,
-                               outcome, next_attempt_at)
-SELECT d.id, d.attempts, $3, $4, $5, $6, $7, $8 FROM d
-RETURNING attempt
+SELECT d.id::text AS delivery_id, d.event_id::text, c.id IS NOT NULL AS claimed, d.status, d.attempts,
+       d.next_attempt_at,
+       d.last_status, d.last_error, d.updated_at,
+       CASE WHEN d.exam_seq IS NOT NULL THEN d.vendor || '/' || d.exam_key END AS exam,
+       -- A `rate_limited` or `superseded` note carries the number of an attempt not made: not an outcome.
+       (SELECT a.outcome FROM delivery_attempts a
+        WHERE a.delivery_id = d.id AND a.outcome NOT IN ('rate_limited', 'superseded')
+        ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_outcome,
+       t.url, t.status AS subscription_status, t.delivery_order, t.endpoint, t.secrets, t.endpoint_id,
+       t.rate_limit, t.rate_period, t.destination_kind, t.destination::text,
+       CASE WHEN c.id IS NOT NULL THEN e.payload::text END AS payload
+FROM r JOIN deliveries d ON d.id = r.id
+LEFT JOIN claimed c ON c.id = d.id
+LEFT JOIN delivery_targets t ON t.subscription_id = d.subscription_id
+LEFT JOIN events e ON e.id = d.event_id
 """
 
-_CANCEL = "UPDATE deliveries SET status = 'cancelled', updated_at = now() WHERE id = $1::uuid AND status = 'pending'"
+_UNCLAIM = "UPDATE deliveries SET claimed_at = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')"
 
-_DISABLE = """
-UPDATE subscriptions SET status = 'disabled', status_reason = $2, status_changed_at = now(), updated_at = now()
-WHERE id = $1::uuid AND status = 'active'
-RETURNING id
+_CREATE = "SELECT * FROM deliveries_create($1::uuid, $2, $3, $4, $5, $6)"
+
+_SETTLE = """
+SELECT * FROM deliveries_settle($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[],
+                                $5::double precision[], $6::text[], $7::text[], $8::timestamptz[],
+                                $9::boolean[], $10::text[], $11::uuid[], $12::text[])
+"""
+
+# What a settled delivery released, for a task that finds its attempt recorded but may not have
+# published what followed it (its worker stopped in between).
+_RELEASED_AFTER = """
+SELECT x.id::text AS delivery_id, x.subscription_id::text, x.event_id::text, x.attempts
+FROM deliveries d JOIN deliveries x
+  ON x.subscription_id = d.subscription_id AND x.vendor = d.vendor AND x.exam_key = d.exam_key
+ AND x.exam_seq > d.exam_seq
+WHERE d.id = $1::uuid AND x.status = 'pending' AND x.attempts = 0 AND x.claimed_at IS NULL
 """
 
 
-class Target(msgspec.Struct, frozen=True):
+# Released holds (a mapping arrived) whose delivery is still held: their tasks are to be published.
+# Marked resumed only after that (`_RESUMED`): one whose task was lost is found again.
+_RELEASED_HOLDS = """
+SELECT d.id::text AS delivery_id, d.subscription_id::text, d.event_id::text, d.attempts
+FROM gradebook_holds h JOIN deliveries d ON d.id = h.delivery_id
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.status = 'held'
+ORDER BY h.released_at
+LIMIT $1
+"""
+
+# Released holds are done with once their delivery is no longer held (resumed, or settled otherwise);
+# one still pending is not held yet (its attempt is being settled) and waits for the next round.
+_RESUMED = """
+UPDATE gradebook_holds h SET resumed_at = now()
+FROM deliveries d
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.id = h.delivery_id
+  AND (d.id = ANY ($1::uuid[]) OR d.status NOT IN ('held', 'pending', 'waiting'))
+"""
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True):
     """Where and how to send one delivery, as the subscription stands now."""
 
     url: str
     status: str
+    kind: str = "webhook"  # webhook | oneroster | caliper
+    destination: str | None = None  # a gradebook's configuration (JSON, gradebook/config.py)
     endpoint: str  # normalized: the key of the per-endpoint limit
     secrets: list[str]
     endpoint_id: int = 0
@@ -89,141 +110,165 @@ class Target(msgspec.Struct, frozen=True):
     rate_period: float | None = None
 
 
-class Attempt(msgspec.Struct, frozen=True, kw_only=True):
-    attempted_at: datetime
-    status_code: int | None
-    latency_ms: float
-    error: str | None
-    outcome: str  # succeeded | retry | failed | gone
-    next_attempt_at: datetime | None = None
-
-    @property
-    def delivery_status(self) -> str:
-        return {"succeeded": "succeeded", "retry": "pending"}.get(self.outcome, "failed")
-
-
-class NewDelivery(msgspec.Struct, frozen=True):
-    delivery_id: str
-    subscription_id: str
-    target: Target | None  # None: its subscription is gone (only a recovered delivery)
-
-
-async def create_deliveries(
-    conn: DbConn, vendor: str, source: str, event_type: str, event_id: str, *, recovering: bool
-) -> list[NewDelivery]:
-    """Matches the event to the active subscriptions and stores a delivery for each (one round trip):
-    the deliveries that need work now, each with its target as it stands. They are the ones created
-    here and, when `recovering` (the event message was delivered before, so an earlier fan-out may
-    have stopped before it finished), the pending ones never attempted and the ones whose only
-    attempt, made by that fan-out, may lack what follows it. A delivery attempted more often has its
-    next task in a delay tier: never a second one."""
-    rows = await conn.fetch(_CREATE_DELIVERIES, vendor, source, event_type, event_id, recovering)
-    return [NewDelivery(row["delivery_id"], row["subscription_id"], _target_of(row)) for row in rows]
-
-
-class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
-    status: str  # pending | succeeded | failed | cancelled
+class State(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    status: str  # waiting | pending | succeeded | failed | cancelled | superseded
     attempts: int
     next_attempt_at: datetime | None
     last_status: int | None
     last_error: str | None
-    last_outcome: str | None  # of the latest attempt: succeeded | retry | failed | gone
+    last_outcome: str | None  # of the latest attempt made: succeeded | retry | failed | gone
     updated_at: datetime
+    exam: str | None  # 'vendor/exam key' when it has a place in its exam's order
 
 
-async def record_attempt(conn: DbConn, delivery_id: str, attempt: Attempt) -> int:
-    """Stores the attempt and the delivery's new state; returns the attempt's number."""
-    number = await conn.fetchval(
-        _RECORD_ATTEMPT,
-        delivery_id,
-        attempt.delivery_status,
-        attempt.attempted_at,
-        attempt.status_code,
-        attempt.latency_ms,
-        attempt.error,
-        attempt.outcome,
-        attempt.next_attempt_at,
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task found: the delivery's state, and, when it may make its attempt now, the target and
+    the event's body as stored."""
+
+    state: State
+    target: Target | None = None  # None: its subscription is gone
+    claimed: bool = False
+    payload: str | None = None
+
+
+class Ready(msgspec.Struct, frozen=True):
+    """A delivery that may be attempted now: its task (for attempt `attempts` + 1) is to be published."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    attempts: int = 0
+    exam: str | None = None
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
+    """How a claimed delivery ends its turn: `status` its new status (pending: to be tried again at
+    `next_attempt_at`), and `made` whether an attempt was made (and is logged with the fields)."""
+
+    status: str
+    made: bool
+    attempted_at: datetime
+    status_code: int | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+    outcome: str = ""  # succeeded | retry | failed | gone
+    next_attempt_at: datetime | None = None
+
+
+class Settled(msgspec.Struct, frozen=True):
+    attempts: int  # the delivery's attempts now; 0: the delivery is gone
+    status: str
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What a group of settlements did: each delivery's attempts and status (in order), the
+    subscriptions it disabled, and the deliveries it released."""
+
+    settled: list[Settled]
+    disabled: set[str]
+    released: list[Ready]
+
+
+async def create_deliveries(
+    conn: DbConn,
+    vendor: str,
+    source: str,
+    event_type: str,
+    event_id: str,
+    exam: str | None,
+    *,
+    recovering: bool,
+) -> list[Ready]:
+    """Stores the event's deliveries in their place in the order of its `exam` (its key, if the event
+    names one); returns those that may go now (see `deliveries_create`)."""
+    rows = await conn.fetch(_CREATE, event_id, vendor, source, event_type, exam, recovering)
+    return [
+        Ready(str(r["delivery_id"]), str(r["subscription_id"]), str(r["event_id"]), r["attempts"])
+        for r in rows
+    ]
+
+
+async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]]) -> list[Claim | None]:
+    """Claims each (delivery id, attempt number, take over a claim), in order: None for a delivery
+    that is gone. A delivery is claimed when it is pending, its attempt is not made yet and nobody
+    holds it (or the task takes it over)."""
+    rows = await conn.fetch(_CLAIM, [t[0] for t in tasks], [t[1] for t in tasks], [t[2] for t in tasks])
+    found = {row["delivery_id"]: _claim_of(row) for row in rows}
+    return [found.get(str(uuid.UUID(t[0]))) for t in tasks]
+
+
+async def unclaim(conn: DbConn, delivery_id: str) -> None:
+    """Hands a claimed delivery back without an attempt (its task goes back to the broker)."""
+    await conn.execute(_UNCLAIM, delivery_id)
+
+
+async def settle(
+    conn: DbConn,
+    settlements: Sequence[tuple[str, Settlement]],
+    exams: Sequence[str],
+    disable: Sequence[tuple[str, str]] = (),
+) -> Outcome:
+    """Records how each (delivery id, settlement) ends, disables the (subscription id, reason) pairs,
+    and releases what may go now, in one transaction under the locks of `exams` (the sorted
+    'vendor/exam key' of every ordered delivery among them)."""
+    rows = await conn.fetch(
+        _SETTLE,
+        [d for d, _ in settlements],
+        [s.status for _, s in settlements],
+        [s.attempted_at for _, s in settlements],
+        [s.status_code for _, s in settlements],
+        [s.latency_ms for _, s in settlements],
+        [s.error for _, s in settlements],
+        [s.outcome for _, s in settlements],
+        [s.next_attempt_at for _, s in settlements],
+        [s.made for _, s in settlements],
+        list(exams),
+        [d for d, _ in disable],
+        [r for _, r in disable],
     )
-    return int(number or 0)
-
-
-async def cancel(conn: DbConn, delivery_id: str) -> None:
-    await conn.execute(_CANCEL, delivery_id)
-
-
-async def disable_subscription(conn: DbConn, subscription_id: str, reason: str) -> bool:
-    """True if this call disabled it (it was active)."""
-    return await conn.fetchval(_DISABLE, subscription_id, reason) is not None
-
-
-# Matching, storing the deliveries, and the targets of the matches, in one statement: the fan-out
-# makes the first attempts itself. Redelivered events find their deliveries already there (the
-# inserted rows are not visible to the second half of `work`: one snapshot).
-_CREATE_DELIVERIES = f"""
-WITH m AS ({_MATCH}), inserted AS (
-    INSERT INTO deliveries (id, subscription_id, event_id, event_type)
-    SELECT gen_random_uuid(), m.id::uuid, $4::uuid, $3 FROM m
-    ON CONFLICT (subscription_id, event_id) DO NOTHING
-    RETURNING id, subscription_id
-), work AS (
-    SELECT id, subscription_id FROM inserted
-    UNION ALL
-    -- Whatever its subscription is now (paused, disabled by a 410 just recorded): the task or
-    -- guard handed out for it follows up, or cancels.
-    SELECT d.id, d.subscription_id FROM deliveries d
-    WHERE $5 AND d.event_id = $4::uuid
-      AND ((d.status = 'pending' AND d.attempts = 0)
-           OR (d.status IN ('pending', 'failed') AND d.attempts = 1))
-      AND d.id NOT IN (SELECT id FROM inserted)
-)
-SELECT w.id::text AS delivery_id, w.subscription_id::text AS subscription_id, t.url,
-       t.status AS subscription_status, t.endpoint, t.secrets, t.endpoint_id, t.rate_limit, t.rate_period
-FROM work w LEFT JOIN LATERAL ({_TARGET.replace("$1::uuid", "w.subscription_id")}) t ON true
-"""
-
-# The same read for many deliveries at once (batch.py); each row names its delivery.
-_TARGETS_AND_STATES = _TARGET_AND_STATE.replace(
-    "SELECT d.status,", "SELECT d.id::text AS delivery_id, d.status,", 1
-).replace("WHERE d.id = $1::uuid", "WHERE d.id = ANY ($1::uuid[])")
-
-# Many attempts recorded in one statement and one commit: each delivery's update and its attempt row,
-# all or none. A delivery appears at most once per call (batch.py keys groups by delivery).
-_RECORD_ATTEMPTS = """
-WITH a AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[],
-                         $5::double precision[], $6::text[], $7::text[], $8::timestamptz[])
-        AS a(id, status, attempted_at, status_code, latency_ms, error, outcome, next_attempt_at)
-), d AS (
-    UPDATE deliveries SET attempts = deliveries.attempts + 1, status = a.status,
-                          last_status = a.status_code, last_error = a.error,
-                          next_attempt_at = a.next_attempt_at, updated_at = now()
-    FROM a WHERE deliveries.id = a.id
-    RETURNING deliveries.id, deliveries.attempts, a.attempted_at, a.status_code, a.latency_ms, a.error,
-              a.outcome, a.next_attempt_at
-)
-INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error,
-                               outcome, next_attempt_at)
-SELECT id, attempts, attempted_at, status_code, latency_ms, error, outcome, next_attempt_at FROM d
-RETURNING delivery_id::text, attempt
-"""
-
-
-def _target_of(row: asyncpg.Record) -> Target | None:
-    if row["url"] is None:
-        return None
-    return Target(
-        row["url"],
-        row["subscription_status"],
-        row["endpoint"],
-        list(row["secrets"]),
-        row["endpoint_id"],
-        row["rate_limit"],
-        None if row["rate_period"] is None else float(row["rate_period"]),
+    found: dict[str, Settled] = {}
+    disabled: set[str] = set()
+    released: list[Ready] = []
+    for r in rows:
+        if r["kind"] == "settled":
+            found[str(r["delivery_id"])] = Settled(r["attempts"], r["status"])
+        elif r["kind"] == "disabled":
+            disabled.add(str(r["subscription_id"]))
+        else:
+            released.append(
+                Ready(
+                    str(r["delivery_id"]),
+                    str(r["subscription_id"]),
+                    str(r["event_id"]),
+                    r["attempts"],
+                    r["exam"],
+                )
+            )
+    return Outcome(
+        [found.get(str(uuid.UUID(d)), Settled(0, "gone")) for d, _ in settlements], disabled, released
     )
 
 
-def _state_of(row: asyncpg.Record) -> DeliveryState:
-    return DeliveryState(
+async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
+    rows = await conn.fetch(_RELEASED_AFTER, delivery_id)
+    return [
+        Ready(row["delivery_id"], row["subscription_id"], row["event_id"], row["attempts"]) for row in rows
+    ]
+
+
+async def released_holds(conn: DbConn, limit: int) -> list[Ready]:
+    rows = await conn.fetch(_RELEASED_HOLDS, limit)
+    return [Ready(r["delivery_id"], r["subscription_id"], r["event_id"], r["attempts"]) for r in rows]
+
+
+async def mark_resumed(conn: DbConn, delivery_ids: Sequence[str]) -> None:
+    await conn.execute(_RESUMED, list(delivery_ids))
+
+
+def _claim_of(row: asyncpg.Record) -> Claim:
+    state = State(
+        event_id=row["event_id"],
         status=row["status"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
@@ -231,32 +276,19 @@ def _state_of(row: asyncpg.Record) -> DeliveryState:
         last_error=row["last_error"],
         last_outcome=row["last_outcome"],
         updated_at=row["updated_at"],
+        exam=row["exam"],
     )
-
-
-async def targets_and_states(
-    conn: DbConn, delivery_ids: Sequence[str]
-) -> list[tuple[Target | None, DeliveryState | None]]:
-    """The target (its subscription as it stands) and the state of each delivery, in order, in one
-    query ((None, None): no such delivery)."""
-    rows = await conn.fetch(_TARGETS_AND_STATES, list(delivery_ids))
-    found = {row["delivery_id"]: (_target_of(row), _state_of(row)) for row in rows}
-    return [found.get(str(uuid.UUID(d)), (None, None)) for d in delivery_ids]
-
-
-async def record_attempts(conn: DbConn, attempts: Sequence[tuple[str, Attempt]]) -> list[int]:
-    """`record_attempt` for each (delivery id, attempt), in order, in one statement; no two of one
-    delivery. 0 for a delivery that is gone."""
-    rows = await conn.fetch(
-        _RECORD_ATTEMPTS,
-        [d for d, _ in attempts],
-        [a.delivery_status for _, a in attempts],
-        [a.attempted_at for _, a in attempts],
-        [a.status_code for _, a in attempts],
-        [a.latency_ms for _, a in attempts],
-        [a.error for _, a in attempts],
-        [a.outcome for _, a in attempts],
-        [a.next_attempt_at for _, a in attempts],
-    )
-    numbers = {row["delivery_id"]: int(row["attempt"]) for row in rows}
-    return [numbers.get(str(uuid.UUID(d)), 0) for d, _ in attempts]
+    target = None
+    if row["url"] is not None:
+        target = Target(
+            url=row["url"],
+            status=row["subscription_status"],
+            endpoint=row["endpoint"],
+            secrets=list(row["secrets"]),
+            endpoint_id=row["endpoint_id"],
+            rate_limit=row["rate_limit"],
+            rate_period=None if row["rate_period"] is None else float(row["rate_period"]),
+            kind=row["destination_kind"],
+            destination=row["destination"],
+        )
+    return Claim(state=state, target=target, claimed=row["claimed"], payload=row["payload"])

@@ -105,13 +105,13 @@ WHERE x.vendor = k.v AND x.exam_key = k.key
 RETURNING x.vendor, x.exam_key
 """
 
-# A pending delivery would send the old body (it travels with the task): cancelled, so that the
-# task is dropped when it comes round. Subscribers' error texts go too.
+# A delivery not yet made is cancelled, so that its task is dropped when it comes round (it would
+# send what is left of the event). Subscribers' error texts go too.
 _ERASE_DELIVERIES = """
 WITH d AS (
-    UPDATE deliveries SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
-                          last_error = CASE WHEN status = 'pending' THEN 'cancelled: the candidate was erased'
-                                            ELSE NULL END,
+    UPDATE deliveries SET status = CASE WHEN status IN ('pending', 'waiting') THEN 'cancelled' ELSE status END,
+                          last_error = CASE WHEN status IN ('pending', 'waiting')
+                                            THEN 'cancelled: the candidate was erased' ELSE NULL END,
                           updated_at = now()
     WHERE event_id = ANY($1::uuid[])
     RETURNING id

@@ -15,7 +15,7 @@ from schemas.event import ResultEvent, Status, encode_event
 from schemas.topology import result_routing_key
 from vendors.base import Normalized
 from workers.router.orders import tie_to_orders
-from workers.router.state import ExamKey, ExamState, exam_keys, plan
+from workers.router.state import ExamKey, ExamState, Plan, Position, Stored, exam_keys, plan
 
 
 class RawRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,11 +68,11 @@ _KNOWN_EVENTS = "SELECT id::text FROM events WHERE id = ANY($1::uuid[])"
 
 _INSERT_EVENTS = """
 INSERT INTO events (id, vendor, natural_key, webhook_id, type, status, exam_key, occurred_at,
-                    received_at, applied, payload)
-SELECT i, v, k, w, t, s, e, o, r, a, p::jsonb
+                    received_at, applied, payload, exam_seq, exam_version)
+SELECT i, v, k, w, t, s, e, o, r, a, p::jsonb, q, n
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
-     AS x(i, v, k, w, t, s, e, o, r, a, p)
+            $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::bigint[], $13::int[])
+     AS x(i, v, k, w, t, s, e, o, r, a, p, q, n)
 ON CONFLICT DO NOTHING
 RETURNING id::text
 """
@@ -86,17 +86,23 @@ ON CONFLICT DO NOTHING
 """
 
 _LOCK_EXAMS = """
-SELECT vendor, exam_key, status, occurred_at FROM exams
+SELECT vendor, exam_key, status, occurred_at, seq, version FROM exams
 WHERE (vendor, exam_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 ORDER BY vendor, exam_key
 FOR UPDATE
 """
 
+# Every touched exam takes its new position; one that an event moved (`m`) its new current state too.
 _UPDATE_EXAMS = """
-UPDATE exams SET status = x.s, occurred_at = x.o, event_id = x.i, result = x.r::jsonb,
-                 candidate = COALESCE(x.c::jsonb, exams.candidate), updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[], $7::text[])
-     AS x(v, k, s, o, i, r, c)
+UPDATE exams SET status = CASE WHEN x.m THEN x.s ELSE exams.status END,
+                 occurred_at = CASE WHEN x.m THEN x.o ELSE exams.occurred_at END,
+                 event_id = CASE WHEN x.m THEN x.i ELSE exams.event_id END,
+                 result = CASE WHEN x.m THEN x.r::jsonb ELSE exams.result END,
+                 candidate = CASE WHEN x.m THEN COALESCE(x.c::jsonb, exams.candidate) ELSE exams.candidate END,
+                 seq = x.q, version = x.n, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::timestamptz[], $6::uuid[], $7::text[],
+            $8::text[], $9::bigint[], $10::int[])
+     AS x(v, k, m, s, o, i, r, c, q, n)
 WHERE exams.vendor = x.v AND exams.exam_key = x.k
 """
 
@@ -127,14 +133,16 @@ async def store_batch(
         known = {row["id"] for row in await conn.fetch(_KNOWN_EVENTS, list(fresh))}
         new = [e for e in candidates if e.id not in known]
         changes = plan(current, new)
+        new = [_placed(e, changes.positions) for e in new]
+        placed = {e.id: e for e in new}
         # iTEP results of orders placed through resultbus carry the order; the orders follow.
-        new = await tie_to_orders(conn, new, changes.final)
+        new = await tie_to_orders(conn, new, {k: placed[e.id] for k, e in changes.final.items()})
         encoded = {e.id: encode_event(e) for e in new}
         # One insert order everywhere (by id), so concurrent routers cannot deadlock on it.
         in_id_order = sorted(new, key=lambda e: e.id)
-        inserted = await _insert_events(conn, in_id_order, fresh, encoded, changes.applied)
-        if changes.final:
-            await _update_exams(conn, changes.final)
+        inserted = await _insert_events(conn, in_id_order, fresh, encoded, changes)
+        if changes.exams:
+            await _update_exams(conn, changes)
         outgoing = [
             Outgoing(e.id, result_routing_key(e.vendor, e.type), encoded[e.id])
             for e in new
@@ -165,17 +173,27 @@ async def _insert_raw(conn: DbConn, rows: list[RawRow]) -> None:
     )
 
 
-async def _lock_exams(conn: DbConn, keys: list[ExamKey]) -> dict[ExamKey, ExamState | None]:
+async def _lock_exams(conn: DbConn, keys: list[ExamKey]) -> dict[ExamKey, Stored]:
     if not keys:
         return {}
     vendors, exam_keys_ = [k[0] for k in keys], [k[1] for k in keys]
     await conn.execute(_ENSURE_EXAMS, vendors, exam_keys_)
     return {
-        (row["vendor"], row["exam_key"]): (
-            ExamState(Status(row["status"]), row["occurred_at"]) if row["status"] else None
+        (row["vendor"], row["exam_key"]): Stored(
+            ExamState(Status(row["status"]), row["occurred_at"]) if row["status"] else None,
+            Position(row["seq"], row["version"], Status(row["status"]) if row["status"] else None),
         )
         for row in await conn.fetch(_LOCK_EXAMS, vendors, exam_keys_)
     }
+
+
+def _placed(event: ResultEvent, positions: dict[str, Position]) -> ResultEvent:
+    """The event as published: its exam's version and state after it."""
+    at = positions.get(event.id)
+    if at is None or event.exam is None:
+        return event
+    exam = msgspec.structs.replace(event.exam, version=at.version, state=at.state)
+    return msgspec.structs.replace(event, exam=exam)
 
 
 async def _insert_events(
@@ -183,7 +201,7 @@ async def _insert_events(
     events: list[ResultEvent],
     fresh: dict[str, Normalized],
     encoded: dict[str, bytes],
-    applied: frozenset[str],
+    changes: Plan,
 ) -> set[str]:
     if not events:
         return set()
@@ -198,23 +216,29 @@ async def _insert_events(
         [e.exam.key if e.exam else None for e in events],
         [e.occurred_at for e in events],
         [e.received_at for e in events],
-        [e.id in applied for e in events],
+        [e.id in changes.applied for e in events],
         [encoded[e.id].decode() for e in events],
+        [changes.positions[e.id].seq if e.id in changes.positions else None for e in events],
+        [changes.positions[e.id].version if e.id in changes.positions else None for e in events],
     )
     return {row["id"] for row in rows}
 
 
-async def _update_exams(conn: DbConn, final: dict[ExamKey, ResultEvent]) -> None:
-    updates = sorted(final.items())
+async def _update_exams(conn: DbConn, changes: Plan) -> None:
+    keys = sorted(changes.exams)
+    final = [changes.final.get(k) for k in keys]
     await conn.execute(
         _UPDATE_EXAMS,
-        [k[0] for k, _ in updates],
-        [k[1] for k, _ in updates],
-        [e.status.value if e.status else None for _, e in updates],
-        [e.occurred_at for _, e in updates],
-        [e.id for _, e in updates],
-        [_json.encode(e.result).decode() if e.result else None for _, e in updates],
-        [_json.encode(e.candidate).decode() if e.candidate else None for _, e in updates],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [e is not None for e in final],
+        [e.status.value if e and e.status else None for e in final],
+        [e.occurred_at if e else None for e in final],
+        [e.id if e else None for e in final],
+        [_json.encode(e.result).decode() if e and e.result else None for e in final],
+        [_json.encode(e.candidate).decode() if e and e.candidate else None for e in final],
+        [changes.exams[k].seq for k in keys],
+        [changes.exams[k].version for k in keys],
     )
 
 

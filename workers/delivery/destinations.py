@@ -1,0 +1,108 @@
+"""Where an attempt goes: a Standard Webhooks POST to the subscription's URL, or a write into a
+gradebook (a OneRoster 1.2 result, a Caliper 1.2 envelope: gradebook/, docs/destinations.md).
+
+`prepare` decides what the attempt is before it takes a slot of the endpoint: the signed body, or
+the gradebook write, or that there is nothing to send (`Skip`: an event the gradebook takes nothing
+from) or nobody to send it to yet (`Unmapped`: a candidate the crosswalk does not know: held). `send`
+makes it, answered as one Outcome whatever the kind, and `final` says whether a failure is worth
+trying again.
+"""
+
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from gradebook import crosswalk_db
+from gradebook.config import Destination, decode_destination
+from gradebook.crosswalk import Unmapped
+from gradebook.plan import Skip, Write, plan
+from gradebook.send import Sender, retryable
+from schemas.event import ResultEvent, decode_event, encode_event
+from subscribers.poster import Outcome, Poster
+from subscribers.signing import InvalidSecret, secret_key, webhook_headers
+from workers.delivery.store import Target
+
+
+class Webhook(msgspec.Struct, frozen=True):
+    body: bytes
+    headers: dict[str, str]
+
+
+class Gradebook(msgspec.Struct, frozen=True):
+    destination: Destination
+    write: Write
+
+
+class Hold(msgspec.Struct, frozen=True):
+    """A gradebook result whose candidate the crosswalk cannot map yet: held until a mapping comes."""
+
+    reason: str
+    event: ResultEvent
+
+
+class Broken(msgspec.Struct, frozen=True):
+    """What cannot be sent as it stands (a bad secret or configuration, only a hand-edited database
+    gets here): recorded as a failed attempt with this error."""
+
+    error: str
+
+
+Work = Webhook | Gradebook | Broken
+
+
+class Destinations:
+    def __init__(self, pool: asyncpg.Pool, poster: Poster, sender: Sender) -> None:
+        self._pool = pool
+        self._poster = poster
+        self._sender = sender
+        self._configs: dict[str, Destination] = {}
+
+    async def prepare(self, target: Target, event_id: str, payload: str) -> Work | Skip | Hold:
+        # The event as the router published it (the same encoding, from what it stored).
+        event = decode_event(payload.encode())
+        if target.kind == "webhook":
+            try:
+                keys = [secret_key(s) for s in target.secrets]
+            except InvalidSecret as error:
+                return Broken(f"bad secret: {error}")
+            body = encode_event(event)
+            return Webhook(body, webhook_headers(keys, event_id, int(time.time()), body))
+        try:
+            destination = self._destination(target)
+        except (msgspec.MsgspecError, ValueError) as error:
+            return Broken(f"bad destination: {error}")
+        async with self._pool.acquire() as conn:
+            found = await crosswalk_db.lookup(conn, event)
+        match plan(event, destination, found, now=datetime.now(UTC)):
+            case Skip() as skip:
+                return skip
+            case Unmapped(reason):
+                return Hold(reason, event)
+            case write:
+                return Gradebook(destination, write)
+
+    async def send(self, target: Target, work: Work) -> Outcome:
+        match work:
+            case Webhook(body, headers):
+                return await self._poster.post(target.url, body, headers)
+            case Gradebook(destination, write):
+                return await self._sender.send(destination, write)
+            case Broken(error):
+                return Outcome(status=None, latency_ms=0.0, error=error)
+
+    @staticmethod
+    def final(target: Target, outcome: Outcome) -> bool:
+        """A failure not worth trying again: a gradebook refusing the write (a 4xx but 408 and 429),
+        which says why. Every webhook failure is retried (a 410 disables the subscription)."""
+        return target.kind != "webhook" and not retryable(outcome)
+
+    def _destination(self, target: Target) -> Destination:
+        raw = target.destination or ""
+        found = self._configs.get(raw)
+        if found is None:
+            if len(self._configs) > 1000:  # configurations change rarely: a bound, not a cache policy
+                self._configs.clear()
+            found = self._configs[raw] = decode_destination(raw)
+        return found
