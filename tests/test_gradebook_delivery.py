@@ -153,7 +153,9 @@ async def test_an_unmapped_candidate_is_held_then_delivered_once_mapped(gb: Grad
     assert gb.provider.results == {}
     # The operator sees it on the subscription's console page, with the reason; and no test event is
     # offered (it would write a grade for a made-up candidate).
-    async with gb.api.http.get(f"{gb.api.base}/console/subscriptions/{subscription_id}", headers=AUTH) as page:
+    async with gb.api.http.get(
+        f"{gb.api.base}/console/subscriptions/{subscription_id}", headers=AUTH
+    ) as page:
         html = await page.text()
     assert page.status == 200 and "Held for the crosswalk" in html and "GB0003AP" in html
     assert "a OneRoster 1.2 gradebook: results in class class-esl-101" in html

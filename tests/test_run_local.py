@@ -247,7 +247,14 @@ def test_every_variable_make_run_and_make_demo_read_is_documented() -> None:
 def test_the_readme_names_every_process_make_run_starts() -> None:
     script = (ROOT / "deploy" / "run-local.sh").read_text()
     [roles] = re.findall(r"\$\{RESULTBUS_ROLES:-([a-z ]+)\}", script)
-    started = {*roles.split(), "ingress", "admin", "fake iTEP", "fake OneRoster gradebook", "fake Caliper endpoint"}
+    started = {
+        *roles.split(),
+        "ingress",
+        "admin",
+        "fake iTEP",
+        "fake OneRoster gradebook",
+        "fake Caliper endpoint",
+    }
     assert "devkit.fake_itep" in script and "-m ingress" in script and "-m admin" in script
     assert "devkit.oneroster" in script and "devkit.caliper" in script
     readme = (ROOT / "README.md").read_text()
