@@ -14,6 +14,7 @@ from typing import Final
 import structlog
 
 from admin import wire
+from admin.errors import Unprocessable
 from common.db import DbConn
 from schemas.event import Candidate, ExamRef, Result, ResultEvent, Status, encode_event
 from schemas.vendor import Vendor
@@ -29,7 +30,7 @@ TIMEOUT: Final = 10.0
 MAX_RESPONSE_BYTES: Final = 4096
 
 _TARGET = """
-SELECT s.url, s.status, s.vendors,
+SELECT s.url, s.status, s.vendors, s.destination_kind,
        array(SELECT k.secret FROM subscription_secrets k
              WHERE k.subscription_id = s.id AND (k.expires_at IS NULL OR k.expires_at > now())
              ORDER BY k.created_at DESC, k.id DESC) AS secrets
@@ -69,6 +70,12 @@ async def send_test_event(
     target = await conn.fetchrow(_TARGET, subscription_id)
     if target is None:
         return None
+    if target["destination_kind"] != "webhook":
+        raise Unprocessable(
+            f"a {target['destination_kind']} subscription gets no test event: it would write a grade for"
+            " a made-up candidate. The dead-endpoint checker verifies it with a call that writes nothing"
+            " (its endpoint check, on the subscription's page)"
+        )
     vendors = [Vendor(v) for v in target["vendors"] if v in Vendor._value2member_map_]
     vendor = request.vendor or (vendors[0] if vendors else Vendor.ITEP)
     event = make_test_event(vendor, request.type, datetime.now(UTC))

@@ -252,8 +252,8 @@ async def get_exam(conn: DbConn, vendor: str, key: str) -> wire.Exam | None:
 async def deliveries(conn: DbConn, subscription_id: str, query: wire.DeliveriesQuery) -> list[wire.Delivery]:
     rows = await conn.fetch(
         """
-        SELECT id::text, event_id::text, event_type, status, attempts, last_status, last_error,
-               next_attempt_at, created_at, updated_at
+        SELECT id::text, event_id::text, event_type, vendor, exam_key, status, attempts, last_status,
+               last_error, next_attempt_at, created_at, updated_at
         FROM deliveries
         WHERE subscription_id = $1::uuid AND ($2::text IS NULL OR status = $2)
           AND ($3::timestamptz IS NULL OR created_at >= $3)

@@ -296,6 +296,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     event_id: str
     event_type: str
+    vendor: str | None = None  # and exam_key: the exam whose order it keeps (events stored by a router)
+    exam_key: str | None = None
     status: DeliveryStatus
     attempts: int
     last_status: int | None = None

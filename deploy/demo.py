@@ -1,10 +1,14 @@
-"""`make demo`: the whole loop on a running pipeline (`make run`): vendor -> event -> signed delivery.
+"""`make demo`: the whole loop on a running pipeline (`make run`): vendor -> event -> signed delivery
+and a grade in the gradebook.
 
-1. starts a tiny receiver on 127.0.0.1 (devkit/receiver.py) and subscribes it through the admin API;
+1. starts a tiny receiver on 127.0.0.1 (devkit/receiver.py) and subscribes it through the admin API,
+   beside the fake OneRoster gradebook and Caliper endpoint `make run` starts (devkit/gradebook_demo.py);
 2. sends one correctly signed sample of each vendor to the ingress;
 3. shows the rows and events the router stored for them;
 4. shows each delivery the receiver got, with its Standard Webhooks signature checked;
-5. deletes the subscription again.
+5. shows what the gradebook held for want of a student, maps those candidates through the admin API's
+   crosswalk, and shows the grades in the gradebook and the Caliper events;
+6. deletes the subscriptions (and the demo's mappings) again.
 
 Secrets come from the environment, falling back to deploy/demo.env, as `make run` does; the admin
 token is `make run`'s unless RESULTBUS_ADMIN_TOKEN says otherwise. The addresses are those `make run`
@@ -25,6 +29,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devkit import samples  # sample bodies shaped after the vendors' documents
+from devkit.gradebook_demo import GradebookDemo
 from devkit.itep_demo import place_demo_order
 from devkit.receiver import Delivery, Receiver, describe
 
@@ -119,8 +124,14 @@ async def main() -> int:
                 return 1
             subscription = created["subscription"]["id"]
             receiver.secret = created["secret"]
-            print(f"subscribed {url} through the admin API (subscription {subscription})\n")
+            print(f"subscribed {url} through the admin API (subscription {subscription})")
+            grades = GradebookDemo(http, admin, auth, secrets())
+            graded = False
+            print()
             try:
+                if not await grades.subscribe():
+                    return 1
+                print()
                 try:
                     ids = await send_samples(http, ingress)
                 except aiohttp.ClientError as error:
@@ -142,12 +153,14 @@ async def main() -> int:
                 print(f"\ndelivered to {url}, signed (Standard Webhooks):")
                 for delivery in received:
                     print(f"  {describe(delivery)}")
+                graded = await grades.finish()
             finally:
                 async with http.delete(f"{admin}/v1/subscriptions/{subscription}", headers=auth):
                     pass
+                await grades.clean_up()
     finally:
         await receiver.stop()
-    complete = len(rows) >= len(ids) and len(results(received)) >= events
+    complete = len(rows) >= len(ids) and len(results(received)) >= events and graded
     print("\nan iTEP test ID ordered through the admin API, its result tied back to the order:")
     token = os.environ.get("RESULTBUS_ADMIN_TOKEN", LOCAL_ADMIN_TOKEN)
     ordered = await place_demo_order(admin, token, random.randint(100_000, 999_999))

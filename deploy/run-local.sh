@@ -2,7 +2,8 @@
 # Runs the whole pipeline on this machine: ingress, admin API (with the operator console) and one of
 # each worker role (more can be started beside them), against the local RabbitMQ and PostgreSQL
 # unless RESULTBUS_* variables say otherwise. Without a real iTEP endpoint configured, a fake iTEP
-# (devkit/fake_itep.py) takes the orders, so that `make demo` shows an order turn into a result.
+# (devkit/fake_itep.py) takes the orders, so that `make demo` shows an order turn into a result; a
+# fake OneRoster gradebook and Caliper endpoint (devkit/) receive `make demo`'s grades.
 # Ctrl-C (or SIGTERM) stops every process gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,14 @@ if [[ -z "${RESULTBUS_ITEP_ENDPOINT:-}" ]]; then
   echo "run-local: fake iTEP on $RESULTBUS_ITEP_ENDPOINT (set RESULTBUS_ITEP_ENDPOINT for a real one)"
 fi
 export RESULTBUS_ITEP_TRACK=${RESULTBUS_ITEP_TRACK:-DEMO}
+
+# A OneRoster 1.2 gradebook and a Caliper 1.2 endpoint (devkit/), for `make demo`'s gradebook
+# destinations; the delivery workers read their credentials from the variables of deploy/demo.env.
+"$PY" -m devkit.oneroster --port "${RESULTBUS_FAKE_GRADEBOOK_PORT:-8092}" \
+  --client-secret "$RESULTBUS_DEMO_GRADEBOOK_SECRET" &
+pids+=($!)
+"$PY" -m devkit.caliper --port "${RESULTBUS_FAKE_CALIPER_PORT:-8093}" --token "$RESULTBUS_DEMO_CALIPER_TOKEN" &
+pids+=($!)
 
 for role in ${RESULTBUS_ROLES:-router delivery checker fulfillment retention}; do
   start "$role" "$PY" -m workers "$role"

@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from devkit.serving import until_stopped
+
 CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 ACTIONS = {
     "GradeEvent": {"Graded"},
@@ -191,9 +193,17 @@ class CaliperEndpoint:
         self.events.extend(data)
         return web.Response(status=200)
 
+    async def _list(self, request: web.Request) -> web.Response:
+        """The events kept, for `make demo` to show (the same bearer token)."""
+        given = request.headers.get("Authorization", "")
+        if given[:7].lower() != "bearer " or not secrets.compare_digest(given[7:], self.token):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        return web.json_response({"events": self.events})
+
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> int:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_post("/caliper", self._receive)
+        app.router.add_get("/caliper/events", self._list)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -208,11 +218,12 @@ class CaliperEndpoint:
 
 async def _serve(args: argparse.Namespace) -> None:
     endpoint = CaliperEndpoint(token=args.token)
-    await endpoint.start(args.port, args.host)
-    print(f"Caliper 1.2 endpoint on {endpoint.url}", flush=True)
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.Event().wait()
-    await endpoint.close()
+
+    async def start() -> str:
+        await endpoint.start(args.port, args.host)
+        return f"Caliper 1.2 endpoint on {endpoint.url} (what it kept: GET {endpoint.url}/events)"
+
+    await until_stopped("devkit.caliper", args.port, start, endpoint.close, "RESULTBUS_FAKE_CALIPER_PORT")
 
 
 def main() -> None:

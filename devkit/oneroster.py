@@ -38,6 +38,8 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from devkit.serving import until_stopped
+
 BASE = "/ims/oneroster/gradebook/v1p2"
 SCOPE_READONLY = "https://purl.imsglobal.org/spec/or/v1p2/scope/gradebook.readonly"
 SCOPE_CREATEPUT = "https://purl.imsglobal.org/spec/or/v1p2/scope/gradebook.createput"
@@ -508,11 +510,12 @@ async def _serve(args: argparse.Namespace) -> None:
     provider = OneRosterProvider(
         clients={args.client_id: args.client_secret}, token_lifetime=args.token_lifetime
     )
-    await provider.start(args.port, args.host)
-    print(f"OneRoster 1.2 gradebook on {provider.base_url} (token endpoint {provider.token_url})", flush=True)
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.Event().wait()
-    await provider.close()
+
+    async def start() -> str:
+        await provider.start(args.port, args.host)
+        return f"OneRoster 1.2 gradebook on {provider.base_url} (token endpoint {provider.token_url})"
+
+    await until_stopped("devkit.oneroster", args.port, start, provider.close, "RESULTBUS_FAKE_GRADEBOOK_PORT")
 
 
 def main() -> None:

@@ -5,15 +5,14 @@ The holds are written and resumed by the delivery worker; this module only gives
 
 - `hold(...)` when `resolve` answers Unmapped (the reason is what the operator sees);
 - a mapping stored here (`put_mapping`, `import_mappings`) releases the candidate's waiting holds
-  in the same transaction and NOTIFYs `RELEASED_CHANNEL`;
-- `take_released(...)` (locked, SKIP LOCKED) gives the released holds to send, `mark_resumed(...)`
-  records that they were handed back to delivery. A release is a row, so none is lost while no
-  worker listens.
+  in the same transaction;
+- `resumable(...)` gives the released holds' deliveries to send again, `mark_resumed(...)` records
+  that their tasks were published. A release is a row, so none is lost while no worker runs.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -22,7 +21,6 @@ from gradebook.crosswalk import Lookup, Row, candidate_key
 from schemas.event import ResultEvent
 from schemas.vendor import Vendor
 
-RELEASED_CHANNEL: Final = "resultbus_gradebook_released"
 MappingSource = Literal["api", "csv"]
 
 
@@ -121,19 +119,34 @@ WHERE vendor = $1 AND candidate = ANY($2::text[]) AND released_at IS NULL
 RETURNING {_HELD_COLUMNS}
 """
 
-_TAKE_RELEASED = f"""
-SELECT {_HELD_COLUMNS} FROM gradebook_holds
-WHERE released_at IS NOT NULL AND resumed_at IS NULL
-ORDER BY released_at
+# Released holds (a mapping arrived) whose delivery is still held: their tasks are to be published
+# (by a delivery worker, workers/delivery/attempts.py). Marked resumed only after that: one whose
+# task was lost is found again.
+_RESUMABLE = """
+SELECT d.id::text AS delivery_id, d.subscription_id::text, d.event_id::text, d.attempts
+FROM gradebook_holds h JOIN deliveries d ON d.id = h.delivery_id
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.status = 'held'
+ORDER BY h.released_at
 LIMIT $1
-FOR UPDATE SKIP LOCKED
 """
 
-_MARK_RESUMED = """
-UPDATE gradebook_holds SET resumed_at = now()
-FROM unnest($1::uuid[], $2::uuid[]) AS x(s, e)
-WHERE subscription_id = x.s AND event_id = x.e
+# Done with once their delivery is no longer held: resumed (its task published), or settled some other
+# way. One still pending is not held yet (its attempt is being settled): the next look finds it.
+_RESUMED = """
+UPDATE gradebook_holds h SET resumed_at = now()
+FROM deliveries d
+WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.id = h.delivery_id
+  AND (d.id = ANY ($1::uuid[]) OR d.status NOT IN ('held', 'pending', 'waiting'))
 """
+
+
+class Resumable(msgspec.Struct, frozen=True):
+    """A held delivery whose candidate was mapped: its next attempt is `attempts` + 1."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    attempts: int
 
 
 async def lookup(conn: DbConn, event: ResultEvent) -> Lookup:
@@ -277,21 +290,19 @@ async def hold(
 
 
 async def release(conn: DbConn, vendor: Vendor, candidates: Sequence[str], *, by: str) -> list[Held]:
-    """Releases the waiting holds of these candidates (a mapping arrived) and wakes the listeners.
-    Call inside the transaction that stored the mapping."""
+    """Releases the waiting holds of these candidates (a mapping arrived). Call inside the transaction
+    that stored the mapping."""
     rows = await conn.fetch(_RELEASE, vendor.value, list(candidates), by)
-    if rows:
-        await conn.execute("SELECT pg_notify($1, $2)", RELEASED_CHANNEL, vendor.value)
     return [Held(**dict(r)) for r in rows]
 
 
-async def take_released(conn: DbConn, limit: int = 100) -> list[Held]:
-    """Inside a transaction: released holds not yet resumed, locked (other workers skip them)."""
-    return [Held(**dict(r)) for r in await conn.fetch(_TAKE_RELEASED, limit)]
+async def resumable(conn: DbConn, limit: int = 200) -> list[Resumable]:
+    return [Resumable(*r) for r in await conn.fetch(_RESUMABLE, limit)]
 
 
-async def mark_resumed(conn: DbConn, holds: Sequence[Held]) -> None:
-    await conn.execute(_MARK_RESUMED, [h.subscription_id for h in holds], [h.event_id for h in holds])
+async def mark_resumed(conn: DbConn, delivery_ids: Sequence[str]) -> None:
+    """After their tasks are published (and, by the way, the holds whose delivery settled otherwise)."""
+    await conn.execute(_RESUMED, list(delivery_ids))
 
 
 async def held(

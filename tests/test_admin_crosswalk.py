@@ -168,7 +168,17 @@ async def test_a_mapping_releases_the_results_held_for_its_candidate(admin: Admi
         found = await crosswalk_db.lookup(conn, event)
         held = resolve(event, CrosswalkConfig(), found)
         assert isinstance(held, Unmapped)
-        await crosswalk_db.hold(conn, subscription_id=subscription, event=event, reason=held.reason)
+        delivery_id = str(uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO deliveries (id, subscription_id, event_id, event_type, status) VALUES ($1, $2, $3, $4, 'held')",
+            delivery_id,
+            subscription,
+            event.id,
+            event.type,
+        )
+        await crosswalk_db.hold(
+            conn, subscription_id=subscription, event=event, reason=held.reason, delivery_id=delivery_id
+        )
     status, listed = await admin.call(
         "GET", "/v1/crosswalk/held", vendor="synap", subscription_id=subscription
     )
@@ -188,11 +198,11 @@ async def test_a_mapping_releases_the_results_held_for_its_candidate(admin: Admi
     released = (await admin.call("GET", "/v1/crosswalk/held", released="true"))[1]["held"]
     assert released[0]["released_by"] == "crosswalk:synap/user-77"
     async with admin.pool.acquire() as conn:
-        async with conn.transaction():
-            taken = await crosswalk_db.take_released(conn)
-            assert [h.event_id for h in taken] == [event.id]
-            await crosswalk_db.mark_resumed(conn, taken)
-        assert await crosswalk_db.take_released(conn) == []
+        # Its delivery is still held: the delivery workers publish its task, then mark it resumed.
+        (resumable,) = await crosswalk_db.resumable(conn)
+        assert (resumable.delivery_id, resumable.event_id) == (delivery_id, event.id)
+        await crosswalk_db.mark_resumed(conn, [resumable.delivery_id])
+        assert await crosswalk_db.resumable(conn) == []
         # The delivery worker's look-up now maps the candidate.
         assert resolve(event, CrosswalkConfig(), await crosswalk_db.lookup(conn, event)) == Mapped(
             "S-1002", Source.TABLE

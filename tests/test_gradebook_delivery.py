@@ -21,7 +21,7 @@ from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.gradebook_world import CALIPER_TOKEN_ENV, SECRET_ENV, caliper_destination, oneroster_destination
 from tests.pipeline import RunningRouter, running_router
-from tests.test_admin import Admin, admin_api
+from tests.test_admin import AUTH, Admin, admin_api
 from tests.test_delivery_processes import delivery_process, stop
 
 CLIENT_SECRET = "s3cret-for-delivery-tests"
@@ -151,6 +151,17 @@ async def test_an_unmapped_candidate_is_held_then_delivered_once_mapped(gb: Grad
     status, held = await gb.api.call("GET", "/v1/crosswalk/held", subscription_id=subscription_id)
     assert status == 200 and [h["candidate"] for h in held["held"]] == ["GB0003AP"]
     assert gb.provider.results == {}
+    # The operator sees it on the subscription's console page, with the reason; and no test event is
+    # offered (it would write a grade for a made-up candidate).
+    async with gb.api.http.get(
+        f"{gb.api.base}/console/subscriptions/{subscription_id}", headers=AUTH
+    ) as page:
+        html = await page.text()
+    assert page.status == 200 and "Held for the crosswalk" in html and "GB0003AP" in html
+    assert "a OneRoster 1.2 gradebook: results in class class-esl-101" in html
+    assert "send-test" not in html
+    status, refused = await gb.api.call("POST", f"/v1/subscriptions/{subscription_id}/test")
+    assert status == 422 and "gets no test event" in refused["error"]
     status, _ = await gb.api.call(
         "PUT", "/v1/crosswalk/itep/GB0003AP", {"student": "S-1003", "by": "registrar@example.com"}
     )

@@ -67,6 +67,8 @@ async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema
         RESULTBUS_INGRESS_PORT=str(base + 7),
         RESULTBUS_ADMIN_PORT=str(base + 8),
         RESULTBUS_FAKE_ITEP_PORT=str(base + 9),
+        RESULTBUS_FAKE_GRADEBOOK_PORT=str(base + 10),
+        RESULTBUS_FAKE_CALIPER_PORT=str(base + 11),
     )
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", "migrate", env=env, cwd=ROOT
@@ -113,7 +115,7 @@ async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema
 async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: str) -> None:
     for name in delivery_queue_names(topology, DeliverySettings().schedule):
         scratch_queue_name(topology, "", name=name)
-    base = free_base(10)
+    base = free_base(12)
     # Non-default addresses: `make demo` finds the servers where `make run` put them, from the same
     # variables (it once needed RESULTBUS_INGRESS_URL/_ADMIN_URL besides, and blamed the stack).
     env = local_env(
@@ -123,6 +125,8 @@ async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: 
         RESULTBUS_INGRESS_PORT=str(base + 7),
         RESULTBUS_ADMIN_PORT=str(base + 8),
         RESULTBUS_FAKE_ITEP_PORT=str(base + 9),
+        RESULTBUS_FAKE_GRADEBOOK_PORT=str(base + 10),
+        RESULTBUS_FAKE_CALIPER_PORT=str(base + 11),
     )
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", "migrate", env=env, cwd=ROOT
@@ -158,6 +162,15 @@ async def test_make_demo_shows_signed_deliveries(topology: Topology, db_schema: 
     assert {line.split()[1].split(".")[0] for line in delivered} == {"itep", "inspera", "synap", "testpress"}
     assert all("schema=resultbus.result-event/v1" in line for line in delivered)
     assert "NOT VERIFIED" not in text
+    # The gradebook: two candidates held until the demo maps them, then a grade for each sample that
+    # carries one (Inspera's webhooks carry no grade: not written, and said so).
+    gradebook = text.split("in the gradebook")[1].split("at the Caliper endpoint")[0]
+    assert "held for the gradebook, its candidate not mapped to a student yet (2)" in text
+    grades = [line.split() for line in gradebook.splitlines() if "(fully graded)" in line]
+    assert sorted(g[0] for g in grades) == ["S-DEMO-0077", "S-DEMO-0918", "cand-0042"], gradebook
+    assert "(not written: inspera completed on" in gradebook
+    caliper = text.split("at the Caliper endpoint")[1].split("an iTEP test ID ordered")[0]
+    assert caliper.count("GradeEvent Graded") == 3, caliper
     # The iTEP order: the fake iTEP assigns a test ID and sends the results back through the ingress.
     assert "POST /v1/itep/orders -> 202" in text and "completed" in text.split("iTEP test ID ordered")[1]
 
@@ -234,8 +247,16 @@ def test_every_variable_make_run_and_make_demo_read_is_documented() -> None:
 def test_the_readme_names_every_process_make_run_starts() -> None:
     script = (ROOT / "deploy" / "run-local.sh").read_text()
     [roles] = re.findall(r"\$\{RESULTBUS_ROLES:-([a-z ]+)\}", script)
-    started = {*roles.split(), "ingress", "admin", "fake iTEP"}
+    started = {
+        *roles.split(),
+        "ingress",
+        "admin",
+        "fake iTEP",
+        "fake OneRoster gradebook",
+        "fake Caliper endpoint",
+    }
     assert "devkit.fake_itep" in script and "-m ingress" in script and "-m admin" in script
+    assert "devkit.oneroster" in script and "devkit.caliper" in script
     readme = (ROOT / "README.md").read_text()
     said = re.search(r"^make run +#(.*?)^make test", readme, re.S | re.M)
     assert said is not None

@@ -27,6 +27,8 @@ from common.errors import TRANSIENT
 from common.rejected import KINDS, Kind, RejectedFilter, body_names, search_key
 from common.replay import count_rejected
 from common.times import parse_time
+from gradebook import crosswalk_db
+from gradebook.config import OneRosterDestination, decode_destination
 from schemas.event import Status, encode_event
 from subscribers.signing import InvalidSecret, secret_key
 
@@ -40,6 +42,20 @@ OUTCOME_WAIT: Final = 3.0
 REPLAY_ALL_LIMIT: Final = 10_000
 SUBSCRIPTION_STATUSES: Final = ("active", "disabled", "unsubscribed")
 DELIVERY_STATUSES: Final = ("waiting", "pending", "succeeded", "failed", "cancelled", "superseded")
+
+
+def _destination_summary(kind: str, config: str | None) -> str:
+    """What a subscription delivers to, in an operator's words."""
+    if kind == "webhook" or config is None:
+        return "signed webhooks (Standard Webhooks) POSTed to its URL"
+    destination = decode_destination(config)
+    if isinstance(destination, OneRosterDestination):
+        return (
+            f"a OneRoster 1.2 gradebook: results in class {destination.class_sourced_id}, one line item per"
+            f" vendor and product; OAuth client {destination.oauth.client_id} (secret in"
+            f" {destination.oauth.client_secret_env})"
+        )
+    return f"a Caliper 1.2 endpoint: grade and submission events, bearer token in {destination.token_env}"
 
 
 def _uuid(value: str | None, what: str = "id") -> str:
@@ -547,6 +563,9 @@ class Pages:
             )
             shown = deliveries[:PAGE]
             attempts = await queries.attempts(conn, [d["id"] for d in shown])
+            held = []
+            if rows[0]["destination_kind"] != "webhook":
+                held = await crosswalk_db.held(conn, subscription_id=subscription_id, limit=PAGE)
         older = None
         if len(deliveries) > PAGE:
             last = shown[-1]
@@ -571,6 +590,8 @@ class Pages:
             done=request.query.get("done"),
             n=request.query.get("n"),
             test_types=[s.value for s in Status],
+            held=held,
+            destination=_destination_summary(rows[0]["destination_kind"], rows[0]["destination"]),
             link=_link,
         )
 

@@ -200,7 +200,7 @@ async def outcomes(conn: DbConn, webhook_ids: list[str]) -> list[Row]:
 
 _SUBSCRIPTIONS = """
 SELECT s.id::text, s.url, s.description, s.status, s.status_reason, s.status_changed_at, s.created_at,
-       s.vendors, s.sources, s.event_types,
+       s.vendors, s.sources, s.event_types, s.delivery_order, s.destination_kind, s.destination::text,
        e.url AS endpoint, e.consecutive_failures, e.failing_since AS check_failing_since,
        e.last_checked_at, e.last_error AS check_error, e.next_check_at,
        h.succeeded, h.failed, h.pending, h.last_success,

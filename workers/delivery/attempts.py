@@ -22,9 +22,8 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -59,7 +58,7 @@ log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 _SLOT_WAIT = 0.5  # how long a task waits here for its endpoint before it is parked in the broker
-_RESUME_EVERY = 5.0  # seconds between looks for released holds, when no NOTIFY says there are some
+_RESUME_EVERY = 2.0  # seconds between looks for held deliveries a mapping released
 
 
 class Settling(msgspec.Struct, frozen=True):
@@ -332,41 +331,28 @@ class Attempts:
         log.warning("delivery held", reason=hold.reason)
 
     async def resume_held(self, stopping: asyncio.Event) -> None:
-        """A work task of the service: the held deliveries whose candidate a mapping released get their
-        tasks. A NOTIFY wakes it; it looks every few seconds anyway (a release is a row, not a message)."""
-        woken = asyncio.Event()
-
-        def wake(*_: object) -> None:
-            woken.set()
-
-        listening: Any = None
+        """A work task of the service: every few seconds, the tasks of the held deliveries whose
+        candidate a mapping released (gradebook/crosswalk_db.py), then marks them resumed."""
         while not stopping.is_set():
-            woken.clear()
             try:
-                if listening is None:
-                    listening = await self._pool.acquire()
-                    await listening.add_listener(crosswalk_db.RELEASED_CHANNEL, wake)
                 async with self._pool.acquire() as conn:
-                    ready = await store.released_holds(conn, 200)
-                await self._tasks.now_all([next_task(r) for r in ready])
+                    ready = await crosswalk_db.resumable(conn)
+                await self._tasks.now_all(
+                    [
+                        next_task(store.Ready(r.delivery_id, r.subscription_id, r.event_id, r.attempts))
+                        for r in ready
+                    ]
+                )
                 async with self._pool.acquire() as conn:
-                    await store.mark_resumed(conn, [r.delivery_id for r in ready])
+                    await crosswalk_db.mark_resumed(conn, [r.delivery_id for r in ready])
                 if ready:
                     log.info("held deliveries resumed", deliveries=len(ready))
                     continue  # there may be more
             except Exception as error:  # a database or broker outage: the next look retries
                 log.warning("could not resume held deliveries", error=describe(error))
-                await self._stop_listening(listening, wake)
-                listening = None
-            await _first(woken, stopping, within=_RESUME_EVERY)
-        await self._stop_listening(listening, wake)
-
-    async def _stop_listening(self, conn: Any, wake: Callable[..., None]) -> None:
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(crosswalk_db.RELEASED_CHANNEL, wake)
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RESUME_EVERY):
+                    await stopping.wait()
 
     async def _follow_up(self, task: Attempt, state: store.State, target: store.Target) -> None:
         """This task's attempt is recorded, but it came back: what followed may not be published."""
@@ -469,13 +455,3 @@ class Attempts:
             routing_key=routing_key,
             timeout=5.0,
         )
-
-
-async def _first(*events: asyncio.Event, within: float) -> None:
-    """Until one of `events` is set, or `within` seconds."""
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()

@@ -76,26 +76,6 @@ WHERE d.id = $1::uuid AND x.status = 'pending' AND x.attempts = 0 AND x.claimed_
 """
 
 
-# Released holds (a mapping arrived) whose delivery is still held: their tasks are to be published.
-# Marked resumed only after that (`_RESUMED`): one whose task was lost is found again.
-_RELEASED_HOLDS = """
-SELECT d.id::text AS delivery_id, d.subscription_id::text, d.event_id::text, d.attempts
-FROM gradebook_holds h JOIN deliveries d ON d.id = h.delivery_id
-WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.status = 'held'
-ORDER BY h.released_at
-LIMIT $1
-"""
-
-# Released holds are done with once their delivery is no longer held (resumed, or settled otherwise);
-# one still pending is not held yet (its attempt is being settled) and waits for the next round.
-_RESUMED = """
-UPDATE gradebook_holds h SET resumed_at = now()
-FROM deliveries d
-WHERE h.released_at IS NOT NULL AND h.resumed_at IS NULL AND d.id = h.delivery_id
-  AND (d.id = ANY ($1::uuid[]) OR d.status NOT IN ('held', 'pending', 'waiting'))
-"""
-
-
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """Where and how to send one delivery, as the subscription stands now."""
 
@@ -255,15 +235,6 @@ async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
     return [
         Ready(row["delivery_id"], row["subscription_id"], row["event_id"], row["attempts"]) for row in rows
     ]
-
-
-async def released_holds(conn: DbConn, limit: int) -> list[Ready]:
-    rows = await conn.fetch(_RELEASED_HOLDS, limit)
-    return [Ready(r["delivery_id"], r["subscription_id"], r["event_id"], r["attempts"]) for r in rows]
-
-
-async def mark_resumed(conn: DbConn, delivery_ids: Sequence[str]) -> None:
-    await conn.execute(_RESUMED, list(delivery_ids))
 
 
 def _claim_of(row: asyncpg.Record) -> Claim:
