@@ -29,8 +29,8 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     worker, delivery = settings
     topology = worker.topology
     pool = await open_pool(service, worker, size=8, reset_sessions=False)
-    worker_key = await hold_worker_lock(service, worker)
     connection = await open_connection(service, worker.amqp_url)
+    worker_key = await hold_worker_lock(service, worker)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)
     service.on_close(session.close)
 
