@@ -23,12 +23,12 @@ from admin import (
     store,
     wire,
 )
-from admin.errors import NotFound, Unavailable, Unprocessable
+from admin.errors import Conflict, NotFound, Unavailable, Unprocessable
 from admin.event_filters import check_event_types
 from admin.event_types import event_types
 from admin.middleware import make_middleware
 from admin.openapi import Operation, document
-from admin.replay import TaskSink, UnknownEvent, replay
+from admin.replay import BeingAttempted, TaskSink, UnknownEvent, replay
 from common.times import parse_time
 from gradebook.config import Destination, OneRosterDestination, kind_of, problems, url_of
 from schemas.vendor import Vendor
@@ -220,6 +220,10 @@ class Handlers:
             )
         except UnknownEvent:
             raise NotFound("no such event") from None
+        except BeingAttempted:
+            raise Conflict(
+                "the delivery is being attempted right now: replay it once that attempt is recorded"
+            ) from None
         return _json(wire.Replayed(queued), status=202)
 
     async def test_event(self, request: web.Request) -> web.Response:
@@ -354,6 +358,7 @@ def routes(h: Handlers) -> list[Route]:
                 202,
                 wire.Replayed,
                 body=wire.Replay,
+                errors=(409,),
             ),
             h.replay,
         ),

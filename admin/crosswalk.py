@@ -161,22 +161,8 @@ class ImportRefused(msgspec.Struct, frozen=True, kw_only=True):
     lines: list[LineError] = []
 
 
-class HeldView(msgspec.Struct, frozen=True, kw_only=True):
-    subscription_id: str
-    event_id: str
-    delivery_id: str | None = None
-    vendor: str
-    exam_key: str | None = None
-    candidate: str | None = None
-    reason: str
-    held_at: datetime
-    released_at: datetime | None = None
-    released_by: str | None = None
-    resumed_at: datetime | None = None
-
-
 class HeldList(msgspec.Struct, frozen=True):
-    held: list[HeldView]
+    held: list[Held]  # as gradebook/crosswalk_db.py reads them
 
 
 Uuid = Annotated[
@@ -474,7 +460,7 @@ class CrosswalkHandlers:
                 waiting_only=not query.released,
                 limit=query.limit,
             )
-        return _json(HeldList([HeldView(**msgspec.structs.asdict(h)) for h in found]))
+        return _json(HeldList(found))
 
 
 Route = tuple[Operation, Callable[[web.Request], Awaitable[web.StreamResponse]]]

@@ -23,6 +23,12 @@ class NotFound(AdminError):
     status = 404
 
 
+class Conflict(AdminError):
+    """Not now: what was asked collides with work in progress (a replay of a delivery being attempted)."""
+
+    status = 409
+
+
 class Unprocessable(AdminError):
     """Well-formed but not acceptable: a refused endpoint URL, a replay of nothing."""
 

@@ -17,6 +17,7 @@ _ERRORS = {
 }
 # Answered only by the operations that list them (`Operation.errors`).
 _OPTIONAL_ERRORS = {
+    409: "in conflict with work in progress",
     413: "request body too large",
     415: "unsupported media type",
 }

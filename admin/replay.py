@@ -25,6 +25,10 @@ class UnknownEvent(Exception):
     pass
 
 
+class BeingAttempted(Exception):
+    """The delivery is being attempted right now: a replay would send it twice at once."""
+
+
 async def replay(
     pool: asyncpg.Pool,
     tasks: TaskSink,
@@ -40,22 +44,26 @@ async def replay(
             found = await store.replay_one(conn, subscription_id, event_id)
             if found is None:
                 raise UnknownEvent(event_id)
-            todo = [found]
+            if not found:
+                raise BeingAttempted(event_id)
+            todo = found
         else:
             assert since is not None
             todo = await store.replay_failed(conn, subscription_id, since)
+    # A waiting one gets its task when the delivery before it in its exam's order is settled.
+    pending = [(d, e, made) for d, e, made, status in todo if status == "pending"]
     try:
         await tasks.now_all(
             [
                 Attempt(delivery_id=d, subscription_id=subscription_id, event_id=e, attempt=made + 1)
-                for d, e, made in todo
+                for d, e, made in pending
             ]
         )
     except TRANSIENT:
-        # Pending without a task would wait for ever: all of them are failed again (a task that was
+        # Pending without a task would wait for ever: they are failed again (a task that was
         # published finds its delivery failed and does nothing), for the next replay to find.
         async with pool.acquire() as conn:
-            await store.unqueue(conn, [d for d, *_ in todo])
+            await store.unqueue(conn, [d for d, *_ in pending])
         raise
-    log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo))
+    log.info("replay queued", subscription_id=subscription_id, deliveries=len(todo), now=len(pending))
     return [d for d, *_ in todo]

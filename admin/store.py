@@ -281,39 +281,52 @@ async def subscription_status(conn: DbConn, subscription_id: str) -> str | None:
     return None if status is None else str(status)
 
 
-async def replay_one(conn: DbConn, subscription_id: str, event_id: str) -> tuple[str, str, int] | None:
-    """(delivery id, event id, attempts so far) of the event's delivery to the subscription, set
-    pending again (created if there was none, in its place in the exam's order); None if the event
-    is unknown."""
-    row = await conn.fetchrow(
-        """
-        INSERT INTO deliveries (id, subscription_id, event_id, event_type, vendor, exam_key, exam_seq)
-        SELECT $1, $2, e.id, e.type, e.vendor, e.exam_key, e.exam_seq FROM events e WHERE e.id = $3::uuid
-        ON CONFLICT (subscription_id, event_id)
-        DO UPDATE SET status = 'pending', next_attempt_at = NULL, claimed_at = NULL, updated_at = now()
-        RETURNING id::text, event_id::text, attempts
-        """,
-        str(uuid.uuid4()),
-        subscription_id,
-        event_id,
-    )
-    return None if row is None else (row["id"], row["event_id"], int(row["attempts"]))
+_REQUEUE = """
+SELECT delivery_id::text, event_id::text, attempts, status FROM deliveries_requeue($1::uuid[])
+"""
 
 
-async def replay_failed(conn: DbConn, subscription_id: str, since: datetime) -> list[tuple[str, str, int]]:
-    """(delivery id, event id, attempts so far) of every failed delivery since `since` whose event is
-    still stored, set pending again."""
-    rows = await conn.fetch(
+async def replay_one(
+    conn: DbConn, subscription_id: str, event_id: str
+) -> list[tuple[str, str, int, str]] | None:
+    """The event's delivery to the subscription sent again (created if there was none), in its place in
+    the exam's order: [(delivery id, event id, attempts so far, pending | waiting)], or [] while it is
+    being attempted; None if the event is unknown."""
+    async with conn.transaction():
+        delivery_id = await conn.fetchval(
+            """
+            INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, vendor, exam_key,
+                                    exam_seq, exam_version)
+            SELECT $1, $2, e.id, e.type, 'cancelled', e.vendor, e.exam_key, e.exam_seq, e.exam_version
+            FROM events e WHERE e.id = $3::uuid
+            ON CONFLICT (subscription_id, event_id) DO UPDATE SET updated_at = deliveries.updated_at
+            RETURNING id::text
+            """,
+            str(uuid.uuid4()),
+            subscription_id,
+            event_id,
+        )
+        if delivery_id is None:
+            return None
+        rows = await conn.fetch(_REQUEUE, [delivery_id])
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def replay_failed(
+    conn: DbConn, subscription_id: str, since: datetime
+) -> list[tuple[str, str, int, str]]:
+    """Every failed delivery since `since` whose event is still stored, sent again (as `replay_one`)."""
+    ids = await conn.fetch(
         """
-        UPDATE deliveries d SET status = 'pending', next_attempt_at = NULL, claimed_at = NULL, updated_at = now()
+        SELECT d.id FROM deliveries d
         WHERE d.subscription_id = $1::uuid AND d.status = 'failed' AND d.created_at >= $2
           AND EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
-        RETURNING d.id::text, d.event_id::text, d.attempts
         """,
         subscription_id,
         since,
     )
-    return [(row[0], row[1], row[2]) for row in rows]
+    rows = await conn.fetch(_REQUEUE, [r["id"] for r in ids])
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def unqueue(conn: DbConn, delivery_ids: list[str]) -> None:

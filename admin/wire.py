@@ -56,8 +56,9 @@ DeliveryOrder = Annotated[
         )
     ),
 ]
-# waiting: behind an earlier delivery of the same exam; superseded: a newer event of the exam went instead.
-DeliveryStatus = Literal["waiting", "pending", "succeeded", "failed", "cancelled", "superseded"]
+# waiting: behind an earlier delivery of the same exam; held: a gradebook's candidate not mapped yet;
+# superseded: a newer event of the exam went instead.
+DeliveryStatus = Literal["waiting", "pending", "held", "succeeded", "failed", "cancelled", "superseded"]
 
 
 class SubscriptionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -113,6 +113,15 @@ ON CONFLICT (subscription_id, event_id) DO UPDATE
         held_at = now(), released_at = NULL, released_by = NULL, resumed_at = NULL
 """
 
+# One candidate's mapping and its holds change one at a time: a mapping stored while a result is being
+# held either comes first (the hold sees it) or releases the hold (it waited for it).
+_LOCK_CANDIDATES = """
+SELECT pg_advisory_xact_lock(hashtext(current_schema() || ' crosswalk'), hashtext(k))
+FROM unnest($1::text[]) AS k
+"""
+
+_CURRENT = "SELECT student, override FROM crosswalk WHERE vendor = $1 AND candidate = $2"
+
 _RELEASE = f"""
 UPDATE gradebook_holds SET released_at = now(), released_by = $3
 WHERE vendor = $1 AND candidate = ANY($2::text[]) AND released_at IS NULL
@@ -172,8 +181,14 @@ async def put_mapping(conn: DbConn, wanted: Wanted, *, by: str, source: MappingS
         return await _put(conn, wanted, by=by, source=source)
 
 
+async def _lock(conn: DbConn, keys: Sequence[tuple[str, str]]) -> None:
+    """Inside a transaction: the (vendor, candidate) keys locked, in one order (no deadlock)."""
+    await conn.execute(_LOCK_CANDIDATES, sorted({f"{v}/{c}" for v, c in keys}))
+
+
 async def _put(conn: DbConn, wanted: Wanted, *, by: str, source: MappingSource) -> Stored:
     vendor = wanted.vendor.value
+    await _lock(conn, [(vendor, wanted.candidate)])
     # Locked first: the history's `before` is the row as this change found it.
     before = await conn.fetchval(_BEFORE, vendor, wanted.candidate)
     existed = before is not None
@@ -203,6 +218,7 @@ async def import_mappings(
     transaction = conn.transaction()
     await transaction.start()
     try:
+        await _lock(conn, [(one.vendor.value, one.candidate) for one in wanted])
         stored = [await _put(conn, one, by=by, source="csv") for one in wanted]
     except BaseException:
         await transaction.rollback()
@@ -275,8 +291,12 @@ async def hold(
     event: ResultEvent,
     reason: str,
     delivery_id: str | None = None,
+    seen: Row | None = None,
 ) -> None:
-    """Holds `event` for `subscription_id` (held again: the reason and time are the latest)."""
+    """Inside a transaction: holds `event` for `subscription_id` (held again: the reason and time are
+    the latest). `seen`: the table's row as the look-up found it; one that changed since (a mapping
+    stored meanwhile) releases the hold at once."""
+    candidate = candidate_key(event)
     await conn.execute(
         _HOLD,
         subscription_id,
@@ -284,9 +304,16 @@ async def hold(
         delivery_id,
         event.vendor.value,
         event.exam.key if event.exam else None,
-        candidate_key(event),
+        candidate,
         reason[:2000],
     )
+    if candidate is None:
+        return
+    await _lock(conn, [(event.vendor.value, candidate)])
+    now = await conn.fetchrow(_CURRENT, event.vendor.value, candidate)
+    current = None if now is None else Row(student=now["student"], override=now["override"])
+    if current != seen:
+        await release(conn, event.vendor, [candidate], by=f"crosswalk:{event.vendor.value}/{candidate}")
 
 
 async def release(conn: DbConn, vendor: Vendor, candidates: Sequence[str], *, by: str) -> list[Held]:
@@ -319,6 +346,9 @@ async def held(
         f"SELECT {_HELD_COLUMNS} FROM gradebook_holds"
         " WHERE ($1::text IS NULL OR vendor = $1) AND ($2::text IS NULL OR candidate = $2)"
         " AND ($3::uuid IS NULL OR subscription_id = $3) AND (NOT $4 OR released_at IS NULL)"
+        # Waiting: its delivery is still held (one superseded or cancelled meanwhile is not).
+        " AND (NOT $4 OR delivery_id IS NULL OR EXISTS (SELECT 1 FROM deliveries d"
+        " WHERE d.id = gradebook_holds.delivery_id AND d.status = 'held'))"
         " ORDER BY held_at DESC LIMIT $5",
         vendor.value if vendor else None,
         candidate,

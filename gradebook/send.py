@@ -36,9 +36,10 @@ _KNOWN_LIMIT: Final = 10_000  # line items remembered as present, per process
 
 
 def retryable(outcome: Outcome) -> bool:
-    """Whether trying again later may succeed: no answer, a timeout, a rate limit or a server error.
+    """Whether trying again later may succeed: no answer, a timeout, a rate limit, a server error, or
+    credentials refused (401, 403: the whole destination's, fixed by its operator, not this result's).
     Any other 4xx is the provider refusing this write: record it with its message."""
-    return outcome.status is None or outcome.status in (408, 429) or outcome.status >= 500
+    return outcome.status is None or outcome.status in (401, 403, 408, 429) or outcome.status >= 500
 
 
 class _Answer:
@@ -100,11 +101,10 @@ class Sender:
                     f"a {type(write).__name__} cannot go to a {destination.__struct_config__.tag} destination",
                 )
         except TokenFailure as failure:
+            # The token endpoint's answer (its status is in the error): the destination's credentials,
+            # not this result, so never final.
             return Outcome(
-                status=failure.status,
-                latency_ms=_since(started),
-                error=failure.error,
-                retry_after=failure.retry_after,
+                status=None, latency_ms=_since(started), error=failure.error, retry_after=failure.retry_after
             )
         except _Failed as failure:
             return Outcome(
@@ -143,9 +143,16 @@ class Sender:
 
     async def _oneroster(self, destination: OneRosterDestination, write: OneRosterWrite) -> _Answer:
         base = destination.base_url.rstrip("/")
+        known = (base, write.line_item.sourcedId) in self._known
         await self._ensure_line_item(destination, base, write)
         path = f"/results/{quote(write.result.sourcedId, safe='')}"
-        answer = await self._authorized(destination, "PUT", base + path, encode(ResultBody(write.result)))
+        body = encode(ResultBody(write.result))
+        answer = await self._authorized(destination, "PUT", base + path, body)
+        if answer.status in (404, 422) and known:
+            # The line item this process created may be gone (deleted in the SIS): make it again, once.
+            self._known.discard((base, write.line_item.sourcedId))
+            await self._ensure_line_item(destination, base, write)
+            answer = await self._authorized(destination, "PUT", base + path, body)
         if not 200 <= answer.status < 300:
             # The provider may have lost or refused the line item: look again next time.
             self._known.discard((base, write.line_item.sourcedId))

@@ -9,7 +9,7 @@ import msgspec
 
 from gradebook import crosswalk_db
 from gradebook.config import CrosswalkConfig
-from gradebook.crosswalk import Mapped, Source, Unmapped, resolve
+from gradebook.crosswalk import Mapped, Row, Source, Unmapped, resolve
 from schemas.event import OrderRef
 from tests.gradebook_world import sample_itep, sample_synap
 from tests.test_admin import AUTH, Admin
@@ -176,9 +176,10 @@ async def test_a_mapping_releases_the_results_held_for_its_candidate(admin: Admi
             event.id,
             event.type,
         )
-        await crosswalk_db.hold(
-            conn, subscription_id=subscription, event=event, reason=held.reason, delivery_id=delivery_id
-        )
+        async with conn.transaction():
+            await crosswalk_db.hold(
+                conn, subscription_id=subscription, event=event, reason=held.reason, delivery_id=delivery_id
+            )
     status, listed = await admin.call(
         "GET", "/v1/crosswalk/held", vendor="synap", subscription_id=subscription
     )
@@ -208,7 +209,11 @@ async def test_a_mapping_releases_the_results_held_for_its_candidate(admin: Admi
             "S-1002", Source.TABLE
         )
         # Held again (a later event of the exam, say): waiting once more, resumable once more.
-        await crosswalk_db.hold(conn, subscription_id=subscription, event=event, reason="again")
+        # (The look-up found the mapping: a hold that saw it is not released by it.)
+        async with conn.transaction():
+            await crosswalk_db.hold(
+                conn, subscription_id=subscription, event=event, reason="again", seen=Row(student="S-1002")
+            )
         assert [h.reason for h in await crosswalk_db.held(conn, candidate="user-77")] == ["again"]
 
 

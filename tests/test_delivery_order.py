@@ -356,3 +356,66 @@ async def test_a_shutdown_settles_a_post_that_outlasts_the_drain(
     assert row["status"] == "pending" and row["attempts"] == 1 and row["claimed_at"] is None
     assert row["next_attempt_at"] is not None
     assert attempt["outcome"] == "retry" and attempt["error"] == "timeout: the worker stopped"
+
+
+async def test_two_copies_of_a_task_handed_out_together_make_one_post(w: World) -> None:
+    async with subscriber() as sub:
+        release = asyncio.Event()
+
+        async def slow(request: web.Request) -> web.StreamResponse:
+            await release.wait()
+            return web.Response()
+
+        sub.behaviours["/hook"] = slow
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        event = make_event()
+        await w.store(event)
+        delivery_id = uuid.uuid4()
+        await w.pool.execute(
+            "INSERT INTO deliveries (id, subscription_id, event_id, event_type) VALUES ($1, $2, $3, $4)",
+            delivery_id,
+            uuid.UUID(subscription_id),
+            uuid.UUID(event.id),
+            event.type,
+        )
+        task = encode_task(
+            Attempt(delivery_id=str(delivery_id), subscription_id=subscription_id, event_id=event.id)
+        )
+        for _ in range(2):  # side by side: they reach the worker in one turn, their claims in one group
+            await send_task(w.settings.amqp_url, w.settings.topology, task)
+        await sub.wait("/hook", 1)
+        await asyncio.sleep(0.5)
+        release.set()
+        await w.delivery(subscription_id, "succeeded")
+        await asyncio.sleep(0.3)
+        assert len(sub.received["/hook"]) == 1
+        assert len(await w.attempts(delivery_id)) == 1
+
+
+async def test_a_redelivered_task_publishes_what_the_cancel_it_made_released(w: World) -> None:
+    # The worker cancelled the first delivery (its event was gone), which released the second; it
+    # stopped before publishing the second's task: the first's task comes back and publishes it.
+    async with subscriber() as sub:
+        subscription_id, _ = await w.subscribe(sub.url("/hook"))
+        first, second = make_event(type_="finished", exam="CAN"), make_event(type_="completed", exam="CAN")
+        await w.store(first)
+        await w.store(second)
+        ids = {}
+        for seq, event, status in ((1, first, "cancelled"), (2, second, "pending")):
+            ids[event.id] = uuid.uuid4()
+            await w.pool.execute(
+                "INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, vendor, exam_key,"
+                " exam_seq) VALUES ($1, $2, $3, $4, $5, 'itep', 'CAN', $6)",
+                ids[event.id],
+                uuid.UUID(subscription_id),
+                uuid.UUID(event.id),
+                event.type,
+                status,
+                seq,
+            )
+        task = Attempt(delivery_id=str(ids[first.id]), subscription_id=subscription_id, event_id=first.id)
+        await send_task(
+            w.settings.amqp_url, w.settings.topology, encode_task(task), **{"x-delivery-count": 1}
+        )
+        (got,) = await sub.wait("/hook", 1)
+        assert got.headers["webhook-id"] == second.id

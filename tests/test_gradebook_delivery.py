@@ -141,6 +141,33 @@ async def test_an_invalidation_updates_the_result_it_follows(gb: Gradebook) -> N
     assert withdrawn["scoreStatus"] == "not submitted" and "score" not in withdrawn
 
 
+async def test_a_status_that_did_not_move_the_exam_never_undoes_an_invalidation(gb: Gradebook) -> None:
+    subscription_id = await gb.subscribe()
+    await gb.itep("Complete", "GB0006AP")
+    (graded,) = await gb.results(1)
+    await gb.itep("Invalidated", "GB0006AP")
+    async with asyncio.timeout(20):
+        while gb.provider.results[graded["sourcedId"]]["scoreStatus"] == "fully graded":
+            await asyncio.sleep(0.05)
+    # iTEP sends the Complete again, one field changed (a new event, stored as not moving the exam).
+    await gb.itep("Complete", "GB0006AP", trNote="re-sent")
+    async with asyncio.timeout(20):
+        while (
+            await gb.api.pool.fetchval(
+                "SELECT count(*) FROM deliveries WHERE subscription_id = $1 AND status IN ('pending', 'waiting')",
+                uuid.UUID(subscription_id),
+            )
+        ) or len(
+            (await gb.api.call("GET", f"/v1/subscriptions/{subscription_id}/deliveries"))[1]["deliveries"]
+        ) < 3:
+            await asyncio.sleep(0.05)
+    (result,) = gb.provider.results.values()
+    assert result["scoreStatus"] == "not submitted" and "score" not in result
+    _, listed = await gb.api.call("GET", f"/v1/subscriptions/{subscription_id}/deliveries")
+    (resent,) = [d for d in listed["deliveries"] if d["status"] == "cancelled"]
+    assert "did not move the exam (it stands at invalidated)" in resent["attempt_log"][-1]["error"]
+
+
 async def test_an_unmapped_candidate_is_held_then_delivered_once_mapped(gb: Gradebook) -> None:
     # No OID and no identifier rule: nothing says who the candidate is.
     subscription_id = await gb.subscribe()
@@ -162,6 +189,10 @@ async def test_an_unmapped_candidate_is_held_then_delivered_once_mapped(gb: Grad
     assert "send-test" not in html
     status, refused = await gb.api.call("POST", f"/v1/subscriptions/{subscription_id}/test")
     assert status == 422 and "gets no test event" in refused["error"]
+    status, listed = await gb.api.call(
+        "GET", f"/v1/subscriptions/{subscription_id}/deliveries", status="held"
+    )
+    assert status == 200 and [d["status"] for d in listed["deliveries"]] == ["held"]
     status, _ = await gb.api.call(
         "PUT", "/v1/crosswalk/itep/GB0003AP", {"student": "S-1003", "by": "registrar@example.com"}
     )

@@ -41,7 +41,7 @@ HEALTH_WINDOW: Final = timedelta(days=1)
 OUTCOME_WAIT: Final = 3.0
 REPLAY_ALL_LIMIT: Final = 10_000
 SUBSCRIPTION_STATUSES: Final = ("active", "disabled", "unsubscribed")
-DELIVERY_STATUSES: Final = ("waiting", "pending", "succeeded", "failed", "cancelled", "superseded")
+DELIVERY_STATUSES: Final = ("waiting", "pending", "held", "succeeded", "failed", "cancelled", "superseded")
 
 
 def _destination_summary(kind: str, config: str | None) -> str:

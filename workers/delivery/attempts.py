@@ -69,11 +69,24 @@ class Settling(msgspec.Struct, frozen=True):
     disable: str | None = None  # the reason to disable the subscription with (a 410)
 
 
-class Settled(msgspec.Struct, frozen=True):
+class Done(msgspec.Struct, frozen=True):
+    """A settlement recorded: the delivery's attempts and status now, whether it disabled the
+    subscription, and the deliveries of its exam it released."""
+
     attempts: int
     status: str
     disabled: bool
     released: list[store.Ready]
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """How an attempt ends: its outcome in the log, the delivery's status after it, the wait before
+    the next attempt (a retry), and what the attempts metric counts it as."""
+
+    kind: str  # succeeded | retry | failed | gone | skipped
+    status: str  # succeeded | pending | failed | cancelled
+    delay: float | None = None
+    counted_as: str = ""
 
 
 def recovering(message: AbstractIncomingMessage) -> bool:
@@ -102,8 +115,10 @@ class Attempts:
         results: AbstractExchange,
         *,
         drain: float,
+        worker: int,
         rng: random.Random | None = None,
     ) -> None:
+        """`worker`: the key of this worker's liveness lock (run.py), which its claims carry."""
         self._settings = settings
         self._schedule = settings.schedule
         self._pool = pool
@@ -111,14 +126,18 @@ class Attempts:
         self._tasks = tasks
         self._results = results
         self._drain = drain
+        self._worker = worker
         self._rng = rng or random.Random()
         self._endpoints = Endpoints(settings.per_endpoint)
         self._endpoint_of: dict[str, str] = {}  # subscription id -> its endpoint, once seen
         self._stopping = False
         self._deadline: float | None = None  # once stopping: when the POSTs in flight are cut short
         self._posting: set[asyncio.Timeout] = set()
-        self._claims: Batch[tuple[str, int, bool], store.Claim | None] = Batch(self._claim_group)
-        self._settlements: Batch[Settling, Settled] = Batch(
+        # Two copies of one task never share a claim statement: only one of them may claim.
+        self._claims: Batch[tuple[str, int, bool], store.Claim | None] = Batch(
+            self._claim_group, key=lambda item: item[0]
+        )
+        self._settlements: Batch[Settling, Done] = Batch(
             self._settle_group, key=lambda item: item.delivery_id
         )
 
@@ -141,8 +160,13 @@ class Attempts:
         if claim is None:
             return  # deleted meanwhile
         if not claim.claimed:
-            if again and claim.state.attempts == task.attempt and claim.target is not None:
-                await self._follow_up(task, claim.state, claim.target)
+            state = claim.state
+            if again and state.in_hand and (task.attempt == 0 or state.attempts < task.attempt):
+                # Its worker still runs (its broker connection went, say): the attempt may still be
+                # recorded. Back later, to find it made, or the claim free to take over.
+                raise Retry("its attempt is in the hands of a worker that still runs")
+            if again and claim.target is not None:
+                await self._follow_up(task, state, claim.target)
             return  # made, settled, waiting for its turn, or in the hands of another copy of the task
         try:
             await self._attempt(task, claim)
@@ -171,10 +195,12 @@ class Attempts:
             await self._settle(task, state.exam, cancel)
             log.info("delivery cancelled", reason=reason)
             return
-        work = await self._destinations.prepare(target, state.event_id, claim.payload)
+        work = await self._destinations.prepare(target, state, claim.payload)
         if isinstance(work, Skip):  # nothing for this destination in this event
             skipped = Outcome(status=None, latency_ms=0.0, error=f"not sent: {work.reason}")
-            await self._record(task, state, target, skipped, as_=("skipped", "cancelled"))
+            await self._record(
+                task, state, target, skipped, Decision("skipped", "cancelled", counted_as="skipped")
+            )
             return
         if isinstance(work, Hold):
             await self._hold(task, state, work)
@@ -192,8 +218,14 @@ class Attempts:
             return
         if verdict is Verdict.SKIP:
             skipped = Outcome(status=None, latency_ms=0.0, error=health.reason(time.monotonic()))
-            await self._record(task, state, target, skipped, skipped=True)
+            decision = self._decide(task, target, skipped)
+            counted = "skipped" if decision.kind == "retry" else decision.kind
+            await self._record(
+                task, state, target, skipped, msgspec.structs.replace(decision, counted_as=counted)
+            )
             return
+        if self._stopping:
+            raise Retry("the worker is stopping", after=0.0)  # handed back, unattempted
         if target.rate_limit is not None and target.rate_period is not None:
             held_for = await rate_limit.hold(
                 self._pool,
@@ -209,10 +241,8 @@ class Attempts:
                 held = msgspec.structs.replace(task, not_before=time.time() + held_for)
                 await self._tasks.later(held, self._schedule.tier_for(held_for))
                 return
-        if self._stopping:
-            raise Retry("the worker is stopping", after=0.0)  # handed back, unattempted
         outcome = await self._send(target, work, endpoint)
-        await self._record(task, state, target, outcome)
+        await self._record(task, state, target, outcome, self._decide(task, target, outcome))
 
     async def _send(self, target: store.Target, work: Work, endpoint: str) -> Outcome:
         started = self._endpoints.started(endpoint)
@@ -234,31 +264,24 @@ class Attempts:
             self._endpoints.finished(endpoint, started, answered_below_500=answered)
         return outcome
 
+    def _decide(self, task: Attempt, target: store.Target, outcome: Outcome) -> Decision:
+        if outcome.ok:
+            return Decision("succeeded", "succeeded", counted_as="succeeded")
+        if outcome.gone and target.kind == "webhook":
+            return Decision("gone", "failed", counted_as="gone")
+        if self._destinations.final(target, outcome):
+            return Decision("failed", "failed", counted_as="failed")
+        delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
+        if delay is None:
+            return Decision("failed", "failed", counted_as="failed")
+        return Decision("retry", "pending", delay, counted_as="retry")
+
     async def _record(
-        self,
-        task: Attempt,
-        state: store.State,
-        target: store.Target,
-        outcome: Outcome,
-        *,
-        skipped: bool = False,
-        as_: tuple[str, str] | None = None,
+        self, task: Attempt, state: store.State, target: store.Target, outcome: Outcome, decision: Decision
     ) -> None:
-        """Records the attempt (its outcome and the delivery's status after it, unless `as_` says),
-        then publishes what follows it."""
+        """Records the attempt as `decision` says, then publishes what follows it."""
         now = datetime.now(UTC)
-        delay: float | None = None
-        if as_ is not None:
-            kind, status = as_
-        elif outcome.ok:
-            kind, status = "succeeded", "succeeded"
-        elif outcome.gone and target.kind == "webhook":
-            kind, status = "gone", "failed"
-        elif self._destinations.final(target, outcome):
-            kind, status = "failed", "failed"
-        else:
-            delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
-            kind, status = ("failed", "failed") if delay is None else ("retry", "pending")
+        kind, status, delay = decision.kind, decision.status, decision.delay
         settlement = store.Settlement(
             status=status,
             made=True,
@@ -271,7 +294,7 @@ class Attempts:
         )
         gone = f"endpoint answered 410 Gone at {now.isoformat()}" if kind == "gone" else None
         settled = await self._settle(task, state.exam, settlement, disable=gone)
-        metrics.ATTEMPTS.labels("skipped" if skipped and kind == "retry" else kind).inc()
+        metrics.ATTEMPTS.labels(decision.counted_as or kind).inc()
         if delay is not None and settled.status == "pending":
             retry = msgspec.structs.replace(
                 task, attempt=settled.attempts + 1, step=task.step + 1, not_before=time.time() + delay
@@ -298,7 +321,7 @@ class Attempts:
 
     async def _settle(
         self, task: Attempt, exam: str | None, settlement: store.Settlement, *, disable: str | None = None
-    ) -> Settled:
+    ) -> Done:
         """Records the settlement and publishes the tasks of what it released."""
         settled = await self._settlements.submit(
             Settling(task.delivery_id, task.subscription_id, exam, settlement, disable)
@@ -325,6 +348,7 @@ class Attempts:
                 event=hold.event,
                 reason=hold.reason,
                 delivery_id=task.delivery_id,
+                seen=hold.seen,
             )
             await store.settle(conn, [(task.delivery_id, held)], [state.exam] if state.exam else [])
         metrics.ATTEMPTS.labels("held").inc()
@@ -355,24 +379,34 @@ class Attempts:
                     await stopping.wait()
 
     async def _follow_up(self, task: Attempt, state: store.State, target: store.Target) -> None:
-        """This task's attempt is recorded, but it came back: what followed may not be published."""
-        if state.status == "pending" and state.next_attempt_at is not None:
-            not_before = state.next_attempt_at.timestamp()
-            retry = msgspec.structs.replace(
-                task, attempt=state.attempts + 1, step=task.step + 1, not_before=not_before
-            )
-            await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
-        elif state.status == "failed" and state.last_outcome == "failed":
-            await self._publish_failed(
-                task, target, state.last_status, state.last_error, state.attempts, state.updated_at
-            )
-        elif state.status == "failed" and state.last_outcome == "gone":
-            await self._publish_disabled(task, target, state.updated_at)
-        if state.status != "pending" and state.exam is not None:
+        """This task came back (its worker stopped before acking it) and finds its delivery past it:
+        what followed may not be published. The retry or the operational event, when its own attempt
+        is the last recorded; the tasks of what a settlement released, whatever settled it."""
+        published = []
+        if state.attempts == task.attempt:
+            if state.status == "pending" and state.next_attempt_at is not None:
+                not_before = state.next_attempt_at.timestamp()
+                retry = msgspec.structs.replace(
+                    task, attempt=state.attempts + 1, step=task.step + 1, not_before=not_before
+                )
+                await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
+                published.append("retry")
+            elif state.status == "failed" and state.last_outcome == "failed":
+                await self._publish_failed(
+                    task, target, state.last_status, state.last_error, state.attempts, state.updated_at
+                )
+                published.append("delivery.failed")
+            elif state.status == "failed" and state.last_outcome == "gone":
+                await self._publish_disabled(task, target, state.updated_at)
+                published.append("subscription.disabled")
+        if state.status not in ("pending", "waiting", "held") and state.exam is not None:
             async with self._pool.acquire() as conn:
                 released = await store.released_after(conn, task.delivery_id)
             await self._tasks.now_all([next_task(r) for r in released])
-        log.info("follow-up of an earlier attempt published", status=state.status, attempts=state.attempts)
+            if released:
+                published.append(f"{len(released)} released")
+        if published:
+            log.info("follow-up of an earlier attempt published", published=published, status=state.status)
 
     async def _park(self, task: Attempt, endpoint: str) -> None:
         """Back to the broker while the endpoint is at its limit: for the shortest park; or, when
@@ -395,9 +429,9 @@ class Attempts:
 
     async def _claim_group(self, items: Sequence[tuple[str, int, bool]]) -> list[store.Claim | None]:
         async with self._pool.acquire() as conn:
-            return await store.claim(conn, items)
+            return await store.claim(conn, items, self._worker)
 
-    async def _settle_group(self, items: Sequence[Settling]) -> list[Settled]:
+    async def _settle_group(self, items: Sequence[Settling]) -> list[Done]:
         exams = sorted({i.exam for i in items if i.exam is not None})
         disable = [(i.subscription_id, i.disable) for i in items if i.disable is not None]
         async with self._pool.acquire() as conn:
@@ -407,7 +441,7 @@ class Attempts:
         for ready in done.released:
             released.setdefault((ready.subscription_id, ready.exam), []).append(ready)
         return [
-            Settled(
+            Done(
                 s.attempts,
                 s.status,
                 i.subscription_id in done.disabled and i.disable is not None,

@@ -3,7 +3,8 @@ gradebook (a OneRoster 1.2 result, a Caliper 1.2 envelope: gradebook/, docs/dest
 
 `prepare` decides what the attempt is before it takes a slot of the endpoint: the signed body, or
 the gradebook write, or that there is nothing to send (`Skip`: an event the gradebook takes nothing
-from) or nobody to send it to yet (`Unmapped`: a candidate the crosswalk does not know: held). `send`
+from, or one that did not move its exam) or nobody to send it to yet (`Hold`: a candidate the
+crosswalk does not know). `send`
 makes it, answered as one Outcome whatever the kind, and `final` says whether a failure is worth
 trying again.
 """
@@ -16,13 +17,13 @@ import msgspec
 
 from gradebook import crosswalk_db
 from gradebook.config import Destination, decode_destination
-from gradebook.crosswalk import Unmapped
+from gradebook.crosswalk import Row, Unmapped
 from gradebook.plan import Skip, Write, plan
 from gradebook.send import Sender, retryable
 from schemas.event import ResultEvent, decode_event, encode_event
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
-from workers.delivery.store import Target
+from workers.delivery.store import State, Target
 
 
 class Webhook(msgspec.Struct, frozen=True):
@@ -40,6 +41,7 @@ class Hold(msgspec.Struct, frozen=True):
 
     reason: str
     event: ResultEvent
+    seen: Row | None  # the crosswalk's row for the candidate, as the look-up found it
 
 
 class Broken(msgspec.Struct, frozen=True):
@@ -59,9 +61,10 @@ class Destinations:
         self._sender = sender
         self._configs: dict[str, Destination] = {}
 
-    async def prepare(self, target: Target, event_id: str, payload: str) -> Work | Skip | Hold:
+    async def prepare(self, target: Target, state: State, payload: str) -> Work | Skip | Hold:
         # The event as the router published it (the same encoding, from what it stored).
         event = decode_event(payload.encode())
+        event_id = state.event_id
         if target.kind == "webhook":
             try:
                 keys = [secret_key(s) for s in target.secrets]
@@ -69,6 +72,11 @@ class Destinations:
                 return Broken(f"bad secret: {error}")
             body = encode_event(event)
             return Webhook(body, webhook_headers(keys, event_id, int(time.time()), body))
+        if event.status is not None and not state.applied:
+            # A gradebook keeps an exam's current result: a status that did not move the exam (a
+            # Complete re-sent after an invalidation, a Finished after Completed) would undo it.
+            state_now = event.exam.state if event.exam is not None else None
+            return Skip(f"{event.type}: did not move the exam (it stands at {state_now})")
         try:
             destination = self._destination(target)
         except (msgspec.MsgspecError, ValueError) as error:
@@ -79,7 +87,7 @@ class Destinations:
             case Skip() as skip:
                 return skip
             case Unmapped(reason):
-                return Hold(reason, event)
+                return Hold(reason, event, found.row)
             case write:
                 return Gradebook(destination, write)
 

@@ -1,12 +1,13 @@
 """`python -m workers delivery`: results exchange -> subscriber endpoints, until SIGTERM."""
 
+import random
 from collections.abc import Mapping
 
 import structlog
 
 from common.broker import declare_results, open_connection
 from common.consumer import Consumer, DeadLetters
-from common.db import open_pool
+from common.db import connect, open_pool
 from common.service import Service
 from common.settings import WorkerSettings
 from gradebook.send import Sender
@@ -27,9 +28,9 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    # One connection of the pool listens for released holds (attempts.resume_held).
-    pool = await open_pool(service, worker, size=9, reset_sessions=False)
+    pool = await open_pool(service, worker, size=8, reset_sessions=False)
     connection = await open_connection(service, worker.amqp_url)
+    worker_key = await hold_worker_lock(service, worker)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)
     service.on_close(session.close)
 
@@ -58,7 +59,22 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
         allow_private=delivery.allow_private,
     )
     destinations = Destinations(pool, poster, sender)
-    attempts = Attempts(delivery, pool, destinations, tasks, results, drain=service.process.shutdown_timeout)
+    if service.process.shutdown_timeout < delivery.timeout:
+        log.warning(
+            "RESULTBUS_SHUTDOWN_TIMEOUT is shorter than RESULTBUS_DELIVERY_TIMEOUT: a deploy may cut an"
+            " attempt short (recorded and retried)",
+            shutdown_timeout=service.process.shutdown_timeout,
+            delivery_timeout=delivery.timeout,
+        )
+    attempts = Attempts(
+        delivery,
+        pool,
+        destinations,
+        tasks,
+        results,
+        drain=service.process.shutdown_timeout,
+        worker=worker_key,
+    )
     service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
     service.run("attempts in flight at shutdown", attempts.stop)
@@ -71,6 +87,17 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
         per_endpoint=delivery.per_endpoint,
         in_flight=delivery.in_flight,
     )
+
+
+async def hold_worker_lock(service: Service, settings: WorkerSettings) -> int:
+    """A key of this worker's, locked on a connection of its own for the worker's life: the claims it
+    makes carry it, and a claim is taken over only once its worker's lock is free (store.py)."""
+    conn = await connect(settings)
+    service.on_close(conn.close)
+    while True:
+        key = random.randrange(1, 2**31)
+        if await conn.fetchval("SELECT pg_try_advisory_lock(delivery_worker_lock_class(), $1)", key):
+            return key
 
 
 def read_delivery_settings(env: Mapping[str, str]) -> tuple[WorkerSettings, DeliverySettings]:

@@ -31,15 +31,19 @@ _CLAIM = """
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[]) AS r(id, attempt, takeover)
 ), claimed AS (
-    UPDATE deliveries d SET claimed_at = clock_timestamp()
+    UPDATE deliveries d SET claimed_at = clock_timestamp(), claimed_by = $4
     FROM r
     -- A held delivery is attempted again when a task for it comes (its candidate may be mapped now).
     WHERE d.id = r.id AND d.status IN ('pending', 'held') AND (r.attempt = 0 OR d.attempts < r.attempt)
-      AND (d.claimed_at IS NULL OR r.takeover)
+      -- A claim is taken over by a task handed out again, and only once its worker is gone (the
+      -- worker's lock is free): one still posting keeps it.
+      AND CASE WHEN d.claimed_at IS NULL THEN true
+               WHEN r.takeover THEN pg_try_advisory_xact_lock(delivery_worker_lock_class(), d.claimed_by)
+               ELSE false END
     RETURNING d.id
 )
 SELECT d.id::text AS delivery_id, d.event_id::text, c.id IS NOT NULL AS claimed, d.status, d.attempts,
-       d.next_attempt_at,
+       d.next_attempt_at, d.claimed_at IS NOT NULL AND c.id IS NULL AS in_hand, e.applied,
        d.last_status, d.last_error, d.updated_at,
        CASE WHEN d.exam_seq IS NOT NULL THEN d.vendor || '/' || d.exam_key END AS exam,
        -- A `rate_limited` or `superseded` note carries the number of an attempt not made: not an outcome.
@@ -55,7 +59,11 @@ LEFT JOIN delivery_targets t ON t.subscription_id = d.subscription_id
 LEFT JOIN events e ON e.id = d.event_id
 """
 
-_UNCLAIM = "UPDATE deliveries SET claimed_at = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')"
+_UNCLAIM = """
+UPDATE deliveries SET claimed_at = NULL, claimed_by = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')
+"""
+
+_REQUEUE = "SELECT * FROM deliveries_requeue($1::uuid[])"
 
 _CREATE = "SELECT * FROM deliveries_create($1::uuid, $2, $3, $4, $5, $6)"
 
@@ -92,7 +100,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
 
 class State(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
-    status: str  # waiting | pending | succeeded | failed | cancelled | superseded
+    status: str  # waiting | pending | held | succeeded | failed | cancelled | superseded
     attempts: int
     next_attempt_at: datetime | None
     last_status: int | None
@@ -100,6 +108,8 @@ class State(msgspec.Struct, frozen=True, kw_only=True):
     last_outcome: str | None  # of the latest attempt made: succeeded | retry | failed | gone
     updated_at: datetime
     exam: str | None  # 'vendor/exam key' when it has a place in its exam's order
+    in_hand: bool = False  # claimed by another task, whose worker is still running
+    applied: bool = True  # the event moved its exam (a late or repeated status did not)
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +151,7 @@ class Settled(msgspec.Struct, frozen=True):
     status: str
 
 
-class Outcome(msgspec.Struct, frozen=True):
+class Settlements(msgspec.Struct, frozen=True):
     """What a group of settlements did: each delivery's attempts and status (in order), the
     subscriptions it disabled, and the deliveries it released."""
 
@@ -169,11 +179,14 @@ async def create_deliveries(
     ]
 
 
-async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]]) -> list[Claim | None]:
-    """Claims each (delivery id, attempt number, take over a claim), in order: None for a delivery
-    that is gone. A delivery is claimed when it is pending, its attempt is not made yet and nobody
-    holds it (or the task takes it over)."""
-    rows = await conn.fetch(_CLAIM, [t[0] for t in tasks], [t[1] for t in tasks], [t[2] for t in tasks])
+async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: int) -> list[Claim | None]:
+    """Claims each (delivery id, attempt number, take over a claim), for `worker` (its lock key), in
+    order: None for a delivery that is gone. A delivery is claimed when it is pending (or held), its
+    attempt is not made yet and nobody holds it, or the task takes it over from a worker that is gone.
+    No two items of one call may name the same delivery."""
+    rows = await conn.fetch(
+        _CLAIM, [t[0] for t in tasks], [t[1] for t in tasks], [t[2] for t in tasks], worker
+    )
     found = {row["delivery_id"]: _claim_of(row) for row in rows}
     return [found.get(str(uuid.UUID(t[0]))) for t in tasks]
 
@@ -188,7 +201,7 @@ async def settle(
     settlements: Sequence[tuple[str, Settlement]],
     exams: Sequence[str],
     disable: Sequence[tuple[str, str]] = (),
-) -> Outcome:
+) -> Settlements:
     """Records how each (delivery id, settlement) ends, disables the (subscription id, reason) pairs,
     and releases what may go now, in one transaction under the locks of `exams` (the sorted
     'vendor/exam key' of every ordered delivery among them)."""
@@ -225,9 +238,23 @@ async def settle(
                     r["exam"],
                 )
             )
-    return Outcome(
+    return Settlements(
         [found.get(str(uuid.UUID(d)), Settled(0, "gone")) for d, _ in settlements], disabled, released
     )
+
+
+async def requeue(conn: DbConn, delivery_ids: Sequence[str]) -> list[tuple[Ready, str]]:
+    """Sends deliveries again (see `deliveries_requeue`): each requeued one and its status (`pending`:
+    its task is to be published; `waiting`: its turn comes when the exam's earlier ones are settled).
+    One being attempted now is not among them."""
+    rows = await conn.fetch(_REQUEUE, list(delivery_ids))
+    return [
+        (
+            Ready(str(r["delivery_id"]), str(r["subscription_id"]), str(r["event_id"]), r["attempts"]),
+            r["status"],
+        )
+        for r in rows
+    ]
 
 
 async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
@@ -248,6 +275,8 @@ def _claim_of(row: asyncpg.Record) -> Claim:
         last_outcome=row["last_outcome"],
         updated_at=row["updated_at"],
         exam=row["exam"],
+        in_hand=row["in_hand"],
+        applied=row["applied"] is not False,
     )
     target = None
     if row["url"] is not None:

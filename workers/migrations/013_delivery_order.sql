@@ -18,11 +18,17 @@ ALTER TABLE subscriptions
 -- `claimed_at` while an attempt of it is being made; held: a gradebook result whose candidate is not
 -- mapped yet (gradebook_holds says why; a mapping resumes it); superseded: a newer event of the exam
 -- went instead.
+-- `exam_version`: the exam's version after the event (a newer version is what supersedes, for
+-- `latest`: an event that moved nothing never does). `claimed_by`: the worker making the attempt,
+-- which holds a session advisory lock on it for its life (`delivery_worker_lock`): a task the broker
+-- hands out again may take a claim over only once that lock is free (its worker is gone).
 ALTER TABLE deliveries
     ADD COLUMN vendor text,
     ADD COLUMN exam_key text,
     ADD COLUMN exam_seq bigint,
-    ADD COLUMN claimed_at timestamptz;
+    ADD COLUMN exam_version integer,
+    ADD COLUMN claimed_at timestamptz,
+    ADD COLUMN claimed_by integer;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
     CHECK (status IN ('waiting', 'pending', 'held', 'succeeded', 'failed', 'cancelled', 'superseded'));
@@ -59,6 +65,11 @@ CREATE INDEX deliveries_finished_unpurged ON deliveries (updated_at)
 -- after it reads what other transactions committed before it was granted), so that a delivery never
 -- waits for one whose settlement did not see it. Functions, so that the lock and the statements
 -- after it are one round trip.
+
+-- The key of a delivery worker's liveness lock (session-level, held while the worker runs).
+CREATE FUNCTION delivery_worker_lock_class() RETURNS integer LANGUAGE sql STABLE AS $$
+    SELECT hashtext(current_schema() || ' delivery worker')
+$$;
 
 CREATE FUNCTION delivery_order_lock(exams text[]) RETURNS void LANGUAGE sql AS $$
     SELECT pg_advisory_xact_lock(hashtext(current_schema() || ' delivery order'), hashtext(k))
@@ -103,8 +114,13 @@ RETURNS TABLE (delivery_id uuid, subscription_id uuid, event_id uuid, attempts i
 LANGUAGE plpgsql AS $$
 DECLARE
     seq bigint;
+    ver integer;
 BEGIN
-    SELECT e.exam_seq INTO seq FROM events e WHERE e.id = p_event AND e.exam_key = p_exam;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        -- Every statement after the lock must see what was committed before it was granted.
+        RAISE EXCEPTION 'resultbus delivery order needs READ COMMITTED, not %', current_setting('transaction_isolation');
+    END IF;
+    SELECT e.exam_seq, e.exam_version INTO seq, ver FROM events e WHERE e.id = p_event AND e.exam_key = p_exam;
     IF seq IS NOT NULL THEN
         PERFORM delivery_order_lock(ARRAY[p_vendor || '/' || p_exam]);
     END IF;
@@ -122,7 +138,7 @@ BEGIN
         UPDATE deliveries d SET status = 'superseded', updated_at = now()
         FROM m
         WHERE seq IS NOT NULL AND m.delivery_order = 'latest' AND d.subscription_id = m.subscription_id
-          AND d.vendor = p_vendor AND d.exam_key = p_exam AND d.exam_seq < seq
+          AND d.vendor = p_vendor AND d.exam_key = p_exam AND d.exam_seq < seq AND d.exam_version < ver
           AND d.status IN ('waiting', 'pending', 'held') AND d.claimed_at IS NULL
         RETURNING d.id, d.attempts
     ), noted AS (
@@ -134,11 +150,11 @@ BEGIN
         SELECT m.subscription_id, CASE
             WHEN seq IS NULL THEN 'pending'
             -- A later event of the exam was handed out already (this one would arrive after it), or,
-            -- when only the latest is wanted, is there at all.
+            -- when only the latest is wanted, one of a newer version is there at all.
             WHEN EXISTS (SELECT 1 FROM deliveries l
                          WHERE l.subscription_id = m.subscription_id AND l.vendor = p_vendor
                            AND l.exam_key = p_exam AND l.exam_seq > seq
-                           AND (l.status <> 'waiting' OR m.delivery_order = 'latest'))
+                           AND (l.status <> 'waiting' OR (m.delivery_order = 'latest' AND l.exam_version > ver)))
                 THEN 'superseded'
             WHEN m.delivery_order = 'latest' AND EXISTS (
                     SELECT 1 FROM deliveries b
@@ -151,8 +167,9 @@ BEGIN
             ELSE 'pending' END AS status
         FROM m
     ), inserted AS (
-        INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, vendor, exam_key, exam_seq)
-        SELECT gen_random_uuid(), d.subscription_id, p_event, p_type, d.status, p_vendor, p_exam, seq
+        INSERT INTO deliveries (id, subscription_id, event_id, event_type, status, vendor, exam_key, exam_seq,
+                                exam_version)
+        SELECT gen_random_uuid(), d.subscription_id, p_event, p_type, d.status, p_vendor, p_exam, seq, ver
         FROM decided d
         ON CONFLICT ON CONSTRAINT deliveries_subscription_id_event_id_key DO NOTHING
         RETURNING deliveries.id, deliveries.subscription_id, deliveries.status
@@ -163,9 +180,11 @@ BEGIN
     )
     SELECT i.id, i.subscription_id, p_event, 0 FROM inserted i WHERE i.status = 'pending'
     UNION ALL
-    SELECT d.id, d.subscription_id, p_event, 0 FROM deliveries d
-    WHERE recovering AND d.event_id = p_event AND d.status = 'pending' AND d.attempts = 0
-      AND d.claimed_at IS NULL;
+    SELECT d.id, d.subscription_id, d.event_id, d.attempts FROM deliveries d
+    WHERE recovering AND d.attempts = 0 AND d.status = 'pending' AND d.claimed_at IS NULL
+      -- This event's, and what its earlier fan-out released of the exam: their tasks may be lost.
+      AND (d.event_id = p_event
+           OR (seq IS NOT NULL AND d.vendor = p_vendor AND d.exam_key = p_exam AND d.exam_seq > seq));
     IF seq IS NOT NULL THEN
         UPDATE events e SET fanned_out_at = now() WHERE e.id = p_event AND e.fanned_out_at IS NULL;
         RETURN QUERY SELECT * FROM delivery_release(p_vendor, p_exam, NULL);
@@ -186,6 +205,10 @@ RETURNS TABLE (kind text, delivery_id uuid, subscription_id uuid, event_id uuid,
                exam text)
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        -- Every statement after the lock must see what was committed before it was granted.
+        RAISE EXCEPTION 'resultbus delivery order needs READ COMMITTED, not %', current_setting('transaction_isolation');
+    END IF;
     PERFORM delivery_order_lock(exams);
     RETURN QUERY
     WITH a AS (
@@ -196,7 +219,8 @@ BEGIN
         SELECT a.*, CASE
             WHEN a.status = 'pending' AND t.delivery_order = 'latest' AND EXISTS (
                 SELECT 1 FROM deliveries l WHERE l.subscription_id = d.subscription_id AND l.vendor = d.vendor
-                  AND l.exam_key = d.exam_key AND l.exam_seq > d.exam_seq AND l.status = 'waiting')
+                  AND l.exam_key = d.exam_key AND l.exam_seq > d.exam_seq AND l.exam_version > d.exam_version
+                  AND l.status = 'waiting')
             THEN 'superseded' ELSE a.status END AS final
         FROM a JOIN deliveries d ON d.id = a.id JOIN subscriptions t ON t.id = d.subscription_id
     ), d AS (
@@ -204,7 +228,7 @@ BEGIN
                               last_status = CASE WHEN x.made THEN x.status_code ELSE deliveries.last_status END,
                               last_error = CASE WHEN x.made THEN x.error ELSE deliveries.last_error END,
                               next_attempt_at = CASE WHEN x.final = 'pending' THEN x.next_attempt_at END,
-                              claimed_at = NULL, updated_at = now()
+                              claimed_at = NULL, claimed_by = NULL, updated_at = now()
         FROM decided x WHERE deliveries.id = x.id
         RETURNING deliveries.id, deliveries.attempts, deliveries.status, x.made, x.attempted_at, x.status_code,
                   x.latency_ms, x.error, x.outcome, x.next_attempt_at
@@ -235,4 +259,33 @@ BEGIN
                                   ARRAY(SELECT d.subscription_id FROM deliveries d
                                         WHERE d.id = ANY (ids) AND d.vendor = o.vendor
                                           AND d.exam_key = o.exam_key)) r;
+END $$;
+
+-- Sending deliveries again (an operator's replay, admin/replay.py), in their place in the exam's order:
+-- each becomes pending, or waiting while another delivery of its exam is unsettled for its subscription
+-- (one being posted, say: the replay goes after it). One being attempted right now is left alone (not
+-- returned). Rows: the deliveries requeued, with their new status.
+CREATE FUNCTION deliveries_requeue(ids uuid[])
+RETURNS TABLE (delivery_id uuid, subscription_id uuid, event_id uuid, attempts integer, status text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        -- Every statement after the lock must see what was committed before it was granted.
+        RAISE EXCEPTION 'resultbus delivery order needs READ COMMITTED, not %', current_setting('transaction_isolation');
+    END IF;
+    PERFORM delivery_order_lock(ARRAY(
+        SELECT DISTINCT d.vendor || '/' || d.exam_key FROM deliveries d
+        WHERE d.id = ANY (ids) AND d.exam_seq IS NOT NULL ORDER BY 1));
+    RETURN QUERY
+    UPDATE deliveries x SET
+        status = CASE WHEN x.exam_seq IS NOT NULL AND (
+                        EXISTS (SELECT 1 FROM deliveries b
+                                WHERE b.vendor = x.vendor AND b.exam_key = x.exam_key
+                                  AND b.subscription_id = x.subscription_id AND b.exam_seq IS NOT NULL
+                                  AND b.id <> x.id AND b.status IN ('waiting', 'pending', 'held'))
+                        OR delivery_blocked(x.subscription_id, x.vendor, x.exam_key, x.exam_seq, 'all'))
+                      THEN 'waiting' ELSE 'pending' END,
+        next_attempt_at = NULL, updated_at = now()
+    WHERE x.id = ANY (ids) AND x.claimed_at IS NULL
+    RETURNING x.id, x.subscription_id, x.event_id, x.attempts, x.status;
 END $$;

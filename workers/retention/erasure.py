@@ -105,19 +105,27 @@ WHERE x.vendor = k.v AND x.exam_key = k.key
 RETURNING x.vendor, x.exam_key
 """
 
-# A delivery not yet made is cancelled, so that its task is dropped when it comes round (it would
-# send what is left of the event). Subscribers' error texts go too.
+# A delivery not yet made (pending, waiting, or held for a gradebook) is cancelled, so that its task
+# is dropped when it comes round (it would send what is left of the event), and so is every one of
+# the same exams' still to be made: none waits behind a cancelled one for ever. Subscribers' error
+# texts go too, and the holds (they name the candidate).
 _ERASE_DELIVERIES = """
-WITH d AS (
-    UPDATE deliveries SET status = CASE WHEN status IN ('pending', 'waiting') THEN 'cancelled' ELSE status END,
-                          last_error = CASE WHEN status IN ('pending', 'waiting')
+WITH exams AS (
+    SELECT DISTINCT vendor, exam_key FROM deliveries WHERE event_id = ANY($1::uuid[]) AND exam_seq IS NOT NULL
+), d AS (
+    UPDATE deliveries SET status = CASE WHEN status IN ('pending', 'waiting', 'held') THEN 'cancelled' ELSE status END,
+                          last_error = CASE WHEN status IN ('pending', 'waiting', 'held')
                                             THEN 'cancelled: the candidate was erased' ELSE NULL END,
                           updated_at = now()
     WHERE event_id = ANY($1::uuid[])
+       OR (status IN ('pending', 'waiting', 'held') AND exam_seq IS NOT NULL
+           AND (vendor, exam_key) IN (SELECT vendor, exam_key FROM exams))
     RETURNING id
 ), a AS (
     UPDATE delivery_attempts SET error = NULL
     WHERE delivery_id IN (SELECT id FROM d) AND error IS NOT NULL AND outcome <> 'rate_limited'
+), h AS (
+    DELETE FROM gradebook_holds WHERE delivery_id IN (SELECT id FROM d)
 )
 SELECT id::text FROM d
 """

@@ -105,7 +105,7 @@ SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM kept) AS to
 
 _DELIVERIES_DUE = """
 SELECT id FROM deliveries
-WHERE purged_at IS NULL AND status NOT IN ('pending', 'waiting') AND updated_at < $1
+WHERE purged_at IS NULL AND status NOT IN ('pending', 'waiting', 'held') AND updated_at < $1
 ORDER BY updated_at LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
