@@ -9,6 +9,7 @@ makes it, answered as one Outcome whatever the kind, and `final` says whether a 
 trying again.
 """
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -53,13 +54,15 @@ class Broken(msgspec.Struct, frozen=True):
 
 Work = Webhook | Gradebook | Broken
 
+# Configurations change rarely: each is decoded once per process (a bounded cache).
+_destination = functools.lru_cache(maxsize=1024)(decode_destination)
+
 
 class Destinations:
     def __init__(self, pool: asyncpg.Pool, poster: Poster, sender: Sender) -> None:
         self._pool = pool
         self._poster = poster
         self._sender = sender
-        self._configs: dict[str, Destination] = {}
 
     async def prepare(self, target: Target, state: State, payload: str) -> Work | Skip | Hold:
         # The event as the router published it (the same encoding, from what it stored).
@@ -78,7 +81,7 @@ class Destinations:
             state_now = event.exam.state if event.exam is not None else None
             return Skip(f"{event.type}: did not move the exam (it stands at {state_now})")
         try:
-            destination = self._destination(target)
+            destination = _destination(target.destination or "")
         except (msgspec.MsgspecError, ValueError) as error:
             return Broken(f"bad destination: {error}")
         async with self._pool.acquire() as conn:
@@ -105,12 +108,3 @@ class Destinations:
         """A failure not worth trying again: a gradebook refusing the write (a 4xx but 408 and 429),
         which says why. Every webhook failure is retried (a 410 disables the subscription)."""
         return target.kind != "webhook" and not retryable(outcome)
-
-    def _destination(self, target: Target) -> Destination:
-        raw = target.destination or ""
-        found = self._configs.get(raw)
-        if found is None:
-            if len(self._configs) > 1000:  # configurations change rarely: a bound, not a cache policy
-                self._configs.clear()
-            found = self._configs[raw] = decode_destination(raw)
-        return found
