@@ -35,6 +35,7 @@ from common.broker import persistent_message
 from common.consumer import ATTEMPTS, describe
 from common.errors import Reject, Retry
 from gradebook import crosswalk_db
+from gradebook.delivering import Hold
 from gradebook.plan import Skip
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
@@ -50,7 +51,7 @@ from subscribers.poster import Outcome
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, rate_limit, store
 from workers.delivery.batch import Batch
-from workers.delivery.destinations import Destinations, Hold, Work
+from workers.delivery.destinations import Destinations, Work
 from workers.delivery.endpoints import Endpoints
 from workers.delivery.health import Admission
 from workers.delivery.settings import DeliverySettings
@@ -188,7 +189,7 @@ class Attempts:
             timeout.reschedule(self._deadline)
 
     async def resume(self, held: Sequence[crosswalk_db.Resumable]) -> None:
-        """Publishes the tasks of held deliveries whose candidate a mapping released (gradebook/resume.py)."""
+        """The tasks of held deliveries whose candidate a mapping released (gradebook/delivering.py)."""
         await self._tasks.now_all([next_task(h) for h in held])
 
     async def _attempt(self, task: Attempt, claim: store.Claim) -> None:

@@ -4,24 +4,20 @@ gradebook (a OneRoster 1.2 result, a Caliper 1.2 envelope: gradebook/, docs/dest
 `prepare` decides what the attempt is before it takes a slot of the endpoint: the signed body, or
 the gradebook write, or that there is nothing to send (`Skip`: an event the gradebook takes nothing
 from, or one that did not move its exam) or nobody to send it to yet (`Hold`: a candidate the
-crosswalk does not know). `send`
-makes it, answered as one Outcome whatever the kind, and `final` says whether a failure is worth
-trying again.
+crosswalk does not know; gradebook/delivering.py). `send` makes it, answered as one Outcome whatever
+the kind, and `final` says whether a failure is worth trying again.
 """
 
-import functools
 import time
-from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 
-from gradebook import crosswalk_db
-from gradebook.config import Destination, decode_destination
-from gradebook.crosswalk import Row, Unmapped
-from gradebook.plan import Skip, Write, plan
+from gradebook import delivering
+from gradebook.delivering import GradebookWrite, Hold
+from gradebook.plan import Skip
 from gradebook.send import Sender, retryable
-from schemas.event import ResultEvent, decode_event, encode_event
+from schemas.event import decode_event, encode_event
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery.store import State, Target
@@ -32,19 +28,6 @@ class Webhook(msgspec.Struct, frozen=True):
     headers: dict[str, str]
 
 
-class Gradebook(msgspec.Struct, frozen=True):
-    destination: Destination
-    write: Write
-
-
-class Hold(msgspec.Struct, frozen=True):
-    """A gradebook result whose candidate the crosswalk cannot map yet: held until a mapping comes."""
-
-    reason: str
-    event: ResultEvent
-    seen: Row | None  # the crosswalk's row for the candidate, as the look-up found it
-
-
 class Broken(msgspec.Struct, frozen=True):
     """What cannot be sent as it stands (a bad secret or configuration, only a hand-edited database
     gets here): recorded as a failed attempt with this error."""
@@ -52,10 +35,7 @@ class Broken(msgspec.Struct, frozen=True):
     error: str
 
 
-Work = Webhook | Gradebook | Broken
-
-# Configurations change rarely: each is decoded once per process (a bounded cache).
-_destination = functools.lru_cache(maxsize=1024)(decode_destination)
+Work = Webhook | GradebookWrite | Broken
 
 
 class Destinations:
@@ -81,24 +61,16 @@ class Destinations:
             state_now = event.exam.state if event.exam is not None else None
             return Skip(f"{event.type}: did not move the exam (it stands at {state_now})")
         try:
-            destination = _destination(target.destination or "")
+            destination = delivering.destination(target.destination or "")
         except (msgspec.MsgspecError, ValueError) as error:
             return Broken(f"bad destination: {error}")
-        async with self._pool.acquire() as conn:
-            found = await crosswalk_db.lookup(conn, event)
-        match plan(event, destination, found, now=datetime.now(UTC)):
-            case Skip() as skip:
-                return skip
-            case Unmapped(reason):
-                return Hold(reason, event, found.row)
-            case write:
-                return Gradebook(destination, write)
+        return await delivering.prepare(self._pool, event, destination)
 
     async def send(self, target: Target, work: Work) -> Outcome:
         match work:
             case Webhook(body, headers):
                 return await self._poster.post(target.url, body, headers)
-            case Gradebook(destination, write):
+            case GradebookWrite(destination, write):
                 return await self._sender.send(destination, write)
             case Broken(error):
                 return Outcome(status=None, latency_ms=0.0, error=error)

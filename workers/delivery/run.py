@@ -11,7 +11,7 @@ from common.consumer import Consumer, DeadLetters
 from common.db import connect, open_pool
 from common.service import Service
 from common.settings import WorkerSettings
-from gradebook.resume import resume_held
+from gradebook.delivering import resume_held
 from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
