@@ -91,7 +91,7 @@ class Decision(msgspec.Struct, frozen=True):
 
 
 def recovering(message: AbstractIncomingMessage) -> bool:
-    """Whether the broker (or a replay of the dead letters) hands this message out again: whatever
+    """Whether the broker (or a replay of the dead letters) delivers this message again: whatever
     it asked for may have been done, or begun, by the worker that held it."""
     headers = message.headers or {}
     return bool(message.redelivered or headers.get("x-delivery-count") or ATTEMPTS in headers)
@@ -162,13 +162,13 @@ class Attempts:
             return  # deleted meanwhile
         if not claim.claimed:
             state = claim.state
-            if again and state.in_hand and (task.attempt == 0 or state.attempts < task.attempt):
+            if again and state.claimed_elsewhere and (task.attempt == 0 or state.attempts < task.attempt):
                 # Its worker still runs (its broker connection went, say): the attempt may still be
                 # recorded. Back later, to find it made, or the claim free to take over.
-                raise Retry("its attempt is in the hands of a worker that still runs")
+                raise Retry("its attempt is being made by a worker that still runs")
             if again and claim.target is not None:
                 await self._follow_up(task, state, claim.target)
-            return  # made, settled, waiting for its turn, or in the hands of another copy of the task
+            return  # made, settled, waiting for its turn, or being made by another copy of the task
         try:
             await self._attempt(task, claim)
         except BaseException:

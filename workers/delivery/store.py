@@ -35,7 +35,7 @@ WITH r AS (
     FROM r
     -- A held delivery is attempted again when a task for it comes (its candidate may be mapped now).
     WHERE d.id = r.id AND d.status IN ('pending', 'held') AND (r.attempt = 0 OR d.attempts < r.attempt)
-      -- A claim is taken over by a task handed out again, and only once its worker is gone (the
+      -- A claim is taken over by a task the broker delivered again, and only once its worker is gone (the
       -- worker's lock is free): one still posting keeps it.
       AND CASE WHEN d.claimed_at IS NULL THEN true
                WHEN r.takeover THEN pg_try_advisory_xact_lock(delivery_worker_lock_class(), d.claimed_by)
@@ -47,7 +47,8 @@ SELECT d.id::text AS delivery_id, c.id IS NOT NULL AS claimed,
        -- The State, a column per field:
        d.event_id::text, d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
        CASE WHEN d.exam_seq IS NOT NULL THEN d.vendor || '/' || d.exam_key END AS exam,
-       d.claimed_at IS NOT NULL AND c.id IS NULL AS in_hand, e.applied IS NOT FALSE AS applied,
+       d.claimed_at IS NOT NULL AND c.id IS NULL AS claimed_elsewhere,
+       e.applied IS NOT FALSE AS applied,
        -- A `rate_limited` or `superseded` note carries the number of an attempt not made: not an outcome.
        (SELECT a.outcome FROM delivery_attempts a
         WHERE a.delivery_id = d.id AND a.outcome NOT IN ('rate_limited', 'superseded')
@@ -109,7 +110,7 @@ class State(msgspec.Struct, frozen=True, kw_only=True):
     last_outcome: str | None  # of the latest attempt made: succeeded | retry | failed | gone
     updated_at: datetime
     exam: str | None  # 'vendor/exam key' when it has a place in its exam's order
-    in_hand: bool = False  # claimed by another task, whose worker is still running
+    claimed_elsewhere: bool = False  # by another task, whose worker is still running
     applied: bool = True  # the event moved its exam (a late or repeated status did not)
 
 
@@ -190,7 +191,7 @@ async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: in
 
 
 async def unclaim(conn: DbConn, delivery_id: str) -> None:
-    """Hands a claimed delivery back without an attempt (its task goes back to the broker)."""
+    """Releases a claim without an attempt (its task goes back to the broker)."""
     await conn.execute(_UNCLAIM, delivery_id)
 
 
