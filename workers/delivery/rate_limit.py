@@ -26,8 +26,13 @@ THROTTLED = prometheus_client.Counter(
     "resultbus_delivery_rate_limited", "Delivery tasks held back in the broker by an endpoint's rate limit."
 )
 
-_LOCK = "SELECT sent FROM endpoint_rate WHERE endpoint_id = $1 FOR UPDATE"
-_CREATE = "INSERT INTO endpoint_rate (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING"
+# Locks the endpoint's row, made by its first send, and reads the database's clock once the lock is
+# held: one clock for every worker, and no send is recorded earlier than the one before it.
+_LOCK = """
+INSERT INTO endpoint_rate (endpoint_id) VALUES ($1)
+ON CONFLICT (endpoint_id) DO UPDATE SET sent = endpoint_rate.sent
+RETURNING sent, clock_timestamp() AS now
+"""
 _RECORD = "UPDATE endpoint_rate SET sent = $2 WHERE endpoint_id = $1"
 
 # One note per held attempt in the attempt log, however often the task is held: `attempt` is the
@@ -45,13 +50,8 @@ async def take(conn: DbConn, endpoint_id: int, limit: int, period: float) -> flo
     many seconds until it has room (and records nothing)."""
     async with conn.transaction():
         row = await conn.fetchrow(_LOCK, endpoint_id)
-        if row is None:
-            await conn.execute(_CREATE, endpoint_id)
-            row = await conn.fetchrow(_LOCK, endpoint_id)
-            assert row is not None
-        # The database's clock, read once the lock is held: one clock for every worker, and no send
-        # is recorded earlier than the one before it.
-        now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        assert row is not None
+        now: datetime = row["now"]
         window = timedelta(seconds=period)
         recent = sorted(t for t in row["sent"] if t > now - window)
         if len(recent) >= limit:
