@@ -1,7 +1,8 @@
 """The crosswalk's tables (migration 010): what `resolve` needs looked up for an event, the mappings
 the admin API manages, and the holds of results waiting for a mapping.
 
-The holds are written and resumed by the delivery worker; this module only gives it the calls:
+The holds are written by the delivery worker and resumed by gradebook/delivering.py; this module gives
+them the calls:
 
 - `hold(...)` when `resolve` answers Unmapped (the reason is what the operator sees);
 - a mapping stored here (`put_mapping`, `import_mappings`) releases the candidate's waiting holds
@@ -129,7 +130,7 @@ RETURNING {_HELD_COLUMNS}
 """
 
 # Released holds (a mapping arrived) whose delivery is still held: their tasks are to be published
-# (by a delivery worker, workers/delivery/attempts.py). Marked resumed only after that: one whose
+# (by a delivery worker, gradebook/delivering.py). Marked resumed only after that: one whose
 # task was lost is found again.
 _RESUMABLE = """
 SELECT d.id::text AS delivery_id, d.subscription_id::text, d.event_id::text, d.attempts

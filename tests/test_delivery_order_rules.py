@@ -137,7 +137,7 @@ async def test_a_claim_is_taken_over_only_once_its_workers_lock_is_free(
             # The broker hands the task out again (its worker's connection to it went) while that
             # worker still runs: the copy does not take the claim over.
             (copy,) = await store.claim(conn, [(ready.delivery_id, 1, True)], 7)
-            assert copy is not None and not copy.claimed and copy.state.in_hand
+            assert copy is not None and not copy.claimed and copy.state.claimed_elsewhere
     finally:
         await worker.close()  # the worker is gone: its lock with it
     async with pool.acquire() as conn:

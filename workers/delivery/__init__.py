@@ -1,5 +1,8 @@
-"""Delivering normalized events to subscribers' endpoints as signed webhooks (Standard Webhooks).
+"""Delivering normalized events to subscribers: signed webhooks (Standard Webhooks) or gradebook
+writes (gradebook/), each exam's events in version order per subscription (store.py).
 
-Two consumers per worker: fan-out (results exchange -> one task per matching subscription) and
-attempts (task -> signed POST -> retry tier, failure or success). See docs/subscribers.md.
+Per worker: the fan-out (an event -> its deliveries, stored in their exam's order, and the tasks of
+those that may go now), the attempts (a task -> one claimed attempt, recorded, and what follows it:
+its retry, `delivery.failed`, `subscription.disabled`, the exam's next delivery), and the look for
+held gradebook results a mapping released. See docs/subscribers.md and docs/destinations.md.
 """

@@ -1,11 +1,12 @@
-"""Making attempts: one task from the attempts queue is one signed POST to one subscriber.
+"""Making attempts: one task from the attempts queue is one attempt at one delivery, a signed webhook
+POST or a gradebook write (destinations.py).
 
     task -> due? (else back to its delay tier) -> endpoint free? (else parked)
          -> claim (the delivery's state, target and stored body, in one batched statement)
-         -> endpoint healthy? (else recorded as not attempted) -> rate limit? (else held)
-         -> POST -> settle (record; release the exam's next delivery) -> publish what follows -> ack
+         -> endpoint healthy? (else recorded as not attempted) -> rate limit? (else throttled)
+         -> send -> settle (record; release the exam's next delivery) -> publish what follows -> ack
 
-Every step that goes back to the broker before the POST hands the claim back. What follows an
+Every step that goes back to the broker before the send releases the claim first. What follows an
 attempt (its retry, `delivery.failed`, `subscription.disabled`, the exam's next delivery) is
 published before the task is acked; a task that comes back having made its attempt (its worker
 stopped in between) publishes it again. Isolation: each task runs in its own asyncio task
@@ -18,7 +19,6 @@ retried, so that every task in hand is settled before the process ends.
 """
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
@@ -35,12 +35,14 @@ from common.broker import persistent_message
 from common.consumer import ATTEMPTS, describe
 from common.errors import Reject, Retry
 from gradebook import crosswalk_db
+from gradebook.delivering import Hold
 from gradebook.plan import Skip
 from schemas.delivery import (
     DELIVERY_FAILED_KEY,
     SUBSCRIPTION_DISABLED_KEY,
     Attempt,
     DeliveryFailed,
+    OperationalEvent,
     SubscriptionDisabled,
     decode_task,
     encode_operational,
@@ -49,16 +51,15 @@ from subscribers.poster import Outcome
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, rate_limit, store
 from workers.delivery.batch import Batch
-from workers.delivery.destinations import Destinations, Hold, Work
+from workers.delivery.destinations import Destinations, Work
 from workers.delivery.endpoints import Endpoints
-from workers.delivery.health import Verdict
+from workers.delivery.health import Admission
 from workers.delivery.settings import DeliverySettings
 
 log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
 _SLOT_WAIT = 0.5  # how long a task waits here for its endpoint before it is parked in the broker
-_RESUME_EVERY = 2.0  # seconds between looks for held deliveries a mapping released
 
 
 class Settling(msgspec.Struct, frozen=True):
@@ -81,7 +82,7 @@ class Done(msgspec.Struct, frozen=True):
 
 class Decision(msgspec.Struct, frozen=True):
     """How an attempt ends: its outcome in the log, the delivery's status after it, the wait before
-    the next attempt (a retry), and what the attempts metric counts it as."""
+    the next attempt (a retry), and what the attempts metric counts it as (its outcome, unless said)."""
 
     kind: str  # succeeded | retry | failed | gone | skipped
     status: str  # succeeded | pending | failed | cancelled
@@ -90,13 +91,13 @@ class Decision(msgspec.Struct, frozen=True):
 
 
 def recovering(message: AbstractIncomingMessage) -> bool:
-    """Whether the broker (or a replay of the dead letters) hands this message out again: whatever
+    """Whether the broker (or a replay of the dead letters) delivers this message again: whatever
     it asked for may have been done, or begun, by the worker that held it."""
     headers = message.headers or {}
     return bool(message.redelivered or headers.get("x-delivery-count") or ATTEMPTS in headers)
 
 
-def next_task(ready: store.Ready) -> Attempt:
+def next_task(ready: store.Ready | crosswalk_db.Resumable) -> Attempt:
     return Attempt(
         delivery_id=ready.delivery_id,
         subscription_id=ready.subscription_id,
@@ -152,7 +153,7 @@ class Attempts:
             await self._tasks.later(task, self._schedule.tier_for(wait))
             return
         known = self._endpoint_of.get(task.subscription_id)
-        if known is not None and not await self._endpoints.turn(known, _SLOT_WAIT):
+        if known is not None and await self._endpoints.turn(known, _SLOT_WAIT) is Admission.PARK:
             await self._park(task, known)  # a busy endpoint's tasks cost no database work
             return
         again = follow_up or recovering(message)
@@ -161,21 +162,21 @@ class Attempts:
             return  # deleted meanwhile
         if not claim.claimed:
             state = claim.state
-            if again and state.in_hand and (task.attempt == 0 or state.attempts < task.attempt):
+            if again and state.claimed_elsewhere and (task.attempt == 0 or state.attempts < task.attempt):
                 # Its worker still runs (its broker connection went, say): the attempt may still be
                 # recorded. Back later, to find it made, or the claim free to take over.
-                raise Retry("its attempt is in the hands of a worker that still runs")
+                raise Retry("its attempt is being made by a worker that still runs")
             if again and claim.target is not None:
                 await self._follow_up(task, state, claim.target)
-            return  # made, settled, waiting for its turn, or in the hands of another copy of the task
+            return  # made, settled, waiting for its turn, or being made by another copy of the task
         try:
             await self._attempt(task, claim)
         except BaseException:
             # Whatever went wrong, the delivery is not left claimed by a task that is gone.
             try:
-                await asyncio.shield(self._hand_back(task.delivery_id))
+                await asyncio.shield(self._unclaim(task.delivery_id))
             except Exception as error:
-                log.warning("claim not handed back", error=describe(error))
+                log.warning("claim not released", error=describe(error))
             raise
 
     async def stop(self, stopping: asyncio.Event) -> None:
@@ -187,60 +188,48 @@ class Attempts:
         for timeout in self._posting:
             timeout.reschedule(self._deadline)
 
+    async def resume(self, held: Sequence[crosswalk_db.Resumable]) -> None:
+        """The tasks of held deliveries whose candidate a mapping released (gradebook/delivering.py)."""
+        await self._tasks.now_all([next_task(h) for h in held])
+
     async def _attempt(self, task: Attempt, claim: store.Claim) -> None:
         target, state = claim.target, claim.state
         if target is None or target.status != "active" or claim.payload is None:
             reason = "subscription not active" if claim.payload is not None else "the event is not stored"
             cancel = store.Settlement(status="cancelled", made=False, attempted_at=datetime.now(UTC))
-            await self._settle(task, state.exam, cancel)
+            await self._settle_delivery(task, state.exam, cancel)
             log.info("delivery cancelled", reason=reason)
             return
         work = await self._destinations.prepare(target, state, claim.payload)
         if isinstance(work, Skip):  # nothing for this destination in this event
             skipped = Outcome(status=None, latency_ms=0.0, error=f"not sent: {work.reason}")
-            await self._record(
-                task, state, target, skipped, Decision("skipped", "cancelled", counted_as="skipped")
-            )
+            await self._record(task, state, target, skipped, Decision("skipped", "cancelled"))
             return
         if isinstance(work, Hold):
             await self._hold(task, state, work)
             return
         self._endpoint_of[task.subscription_id] = endpoint = target.endpoint
-        if not await self._endpoints.turn(endpoint, _SLOT_WAIT):
-            await self._hand_back(task.delivery_id)
+        admission = await self._endpoints.turn(endpoint, _SLOT_WAIT)
+        if admission is Admission.PARK:
+            await self._unclaim(task.delivery_id)
             await self._park(task, endpoint)
             return
-        health = self._endpoints.health(endpoint)
-        verdict = health.verdict(time.monotonic())
-        if verdict is Verdict.PARK:  # another task took the slot meanwhile
-            await self._hand_back(task.delivery_id)
-            await self._park(task, endpoint)
-            return
-        if verdict is Verdict.SKIP:
-            skipped = Outcome(status=None, latency_ms=0.0, error=health.reason(time.monotonic()))
+        if admission is Admission.SKIP:
+            reason = self._endpoints.health(endpoint).reason(time.monotonic())
+            skipped = Outcome(status=None, latency_ms=0.0, error=reason)
             decision = self._decide(task, target, skipped)
-            counted = "skipped" if decision.kind == "retry" else decision.kind
-            await self._record(
-                task, state, target, skipped, msgspec.structs.replace(decision, counted_as=counted)
-            )
+            if decision.kind == "retry":  # a retry the endpoint's state decided, not its answer
+                decision = msgspec.structs.replace(decision, counted_as="skipped")
+            await self._record(task, state, target, skipped, decision)
             return
         if self._stopping:
-            raise Retry("the worker is stopping", after=0.0)  # handed back, unattempted
-        if target.rate_limit is not None and target.rate_period is not None:
-            held_for = await rate_limit.hold(
-                self._pool,
-                endpoint_id=target.endpoint_id,
-                limit=target.rate_limit,
-                period=target.rate_period,
-                delivery_id=task.delivery_id,
-                attempt=state.attempts + 1,
-                rng=self._rng,
-            )
-            if held_for is not None:  # over the limit: back to the broker until the window has room
-                await self._hand_back(task.delivery_id)
-                held = msgspec.structs.replace(task, not_before=time.time() + held_for)
-                await self._tasks.later(held, self._schedule.tier_for(held_for))
-                return
+            raise Retry("the worker is stopping", after=0.0)  # its claim released, unattempted
+        wait = await rate_limit.throttle(self._pool, target, task.delivery_id, state.attempts + 1, self._rng)
+        if wait is not None:  # over the limit: back to the broker until the window has room
+            await self._unclaim(task.delivery_id)
+            throttled = msgspec.structs.replace(task, not_before=time.time() + wait)
+            await self._tasks.later(throttled, self._schedule.tier_for(wait))
+            return
         outcome = await self._send(target, work, endpoint)
         await self._record(task, state, target, outcome, self._decide(task, target, outcome))
 
@@ -266,24 +255,22 @@ class Attempts:
 
     def _decide(self, task: Attempt, target: store.Target, outcome: Outcome) -> Decision:
         if outcome.ok:
-            return Decision("succeeded", "succeeded", counted_as="succeeded")
+            return Decision("succeeded", "succeeded")
         if outcome.gone and target.kind == "webhook":
-            return Decision("gone", "failed", counted_as="gone")
-        if self._destinations.final(target, outcome):
-            return Decision("failed", "failed", counted_as="failed")
-        delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
-        if delay is None:
-            return Decision("failed", "failed", counted_as="failed")
-        return Decision("retry", "pending", delay, counted_as="retry")
+            return Decision("gone", "failed")
+        delay = None
+        if not self._destinations.final(target, outcome):
+            delay = self._schedule.next_delay(task.step, outcome.retry_after, self._rng)
+        return Decision("failed", "failed") if delay is None else Decision("retry", "pending", delay)
 
     async def _record(
         self, task: Attempt, state: store.State, target: store.Target, outcome: Outcome, decision: Decision
     ) -> None:
         """Records the attempt as `decision` says, then publishes what follows it."""
         now = datetime.now(UTC)
-        kind, status, delay = decision.kind, decision.status, decision.delay
+        kind, delay = decision.kind, decision.delay
         settlement = store.Settlement(
-            status=status,
+            status=decision.status,
             made=True,
             attempted_at=now,
             status_code=outcome.status,
@@ -293,16 +280,14 @@ class Attempts:
             next_attempt_at=None if delay is None else now + timedelta(seconds=delay),
         )
         gone = f"endpoint answered 410 Gone at {now.isoformat()}" if kind == "gone" else None
-        settled = await self._settle(task, state.exam, settlement, disable=gone)
+        settled = await self._settle_delivery(task, state.exam, settlement, disable=gone)
         metrics.ATTEMPTS.labels(decision.counted_as or kind).inc()
-        if delay is not None and settled.status == "pending":
-            retry = msgspec.structs.replace(
-                task, attempt=settled.attempts + 1, step=task.step + 1, not_before=time.time() + delay
-            )
-            await self._tasks.later(retry, self._schedule.tier_for(delay))
+        retry_in = delay if settled.status == "pending" else None
+        if retry_in is not None:
+            await self._retry(task, settled.attempts, retry_in)
         if kind == "failed":
             metrics.FAILED.inc()
-            await self._publish_failed(task, target, outcome.status, outcome.error, settled.attempts, now)
+            await self._publish_failed(task, target, settled.attempts, outcome.status, outcome.error, now)
         if settled.disabled:
             metrics.DISABLED.inc()
             await self._publish_disabled(task, target, now)
@@ -315,14 +300,14 @@ class Attempts:
             status=outcome.status,
             error=outcome.error,
             latency_ms=outcome.latency_ms,
-            retry_in=None if delay is None or settled.status != "pending" else round(delay, 3),
+            retry_in=None if retry_in is None else round(retry_in, 3),
             endpoint=target.endpoint,
         )
 
-    async def _settle(
+    async def _settle_delivery(
         self, task: Attempt, exam: str | None, settlement: store.Settlement, *, disable: str | None = None
     ) -> Done:
-        """Records the settlement and publishes the tasks of what it released."""
+        """Records how the delivery ends its turn and publishes the tasks of what that released."""
         settled = await self._settlements.submit(
             Settling(task.delivery_id, task.subscription_id, exam, settlement, disable)
         )
@@ -354,30 +339,6 @@ class Attempts:
         metrics.ATTEMPTS.labels("held").inc()
         log.warning("delivery held", reason=hold.reason)
 
-    async def resume_held(self, stopping: asyncio.Event) -> None:
-        """A work task of the service: every few seconds, the tasks of the held deliveries whose
-        candidate a mapping released (gradebook/crosswalk_db.py), then marks them resumed."""
-        while not stopping.is_set():
-            try:
-                async with self._pool.acquire() as conn:
-                    ready = await crosswalk_db.resumable(conn)
-                await self._tasks.now_all(
-                    [
-                        next_task(store.Ready(r.delivery_id, r.subscription_id, r.event_id, r.attempts))
-                        for r in ready
-                    ]
-                )
-                async with self._pool.acquire() as conn:
-                    await crosswalk_db.mark_resumed(conn, [r.delivery_id for r in ready])
-                if ready:
-                    log.info("held deliveries resumed", deliveries=len(ready))
-                    continue  # there may be more
-            except Exception as error:  # a database or broker outage: the next look retries
-                log.warning("could not resume held deliveries", error=describe(error))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RESUME_EVERY):
-                    await stopping.wait()
-
     async def _follow_up(self, task: Attempt, state: store.State, target: store.Target) -> None:
         """This task came back (its worker stopped before acking it) and finds its delivery past it:
         what followed may not be published. The retry or the operational event, when its own attempt
@@ -385,15 +346,12 @@ class Attempts:
         published = []
         if state.attempts == task.attempt:
             if state.status == "pending" and state.next_attempt_at is not None:
-                not_before = state.next_attempt_at.timestamp()
-                retry = msgspec.structs.replace(
-                    task, attempt=state.attempts + 1, step=task.step + 1, not_before=not_before
-                )
-                await self._tasks.later(retry, self._schedule.tier_for(max(0.0, not_before - time.time())))
+                retry_in = max(0.0, state.next_attempt_at.timestamp() - time.time())
+                await self._retry(task, state.attempts, retry_in)
                 published.append("retry")
             elif state.status == "failed" and state.last_outcome == "failed":
                 await self._publish_failed(
-                    task, target, state.last_status, state.last_error, state.attempts, state.updated_at
+                    task, target, state.attempts, state.last_status, state.last_error, state.updated_at
                 )
                 published.append("delivery.failed")
             elif state.status == "failed" and state.last_outcome == "gone":
@@ -407,6 +365,50 @@ class Attempts:
                 published.append(f"{len(released)} released")
         if published:
             log.info("follow-up of an earlier attempt published", published=published, status=state.status)
+
+    async def _retry(self, task: Attempt, attempts: int, delay: float) -> None:
+        """Publishes the next attempt after `attempts`, due in `delay` seconds."""
+        retry = msgspec.structs.replace(
+            task, attempt=attempts + 1, step=task.step + 1, not_before=time.time() + delay
+        )
+        await self._tasks.later(retry, self._schedule.tier_for(delay))
+
+    async def _publish_failed(
+        self,
+        task: Attempt,
+        target: store.Target,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        at: datetime,
+    ) -> None:
+        failed = DeliveryFailed(
+            id=_operational_id("delivery.failed", task),
+            delivery_id=task.delivery_id,
+            subscription_id=task.subscription_id,
+            event_id=task.event_id,
+            endpoint=target.endpoint,
+            attempts=attempts,
+            last_status=status,
+            last_error=error,
+            failed_at=at,
+        )
+        await self._publish(failed, DELIVERY_FAILED_KEY)
+
+    async def _publish_disabled(self, task: Attempt, target: store.Target, at: datetime) -> None:
+        disabled = SubscriptionDisabled(
+            id=_operational_id("subscription.disabled", task),
+            subscription_id=task.subscription_id,
+            endpoint=target.endpoint,
+            reason="endpoint answered 410 Gone",
+            disabled_at=at,
+        )
+        await self._publish(disabled, SUBSCRIPTION_DISABLED_KEY)
+
+    async def _publish(self, event: OperationalEvent, routing_key: str) -> None:
+        body = encode_operational(event)
+        message = persistent_message(body, message_id=event.id, content_type="application/json")
+        await self._results.publish(message, routing_key=routing_key, timeout=5.0)
 
     async def _park(self, task: Attempt, endpoint: str) -> None:
         """Back to the broker while the endpoint is at its limit: for the shortest park; or, when
@@ -423,7 +425,7 @@ class Attempts:
         await self._tasks.later(task, tier)
         metrics.PARKED.inc()
 
-    async def _hand_back(self, delivery_id: str) -> None:
+    async def _unclaim(self, delivery_id: str) -> None:
         async with self._pool.acquire() as conn:
             await store.unclaim(conn, delivery_id)
 
@@ -450,42 +452,7 @@ class Attempts:
             for i, s in zip(items, done.settled, strict=True)
         ]
 
-    async def _publish_failed(
-        self,
-        task: Attempt,
-        target: store.Target,
-        status: int | None,
-        error: str | None,
-        attempts: int,
-        now: datetime,
-    ) -> None:
-        event = DeliveryFailed(
-            # The same id however often it is published: consumers recognise a repeat.
-            id=str(uuid.uuid5(_OPERATIONAL_IDS, f"delivery.failed:{task.delivery_id}")),
-            delivery_id=task.delivery_id,
-            subscription_id=task.subscription_id,
-            event_id=task.event_id,
-            endpoint=target.endpoint,
-            attempts=attempts,
-            last_status=status,
-            last_error=error,
-            failed_at=now,
-        )
-        await self._publish(event.id, encode_operational(event), DELIVERY_FAILED_KEY)
 
-    async def _publish_disabled(self, task: Attempt, target: store.Target, now: datetime) -> None:
-        event = SubscriptionDisabled(
-            id=str(uuid.uuid5(_OPERATIONAL_IDS, f"subscription.disabled:{task.delivery_id}")),
-            subscription_id=task.subscription_id,
-            endpoint=target.endpoint,
-            reason="endpoint answered 410 Gone",
-            disabled_at=now,
-        )
-        await self._publish(event.id, encode_operational(event), SUBSCRIPTION_DISABLED_KEY)
-
-    async def _publish(self, message_id: str, body: bytes, routing_key: str) -> None:
-        await self._results.publish(
-            persistent_message(body, message_id=message_id, content_type="application/json"),
-            routing_key=routing_key,
-            timeout=5.0,
-        )
+def _operational_id(kind: str, task: Attempt) -> str:
+    """The same id however often it is published: consumers recognise a repeat."""
+    return str(uuid.uuid5(_OPERATIONAL_IDS, f"{kind}:{task.delivery_id}"))

@@ -4,23 +4,20 @@ gradebook (a OneRoster 1.2 result, a Caliper 1.2 envelope: gradebook/, docs/dest
 `prepare` decides what the attempt is before it takes a slot of the endpoint: the signed body, or
 the gradebook write, or that there is nothing to send (`Skip`: an event the gradebook takes nothing
 from, or one that did not move its exam) or nobody to send it to yet (`Hold`: a candidate the
-crosswalk does not know). `send`
-makes it, answered as one Outcome whatever the kind, and `final` says whether a failure is worth
-trying again.
+crosswalk does not know; gradebook/delivering.py). `send` makes it, answered as one Outcome whatever
+the kind, and `final` says whether a failure is worth trying again.
 """
 
 import time
-from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 
-from gradebook import crosswalk_db
-from gradebook.config import Destination, decode_destination
-from gradebook.crosswalk import Row, Unmapped
-from gradebook.plan import Skip, Write, plan
+from gradebook import delivering
+from gradebook.delivering import GradebookWrite, Hold
+from gradebook.plan import Skip
 from gradebook.send import Sender, retryable
-from schemas.event import ResultEvent, decode_event, encode_event
+from schemas.event import decode_event, encode_event
 from subscribers.poster import Outcome, Poster
 from subscribers.signing import InvalidSecret, secret_key, webhook_headers
 from workers.delivery.store import State, Target
@@ -31,19 +28,6 @@ class Webhook(msgspec.Struct, frozen=True):
     headers: dict[str, str]
 
 
-class Gradebook(msgspec.Struct, frozen=True):
-    destination: Destination
-    write: Write
-
-
-class Hold(msgspec.Struct, frozen=True):
-    """A gradebook result whose candidate the crosswalk cannot map yet: held until a mapping comes."""
-
-    reason: str
-    event: ResultEvent
-    seen: Row | None  # the crosswalk's row for the candidate, as the look-up found it
-
-
 class Broken(msgspec.Struct, frozen=True):
     """What cannot be sent as it stands (a bad secret or configuration, only a hand-edited database
     gets here): recorded as a failed attempt with this error."""
@@ -51,7 +35,7 @@ class Broken(msgspec.Struct, frozen=True):
     error: str
 
 
-Work = Webhook | Gradebook | Broken
+Work = Webhook | GradebookWrite | Broken
 
 
 class Destinations:
@@ -59,7 +43,6 @@ class Destinations:
         self._pool = pool
         self._poster = poster
         self._sender = sender
-        self._configs: dict[str, Destination] = {}
 
     async def prepare(self, target: Target, state: State, payload: str) -> Work | Skip | Hold:
         # The event as the router published it (the same encoding, from what it stored).
@@ -78,24 +61,16 @@ class Destinations:
             state_now = event.exam.state if event.exam is not None else None
             return Skip(f"{event.type}: did not move the exam (it stands at {state_now})")
         try:
-            destination = self._destination(target)
+            destination = delivering.destination(target.destination or "")
         except (msgspec.MsgspecError, ValueError) as error:
             return Broken(f"bad destination: {error}")
-        async with self._pool.acquire() as conn:
-            found = await crosswalk_db.lookup(conn, event)
-        match plan(event, destination, found, now=datetime.now(UTC)):
-            case Skip() as skip:
-                return skip
-            case Unmapped(reason):
-                return Hold(reason, event, found.row)
-            case write:
-                return Gradebook(destination, write)
+        return await delivering.prepare(self._pool, event, destination)
 
     async def send(self, target: Target, work: Work) -> Outcome:
         match work:
             case Webhook(body, headers):
                 return await self._poster.post(target.url, body, headers)
-            case Gradebook(destination, write):
+            case GradebookWrite(destination, write):
                 return await self._sender.send(destination, write)
             case Broken(error):
                 return Outcome(status=None, latency_ms=0.0, error=error)
@@ -105,12 +80,3 @@ class Destinations:
         """A failure not worth trying again: a gradebook refusing the write (a 4xx but 408 and 429),
         which says why. Every webhook failure is retried (a 410 disables the subscription)."""
         return target.kind != "webhook" and not retryable(outcome)
-
-    def _destination(self, target: Target) -> Destination:
-        raw = target.destination or ""
-        found = self._configs.get(raw)
-        if found is None:
-            if len(self._configs) > 1000:  # configurations change rarely: a bound, not a cache policy
-                self._configs.clear()
-            found = self._configs[raw] = decode_destination(raw)
-        return found

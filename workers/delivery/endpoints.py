@@ -12,7 +12,7 @@ import collections
 import time
 
 from workers.delivery import metrics
-from workers.delivery.health import EndpointHealth, Verdict
+from workers.delivery.health import Admission, EndpointHealth
 
 WAITERS_PER_SLOT = 4
 
@@ -29,30 +29,30 @@ class Endpoints:
             health = self._health[endpoint] = EndpointHealth(limit=self._limit)
         return health
 
-    async def turn(self, endpoint: str, patience: float) -> bool:
-        """True once the endpoint is below its limit (or failing: whether to post is then the
-        verdict's); False if it is still at its limit after `patience`, too many tasks already wait
-        for it, or every attempt in flight there has run longer than `patience` (slots that free that
-        slowly are not worth waiting for)."""
+    async def turn(self, endpoint: str, patience: float) -> Admission:
+        """The endpoint's admission once it is below its limit (GO), or failing or hanging (SKIP);
+        PARK if it is still at its limit after `patience`, too many tasks already wait for it, or
+        every attempt in flight there has run longer than `patience` (slots that free that slowly are
+        not worth waiting for)."""
         health = self.health(endpoint)
         waiting = self._waiting.setdefault(endpoint, collections.deque())
         deadline = time.monotonic() + patience
         try:
-            while health.verdict(now := time.monotonic()) is Verdict.PARK:
+            while (admission := health.admit(now := time.monotonic())) is Admission.PARK:
                 if len(waiting) >= self._limit * WAITERS_PER_SLOT or health.stuck_for(now) > patience:
-                    return False
+                    return admission
                 woken = asyncio.get_running_loop().create_future()
                 waiting.append(woken)
                 try:
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                         await woken
                 except TimeoutError:
-                    return False
+                    return Admission.PARK
                 finally:
                     if not woken.done():
                         woken.cancel()
                         waiting.remove(woken)
-            return True
+            return admission
         finally:
             if not waiting:
                 self._waiting.pop(endpoint, None)

@@ -1,7 +1,7 @@
 """Fan-out: one normalized event from the results exchange becomes one delivery per matching active
 subscription, stored in its place in the exam's order (store.py), and a task on the attempts queue for
 each that may go now; the event is acked once those tasks are confirmed. A fan-out that stops before
-then gets its event back, and hands out the tasks of the deliveries it had stored."""
+then gets its event back, and publishes the tasks of the deliveries it had stored."""
 
 import asyncpg
 import msgspec

@@ -1,4 +1,4 @@
-"""How an endpoint is doing, as seen by this worker: the decision of whether to POST to it now.
+"""How an endpoint is doing, as seen by this worker: its admission, whether to POST to it now.
 
 A dead or hanging endpoint must not cost the others anything. Tasks that find their endpoint at its
 concurrency limit wait a moment in the broker (`park`); but when the endpoint is failing (its last
@@ -14,7 +14,7 @@ from enum import Enum
 import msgspec
 
 
-class Verdict(Enum):
+class Admission(Enum):
     GO = "go"  # POST now
     PARK = "park"  # at its limit but healthy: wait a moment in the broker and come back
     SKIP = "skip"  # failing or hanging: not attempted, on to the next retry step
@@ -27,16 +27,15 @@ class EndpointHealth(msgspec.Struct):
     in_flight: list[float] = []  # start times of the attempts running now
     failures: int = 0  # consecutive failed attempts (no answer, or a 5xx)
     last_failure_at: float = 0.0
-    answer_time: float = 0.0  # of its recent attempts, a moving average (0: none yet)
 
-    def verdict(self, now: float) -> Verdict:
+    def admit(self, now: float) -> Admission:
         failing = self.failures > 0 and now - self.last_failure_at < self.probe_every
         if len(self.in_flight) >= self.limit:
             hanging = now - min(self.in_flight) > self.slow_after
-            return Verdict.SKIP if failing or hanging else Verdict.PARK
+            return Admission.SKIP if failing or hanging else Admission.PARK
         if failing and self.in_flight:
-            return Verdict.SKIP  # a probe is already out
-        return Verdict.GO
+            return Admission.SKIP  # a probe is already out
+        return Admission.GO
 
     def stuck_for(self, now: float) -> float:
         """How long every attempt in flight has been running: the youngest's age (0: none)."""
@@ -57,8 +56,6 @@ class EndpointHealth(msgspec.Struct):
 
     def finished(self, started: float, now: float, *, answered_below_500: bool) -> None:
         self.in_flight.remove(started)
-        took = now - started
-        self.answer_time = took if not self.answer_time else 0.8 * self.answer_time + 0.2 * took
         if answered_below_500:
             self.failures = 0
         else:

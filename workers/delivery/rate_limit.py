@@ -6,8 +6,8 @@ limited endpoint keeps the times of its last N sends (a sliding window log), rea
 the row's lock in one short transaction. A send is allowed when fewer than N fell within the last
 window; otherwise the task goes back to the broker (a delay tier) until the window has room, spread
 over one more window so that a backlog comes back a little at a time rather than all at once. The
-task holds no prefetch slot and no worker waits meanwhile, and an endpoint without a limit never
-reaches this module.
+task holds no prefetch slot and no worker waits meanwhile, and an endpoint without a limit costs
+nothing here.
 """
 
 import random
@@ -18,15 +18,21 @@ import prometheus_client
 import structlog
 
 from common.db import DbConn
+from workers.delivery.store import Target
 
 log = structlog.get_logger("delivery")
 
-HELD = prometheus_client.Counter(
+THROTTLED = prometheus_client.Counter(
     "resultbus_delivery_rate_limited", "Delivery tasks held back in the broker by an endpoint's rate limit."
 )
 
-_LOCK = "SELECT sent FROM endpoint_rate WHERE endpoint_id = $1 FOR UPDATE"
-_CREATE = "INSERT INTO endpoint_rate (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING"
+# Locks the endpoint's row, made by its first send, and reads the database's clock once the lock is
+# held: one clock for every worker, and no send is recorded earlier than the one before it.
+_LOCK = """
+INSERT INTO endpoint_rate (endpoint_id) VALUES ($1)
+ON CONFLICT (endpoint_id) DO UPDATE SET sent = endpoint_rate.sent
+RETURNING sent, clock_timestamp() AS now
+"""
 _RECORD = "UPDATE endpoint_rate SET sent = $2 WHERE endpoint_id = $1"
 
 # One note per held attempt in the attempt log, however often the task is held: `attempt` is the
@@ -39,22 +45,13 @@ WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts
 """
 
 
-def describe(limit: int, period: float) -> str:
-    return f"{limit}/{'minute' if period >= 60 else 'second'}"
-
-
 async def take(conn: DbConn, endpoint_id: int, limit: int, period: float) -> float | None:
     """Records a send to the endpoint now and returns None, or, if the window is full, returns how
     many seconds until it has room (and records nothing)."""
     async with conn.transaction():
         row = await conn.fetchrow(_LOCK, endpoint_id)
-        if row is None:
-            await conn.execute(_CREATE, endpoint_id)
-            row = await conn.fetchrow(_LOCK, endpoint_id)
-            assert row is not None
-        # The database's clock, read once the lock is held: one clock for every worker, and no send
-        # is recorded earlier than the one before it.
-        now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        assert row is not None
+        now: datetime = row["now"]
         window = timedelta(seconds=period)
         recent = sorted(t for t in row["sent"] if t > now - window)
         if len(recent) >= limit:
@@ -64,27 +61,25 @@ async def take(conn: DbConn, endpoint_id: int, limit: int, period: float) -> flo
         return None
 
 
-async def hold(
-    pool: asyncpg.Pool,
-    *,
-    endpoint_id: int,
-    limit: int,
-    period: float,
-    delivery_id: str,
-    attempt: int,
-    rng: random.Random,
+async def throttle(
+    pool: asyncpg.Pool, target: Target, delivery_id: str, attempt: int, rng: random.Random
 ) -> float | None:
-    """None: send now. Otherwise the seconds the task is to wait in the broker; the attempt log says
-    why (outcome `rate_limited`, once per attempt)."""
+    """None: send now (counted in the window; a target without a limit always may). Otherwise the
+    seconds the task is to wait in the broker; the attempt log says why (outcome `rate_limited`, once
+    per attempt)."""
+    limit, period = target.rate_limit, target.rate_period
+    if limit is None or period is None:
+        return None
     async with pool.acquire() as conn:
-        room_in = await take(conn, endpoint_id, limit, period)
+        room_in = await take(conn, target.endpoint_id, limit, period)
         if room_in is None:
             return None
         wait = room_in + rng.uniform(0.0, period)
-        note = f"held back by the endpoint's rate limit ({describe(limit, period)})"
+        rate = f"{limit}/{'minute' if period >= 60 else 'second'}"
+        note = f"held back by the endpoint's rate limit ({rate})"
         await conn.execute(
             _NOTE, delivery_id, attempt, note, datetime.now().astimezone() + timedelta(seconds=wait)
         )
-    HELD.inc()
-    log.debug("delivery held by rate limit", limit=describe(limit, period), wait=round(wait, 3))
+    THROTTLED.inc()
+    log.debug("delivery held by rate limit", limit=rate, wait=round(wait, 3))
     return wait

@@ -1,5 +1,6 @@
 """`python -m workers delivery`: results exchange -> subscriber endpoints, until SIGTERM."""
 
+import functools
 import random
 from collections.abc import Mapping
 
@@ -10,6 +11,7 @@ from common.consumer import Consumer, DeadLetters
 from common.db import connect, open_pool
 from common.service import Service
 from common.settings import WorkerSettings
+from gradebook.delivering import resume_held
 from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
@@ -78,7 +80,7 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     service.run("fan-out", Consumer("fan-out", deliveries, FanOut(pool, tasks).handle, dead).run)
     service.run("attempts", Consumer("attempts", attempts_queue, attempts.handle, dead).run)
     service.run("attempts in flight at shutdown", attempts.stop)
-    service.run("held gradebook results", attempts.resume_held)
+    service.run("held gradebook results", functools.partial(resume_held, pool, attempts.resume))
     log.info(
         "delivery consuming",
         queue=deliveries.name,

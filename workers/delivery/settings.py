@@ -1,10 +1,11 @@
 """Delivery worker settings, read once from the environment at start-up."""
 
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
-from common.env import Group, SettingError, duration, integer, number
+from common.env import Group, Setting, SettingError, duration, integer, number
 from common.settings import BROKER_AND_DATABASE
 from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
 from subscribers.settings import ALLOW_PRIVATE_ENDPOINTS, DELIVERY_PARK, DELIVERY_SCHEDULE
@@ -21,21 +22,18 @@ PER_ENDPOINT = integer(
 IN_FLIGHT = integer("RESULTBUS_DELIVERY_IN_FLIGHT", 256, minimum=1, help="attempts in flight per worker")
 MAX_RESPONSE = integer("RESULTBUS_DELIVERY_MAX_RESPONSE", 4096, help="bytes of a subscriber's answer read")
 
+# The fields read as they are, each by the setting that declares it (in the order `--help` lists them).
+_FIELDS: dict[str, Setting[Any]] = {
+    "timeout": TIMEOUT,
+    "per_endpoint": PER_ENDPOINT,
+    "in_flight": IN_FLIGHT,
+    "max_response_bytes": MAX_RESPONSE,
+    "allow_private": ALLOW_PRIVATE_ENDPOINTS,
+}
+
 SETTINGS = (
     BROKER_AND_DATABASE,
-    Group(
-        "delivery",
-        (
-            DELIVERY_SCHEDULE,
-            JITTER,
-            DELIVERY_PARK,
-            TIMEOUT,
-            PER_ENDPOINT,
-            IN_FLIGHT,
-            MAX_RESPONSE,
-            ALLOW_PRIVATE_ENDPOINTS,
-        ),
-    ),
+    Group("delivery", (DELIVERY_SCHEDULE, JITTER, DELIVERY_PARK, *_FIELDS.values())),
 )
 
 
@@ -54,11 +52,4 @@ class DeliverySettings(msgspec.Struct, frozen=True, kw_only=True):
         )
         if not 0 <= schedule.jitter < 1:
             raise SettingError("RESULTBUS_DELIVERY_JITTER: must be at least 0 and below 1")
-        return cls(
-            schedule=schedule,
-            timeout=TIMEOUT.read(env),
-            per_endpoint=PER_ENDPOINT.read(env),
-            in_flight=IN_FLIGHT.read(env),
-            max_response_bytes=MAX_RESPONSE.read(env),
-            allow_private=ALLOW_PRIVATE_ENDPOINTS.read(env),
-        )
+        return cls(schedule=schedule, **{field: setting.read(env) for field, setting in _FIELDS.items()})

@@ -35,24 +35,28 @@ WITH r AS (
     FROM r
     -- A held delivery is attempted again when a task for it comes (its candidate may be mapped now).
     WHERE d.id = r.id AND d.status IN ('pending', 'held') AND (r.attempt = 0 OR d.attempts < r.attempt)
-      -- A claim is taken over by a task handed out again, and only once its worker is gone (the
+      -- A claim is taken over by a task the broker delivered again, and only once its worker is gone (the
       -- worker's lock is free): one still posting keeps it.
       AND CASE WHEN d.claimed_at IS NULL THEN true
                WHEN r.takeover THEN pg_try_advisory_xact_lock(delivery_worker_lock_class(), d.claimed_by)
                ELSE false END
     RETURNING d.id
 )
-SELECT d.id::text AS delivery_id, d.event_id::text, c.id IS NOT NULL AS claimed, d.status, d.attempts,
-       d.next_attempt_at, d.claimed_at IS NOT NULL AND c.id IS NULL AS in_hand, e.applied,
-       d.last_status, d.last_error, d.updated_at,
+SELECT d.id::text AS delivery_id, c.id IS NOT NULL AS claimed,
+       CASE WHEN c.id IS NOT NULL THEN e.payload::text END AS payload,
+       -- The State, a column per field:
+       d.event_id::text, d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at,
        CASE WHEN d.exam_seq IS NOT NULL THEN d.vendor || '/' || d.exam_key END AS exam,
+       d.claimed_at IS NOT NULL AND c.id IS NULL AS claimed_elsewhere,
+       e.applied IS NOT FALSE AS applied,
        -- A `rate_limited` or `superseded` note carries the number of an attempt not made: not an outcome.
        (SELECT a.outcome FROM delivery_attempts a
         WHERE a.delivery_id = d.id AND a.outcome NOT IN ('rate_limited', 'superseded')
         ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_outcome,
-       t.url, t.status AS subscription_status, t.delivery_order, t.endpoint, t.secrets, t.endpoint_id,
-       t.rate_limit, t.rate_period, t.destination_kind, t.destination::text,
-       CASE WHEN c.id IS NOT NULL THEN e.payload::text END AS payload
+       -- The Target, a `t_` column per field (no t_url: the subscription is gone):
+       t.url AS t_url, t.status AS t_status, t.destination_kind AS t_kind,
+       t.destination::text AS t_destination, t.endpoint AS t_endpoint, t.secrets AS t_secrets,
+       t.endpoint_id AS t_endpoint_id, t.rate_limit AS t_rate_limit, t.rate_period::float8 AS t_rate_period
 FROM r JOIN deliveries d ON d.id = r.id
 LEFT JOIN claimed c ON c.id = d.id
 LEFT JOIN delivery_targets t ON t.subscription_id = d.subscription_id
@@ -62,8 +66,6 @@ LEFT JOIN events e ON e.id = d.event_id
 _UNCLAIM = """
 UPDATE deliveries SET claimed_at = NULL, claimed_by = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')
 """
-
-_REQUEUE = "SELECT * FROM deliveries_requeue($1::uuid[])"
 
 _CREATE = "SELECT * FROM deliveries_create($1::uuid, $2, $3, $4, $5, $6)"
 
@@ -108,7 +110,7 @@ class State(msgspec.Struct, frozen=True, kw_only=True):
     last_outcome: str | None  # of the latest attempt made: succeeded | retry | failed | gone
     updated_at: datetime
     exam: str | None  # 'vendor/exam key' when it has a place in its exam's order
-    in_hand: bool = False  # claimed by another task, whose worker is still running
+    claimed_elsewhere: bool = False  # by another task, whose worker is still running
     applied: bool = True  # the event moved its exam (a late or repeated status did not)
 
 
@@ -173,10 +175,7 @@ async def create_deliveries(
     """Stores the event's deliveries in their place in the order of its `exam` (its key, if the event
     names one); returns those that may go now (see `deliveries_create`)."""
     rows = await conn.fetch(_CREATE, event_id, vendor, source, event_type, exam, recovering)
-    return [
-        Ready(str(r["delivery_id"]), str(r["subscription_id"]), str(r["event_id"]), r["attempts"])
-        for r in rows
-    ]
+    return [_ready(r) for r in rows]
 
 
 async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: int) -> list[Claim | None]:
@@ -192,7 +191,7 @@ async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: in
 
 
 async def unclaim(conn: DbConn, delivery_id: str) -> None:
-    """Hands a claimed delivery back without an attempt (its task goes back to the broker)."""
+    """Releases a claim without an attempt (its task goes back to the broker)."""
     await conn.execute(_UNCLAIM, delivery_id)
 
 
@@ -229,66 +228,25 @@ async def settle(
         elif r["kind"] == "disabled":
             disabled.add(str(r["subscription_id"]))
         else:
-            released.append(
-                Ready(
-                    str(r["delivery_id"]),
-                    str(r["subscription_id"]),
-                    str(r["event_id"]),
-                    r["attempts"],
-                    r["exam"],
-                )
-            )
+            released.append(_ready(r, exam=r["exam"]))
     return Settlements(
         [found.get(str(uuid.UUID(d)), Settled(0, "gone")) for d, _ in settlements], disabled, released
     )
 
 
-async def requeue(conn: DbConn, delivery_ids: Sequence[str]) -> list[tuple[Ready, str]]:
-    """Sends deliveries again (see `deliveries_requeue`): each requeued one and its status (`pending`:
-    its task is to be published; `waiting`: its turn comes when the exam's earlier ones are settled).
-    One being attempted now is not among them."""
-    rows = await conn.fetch(_REQUEUE, list(delivery_ids))
-    return [
-        (
-            Ready(str(r["delivery_id"]), str(r["subscription_id"]), str(r["event_id"]), r["attempts"]),
-            r["status"],
-        )
-        for r in rows
-    ]
-
-
 async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
-    rows = await conn.fetch(_RELEASED_AFTER, delivery_id)
-    return [
-        Ready(row["delivery_id"], row["subscription_id"], row["event_id"], row["attempts"]) for row in rows
-    ]
+    return [_ready(r) for r in await conn.fetch(_RELEASED_AFTER, delivery_id)]
+
+
+def _ready(row: asyncpg.Record, exam: str | None = None) -> Ready:
+    return Ready(
+        str(row["delivery_id"]), str(row["subscription_id"]), str(row["event_id"]), row["attempts"], exam
+    )
 
 
 def _claim_of(row: asyncpg.Record) -> Claim:
-    state = State(
-        event_id=row["event_id"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        last_outcome=row["last_outcome"],
-        updated_at=row["updated_at"],
-        exam=row["exam"],
-        in_hand=row["in_hand"],
-        applied=row["applied"] is not False,
-    )
+    state = State(**{field: row[field] for field in State.__struct_fields__})
     target = None
-    if row["url"] is not None:
-        target = Target(
-            url=row["url"],
-            status=row["subscription_status"],
-            endpoint=row["endpoint"],
-            secrets=list(row["secrets"]),
-            endpoint_id=row["endpoint_id"],
-            rate_limit=row["rate_limit"],
-            rate_period=None if row["rate_period"] is None else float(row["rate_period"]),
-            kind=row["destination_kind"],
-            destination=row["destination"],
-        )
+    if row["t_url"] is not None:
+        target = Target(**{field: row["t_" + field] for field in Target.__struct_fields__})
     return Claim(state=state, target=target, claimed=row["claimed"], payload=row["payload"])
