@@ -29,7 +29,7 @@ import prometheus_client
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from common import logs
+from common import logs, tracing
 from common.broker import BROKER_ERRORS, persistent_message
 from common.errors import TRANSIENT, Reject, Retry
 
@@ -191,11 +191,23 @@ class Consumer:
         logs.bind(consumer=self.name, message_id=message.message_id)
         started = time.perf_counter()
         error: Exception | None = None
-        try:
-            await self._handler(message)
-        except Exception as raised:  # the boundary: whatever it is, it is this message's outcome
-            error = raised
-        decision = decide(error)
+        with tracing.span(
+            self.name,
+            tracing.CONSUMER,
+            parent=tracing.parent_of(message.headers),
+            attributes={"messaging.destination.name": self._queue.name},
+        ) as span:
+            try:
+                await self._handler(message)
+            except Exception as raised:  # the boundary: whatever it is, it is this message's outcome
+                error = raised
+            decision = decide(error)
+            if span is not None:
+                span.set_attribute("resultbus.outcome", decision.verdict.value)
+                if decision.verdict is not Verdict.ACK:
+                    span.set_status(
+                        tracing.Status(tracing.StatusCode.ERROR, decision.reason or decision.verdict)
+                    )
         await self._settle(message, decision)
         MESSAGES.labels(self.name, decision.verdict.value).inc()
         fields: dict[str, Any] = {

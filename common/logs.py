@@ -50,6 +50,11 @@ def clear() -> None:
     _CONTEXT.set(_EMPTY)
 
 
+def current() -> Mapping[str, Any]:
+    """What is bound in this context (a trace's span copies it)."""
+    return _CONTEXT.get()
+
+
 @contextlib.contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """`bind` for the block only."""

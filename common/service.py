@@ -30,6 +30,7 @@ import prometheus_client
 import structlog
 from aiohttp import web
 
+from common import tracing
 from common.env import DURATION_SYNTAX, Group, SettingError, process_env
 from common.logs import configure_logging
 from common.settings import PROCESS, ProcessSettings
@@ -174,6 +175,7 @@ def serve(
         print(f"{role}: bad setting: {error}", file=sys.stderr)
         return 2
     configure_logging(process.log_level, json=process.log_json, role=role)
+    tracing.configure(role, env)
     run = _event_loop_runner()
     try:
         run(_serve(role, process, read, start))
@@ -186,6 +188,8 @@ def serve(
     except StartupError as error:
         print(f"{role}: {error}", file=sys.stderr)
         return 1
+    finally:
+        tracing.shutdown()  # what is still batched is exported before the process ends
     return 0
 
 

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from common import tracing
 from gradebook.config import CaliperDestination, Destination, OneRosterDestination
 from gradebook.oauth import TokenFailure, Tokens
 from gradebook.plan import CaliperWrite, OneRosterWrite, Write
@@ -89,6 +90,19 @@ class Sender:
         self._ensuring: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def send(self, destination: Destination, write: Write) -> Outcome:
+        if not tracing.ENABLED:
+            return await self._send(destination, write)
+        kind = destination.__struct_config__.tag
+        with tracing.span(f"gradebook write ({kind})", tracing.INTERNAL) as span:
+            outcome = await self._send(destination, write)
+            assert span is not None
+            if outcome.status is not None:
+                span.set_attribute("http.response.status_code", outcome.status)
+            if outcome.error is not None:
+                span.set_status(tracing.Status(tracing.StatusCode.ERROR, outcome.error[:200]))
+            return outcome
+
+    async def _send(self, destination: Destination, write: Write) -> Outcome:
         started = time.perf_counter()
         try:
             if isinstance(destination, OneRosterDestination) and isinstance(write, OneRosterWrite):
@@ -216,16 +230,11 @@ class Sender:
             headers["Content-Type"] = "application/json"
         try:
             self._check_literal_address(url)
-            async with self._session.request(
-                method, url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as response:
-                text = await response.content.read(self._max)
-                retry_after = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if response.status in _RETRY_AFTER_STATUSES
-                    else None
-                )
-                return _Answer(response.status, text, retry_after)
+            with tracing.span(f"{method} {_template(url)}", tracing.CLIENT) as span:
+                answer = await self._request(method, url, body, headers)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", answer.status)
+                return answer
         except TimeoutError:
             raise _Failed(None, f"{method} {urlsplit(url).path}: timeout") from None
         except ForbiddenAddress as error:
@@ -234,6 +243,18 @@ class Sender:
             raise _Failed(
                 None, f"{method} {urlsplit(url).path}: {type(error).__name__}: {error}"[:500]
             ) from None
+
+    async def _request(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> _Answer:
+        async with self._session.request(
+            method, url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+        ) as response:
+            text = await response.content.read(self._max)
+            retry_after = (
+                parse_retry_after(response.headers.get("Retry-After"))
+                if response.status in _RETRY_AFTER_STATUSES
+                else None
+            )
+            return _Answer(response.status, text, retry_after)
 
     def _check_literal_address(self, url: str) -> None:
         # aiohttp does not ask the resolver about an IP literal: check it here, as the poster does.
@@ -249,6 +270,16 @@ class Sender:
 def _error(call: str, answer: _Answer) -> str:
     message = provider_message(answer.body) or answer.body[:200].decode("utf-8", "replace").strip()
     return f"{call}: HTTP {answer.status}" + (f": {message}" if message else "")
+
+
+def _template(url: str) -> str:
+    """A span's name: the path with the ids that vary per call folded (`PUT …/results/{sourcedId}`)."""
+    path = urlsplit(url).path
+    for collection, name in (("/results/", "results/{sourcedId}"), ("/lineItems/", "lineItems/{sourcedId}")):
+        head, found, _ = path.rpartition(collection)
+        if found:
+            return f"{head}/{name}"
+    return path
 
 
 def _since(started: float) -> float:

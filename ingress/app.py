@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from aiohttp import hdrs, web
 
-from common import logs
+from common import logs, tracing
 from ingress.errors import (
     CallerNotAllowed,
     IncompleteBody,
@@ -28,6 +28,7 @@ from ingress.errors import (
 from ingress.middleware import OUTCOME, QUIET, SOURCE, error_response, make_middleware
 from ingress.settings import IngressSettings
 from ingress.sources import Source
+from ingress.traced import traced
 from schemas.envelope import RawEnvelope, encode_envelope
 from schemas.inspera import is_verification_ping
 from schemas.topology import raw_routing_key
@@ -147,7 +148,10 @@ def create_app(
 
     largest = max((source.max_body_bytes for source in sources.values()), default=1)
     app = web.Application(
-        middlewares=[make_middleware(retry_after=settings.retry_after)],
+        middlewares=[
+            *([traced] if tracing.ENABLED else []),
+            make_middleware(retry_after=settings.retry_after),
+        ],
         # Each source enforces its own limit before reading; this only keeps aiohttp's own cap
         # from being the tighter one.
         client_max_size=largest,

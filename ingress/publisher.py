@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
+from common import tracing
 from common.amqp import connect_robust, redact_urls
 from common.broker import BROKER_ERRORS, declare_raw
 from ingress.errors import BrokerUnavailable
@@ -88,7 +89,10 @@ class Publisher:
             # Fail at once rather than wait for a reconnect the vendor cannot see.
             raise BrokerUnavailable("broker channel is not open")
         properties = spec.Basic.Properties(
-            content_type=ENVELOPE_CONTENT_TYPE, delivery_mode=_PERSISTENT, message_id=message_id
+            content_type=ENVELOPE_CONTENT_TYPE,
+            delivery_mode=_PERSISTENT,
+            message_id=message_id,
+            headers=tracing.headers() if tracing.ENABLED else None,
         )
         try:
             # Straight on the AMQP channel: aio-pika's Message wrapper is a sizeable share of a

@@ -63,6 +63,20 @@ def _exchange_binding(topology: Topology) -> dict[str, Any]:
     }
 
 
+# Present only while tracing is on (docs/operations.md, "Tracing"): a consumer may continue the trace.
+_TRACE_HEADERS: Final = {
+    "type": "object",
+    "properties": {
+        "traceparent": {
+            "type": "string",
+            "description": "W3C Trace Context: the trace this event belongs to, from the vendor's POST on.",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        },
+        "tracestate": {"type": "string", "description": "W3C Trace Context, vendor-specific state."},
+    },
+}
+
+
 def _message(name: str, title: str, summary: str, schema: str, example: msgspec.Struct) -> dict[str, Any]:
     return {
         "name": name,
@@ -70,6 +84,7 @@ def _message(name: str, title: str, summary: str, schema: str, example: msgspec.
         "summary": summary,
         "contentType": "application/json",
         "payload": {"$ref": _REF.format(name=schema)},
+        "headers": _TRACE_HEADERS,
         "bindings": {"amqp": {"messageType": name, "bindingVersion": AMQP_BINDING_VERSION}},
         "examples": [{"name": f"{name}-example", "payload": msgspec.to_builtins(example)}],
     }

@@ -13,6 +13,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from common import tracing
 from subscribers.endpoint import InvalidEndpoint, is_address, target
 from subscribers.ssrf import ForbiddenAddress, GuardedResolver, is_forbidden
 
@@ -62,6 +63,21 @@ class Poster:
         self._allow_private = allow_private
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        if not tracing.ENABLED:
+            return await self._post(url, body, headers)
+        with tracing.span("POST", tracing.CLIENT, attributes={"server.address": URL(url).host or ""}) as span:
+            # The subscriber may continue the trace: `traceparent` is not part of what is signed.
+            outcome = await self._post(url, body, {**headers, **(tracing.headers() or {})})
+            assert span is not None
+            if outcome.status is not None:
+                span.set_attribute("http.response.status_code", outcome.status)
+            if not outcome.ok:
+                span.set_status(
+                    tracing.Status(tracing.StatusCode.ERROR, outcome.error or f"HTTP {outcome.status}")
+                )
+            return outcome
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         started = time.perf_counter()
         try:
             connect_to = self._target(url)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import FieldValue
 
+from common import tracing
 from common.broker import persistent_message
 from schemas.delivery import Attempt, encode_task
 from schemas.topology import Topology
@@ -99,7 +100,10 @@ class TaskPublisher:
     async def _publish(self, task: Attempt, queue: str) -> None:
         await self._exchange.publish(
             persistent_message(
-                encode_task(task), message_id=task.delivery_id, content_type="application/msgpack"
+                encode_task(task),
+                message_id=task.delivery_id,
+                content_type="application/msgpack",
+                headers=tracing.headers() if tracing.ENABLED else None,
             ),
             routing_key=queue,
             timeout=self._timeout,

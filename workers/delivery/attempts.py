@@ -30,7 +30,7 @@ import msgspec
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from common import logs
+from common import logs, tracing
 from common.broker import persistent_message
 from common.consumer import ATTEMPTS, describe
 from common.errors import Reject, Retry
@@ -313,7 +313,8 @@ class Attempts:
         )
         if settled.status == "superseded":
             metrics.SUPERSEDED.inc()
-        await self._tasks.now_all([next_task(r) for r in settled.released])
+        with tracing.detached():  # each released delivery belongs to its own event's trace
+            await self._tasks.now_all([next_task(r) for r in settled.released])
         return settled
 
     async def _hold(self, task: Attempt, state: store.State, hold: Hold) -> None:
@@ -360,7 +361,8 @@ class Attempts:
         if state.status not in ("pending", "waiting", "held") and state.exam is not None:
             async with self._pool.acquire() as conn:
                 released = await store.released_after(conn, task.delivery_id)
-            await self._tasks.now_all([next_task(r) for r in released])
+            with tracing.detached():
+                await self._tasks.now_all([next_task(r) for r in released])
             if released:
                 published.append(f"{len(released)} released")
         if published:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import aiormq
 import asyncpg
@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
+from common import tracing
 from common.broker import BROKER_ERRORS, persistent_message
 from common.consumer import (
     ATTEMPTS,
@@ -90,6 +91,7 @@ class Stored(msgspec.Struct):
     started: float
     outgoing: list[Outgoing]
     error: BaseException | None
+    spans: list[tracing.Span] | None = None  # one per item, while tracing is on
 
 
 class Router:
@@ -205,12 +207,13 @@ class Router:
         started = time.perf_counter()
         poison = batch[0].redelivered and await self._suspect(batch[0])
         items = [_poison(batch[0], poison)] if poison else [_decode(message) for message in batch]
+        spans = _spans(items) if tracing.ENABLED else None
         for delay in (*self._settings.quick_retries, None):
             try:
-                return Stored(batch, items, started, await self._store_items(items), None)
+                return Stored(batch, items, started, await self._store_items(items), None, spans)
             except TRANSIENT as error:
                 if delay is None or stop.is_set():
-                    return Stored(batch, items, started, [], error)
+                    return Stored(batch, items, started, [], error, spans)
                 log.warning("storing failed, retrying", error=repr(error), size=len(items), delay=delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -277,7 +280,7 @@ class Router:
     async def _finish(self, stored: Stored, stop: asyncio.Event) -> None:
         error = stored.error
         if error is None:
-            error = await self._publish_retrying(stored.outgoing, stop)
+            error = await self._publish_retrying(stored.outgoing, stop, _carried(stored))
         if error is None:
             outcomes = ["rejected" if item.raw.reason else "stored" for item in stored.items]
             PUBLISHED.inc(len(stored.outgoing))
@@ -290,6 +293,8 @@ class Router:
                 log.error("could not defer the batch, returning it", error=repr(broker_error))
                 for message in stored.messages:
                     await _settle(message, ack=False)
+                for span in stored.spans or ():
+                    tracing.end(span, error=f"returned: {describe(broker_error)}")
                 return
         # Every message of the channel up to the last of this batch: all of them are done with.
         await _settle(stored.messages[-1], ack=True)
@@ -298,6 +303,8 @@ class Router:
         for outcome, count in Counter(outcomes).items():
             ROUTED.labels(outcome).inc(count)
         duration_ms = round(seconds * 1000, 2)
+        for span, outcome in zip(stored.spans or (), outcomes, strict=False):
+            tracing.end(span, attributes={"resultbus.outcome": outcome})
         for item, outcome in zip(stored.items, outcomes, strict=True):
             # A rejection is a result that did not get through: an operator looks at each one.
             log.log(
@@ -313,10 +320,12 @@ class Router:
                 duration_ms=duration_ms,
             )
 
-    async def _publish_retrying(self, outgoing: list[Outgoing], stop: asyncio.Event) -> BaseException | None:
+    async def _publish_retrying(
+        self, outgoing: list[Outgoing], stop: asyncio.Event, carried: dict[str, dict[str, Any]]
+    ) -> BaseException | None:
         for delay in (*self._settings.quick_retries, None):
             try:
-                await self._publish(outgoing)
+                await self._publish(outgoing, carried)
                 return None
             except TRANSIENT as error:
                 if delay is None or stop.is_set():
@@ -325,7 +334,8 @@ class Router:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _publish(self, outgoing: list[Outgoing]) -> None:
+    async def _publish(self, outgoing: list[Outgoing], carried: dict[str, dict[str, Any]]) -> None:
+        """`carried`: the AMQP headers of each event (by id) that has a trace to continue."""
         if not outgoing:
             return
         # Straight on the AMQP channel: aio-pika's Message wrapper costs a quarter of a publish, and
@@ -343,7 +353,10 @@ class Router:
                         exchange=exchange,
                         routing_key=o.routing_key,
                         properties=spec.Basic.Properties(
-                            message_id=o.id, content_type="application/json", delivery_mode=_PERSISTENT
+                            message_id=o.id,
+                            content_type="application/json",
+                            delivery_mode=_PERSISTENT,
+                            headers=carried.get(o.id),
                         ),
                         wait=False,
                     )
@@ -373,6 +386,30 @@ class Router:
             timeout=self._settings.publish_timeout,
         )
         return outcome
+
+
+def _spans(items: list[Item]) -> list[tracing.Span]:
+    """A `route` span per webhook, continuing the trace its envelope carries from the ingress."""
+    return [
+        tracing.start(
+            "route",
+            tracing.CONSUMER,
+            parent=tracing.parent_of(item.message.header.properties.headers),
+            attributes={"resultbus.webhook_id": item.raw.id, "resultbus.vendor": item.raw.vendor},
+        )
+        for item in items
+    ]
+
+
+def _carried(stored: Stored) -> dict[str, dict[str, Any]]:
+    """Each event's headers: the context of the webhook's span it came from."""
+    if not stored.spans:
+        return {}
+    carried: dict[str, dict[str, Any]] = {}
+    for item, span in zip(stored.items, stored.spans, strict=True):
+        if item.events and (headers := tracing.headers(span)):
+            carried.update((n.event.id, headers) for n in item.events)
+    return carried
 
 
 # Headers a message has only if it went round before (a delay tier, the dead letters).
