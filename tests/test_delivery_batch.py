@@ -1,4 +1,4 @@
-"""The batcher that gathers concurrent attempts' database calls (workers/delivery/batch.py), without
+"""The batcher that gathers concurrent attempts' database calls (common/batch.py), without
 I/O: the `run` function here is a plain coroutine that records the groups it was given and, while
 its gate is closed, takes as long as a slow statement."""
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from workers.delivery.batch import Batch
+from common.batch import Batch
 
 
 class Recorder:

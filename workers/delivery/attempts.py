@@ -31,6 +31,7 @@ import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from common import logs, tracing
+from common.batch import Batch
 from common.broker import persistent_message
 from common.consumer import ATTEMPTS, describe
 from common.errors import Reject, Retry
@@ -50,7 +51,6 @@ from schemas.delivery import (
 from subscribers.poster import Outcome
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, rate_limit, store
-from workers.delivery.batch import Batch
 from workers.delivery.destinations import Destinations, Work
 from workers.delivery.endpoints import Endpoints
 from workers.delivery.health import Admission

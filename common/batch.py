@@ -1,8 +1,8 @@
-"""Gathering the database calls of concurrent attempts into one round trip.
+"""Gathering the database calls of concurrent tasks into one round trip.
 
-Every attempt reads its delivery's state before the POST and records the attempt after it. Done one
-by one, that is two round trips and one commit (one WAL flush) per attempt, and the worker spends
-more time waiting on PostgreSQL than on subscribers. A `Batch` collects the calls made within a few
+The delivery worker's attempts each read their delivery's state before the POST and record the attempt
+after it. Done one by one, that is two round trips and one commit (one WAL flush) per attempt, and the
+worker spends more time waiting on PostgreSQL than on subscribers. A `Batch` collects the calls made within a few
 moment and runs them as one statement; each caller gets its own result, or the statement's error,
 when that statement is done. There is no timer to wait for: a call runs at once (with the calls made
 in the same turn of the event loop) unless `parallel` groups are already running, and then it joins
