@@ -4,7 +4,7 @@ processes name them from the same environment, and their depths: the console's q
 
 The names of the delay tiers follow settings of roles that are not imported here (importing a role
 registers its metrics, see workers/__main__.py): their defaults are repeated below, and a test checks
-them against the roles' own (tests/test_inventory.py)."""
+them against the roles' own (tests/integration/common/test_inventory.py)."""
 
 import contextlib
 from collections.abc import Mapping, Sequence
