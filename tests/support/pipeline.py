@@ -9,11 +9,11 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
-from common.broker import declare_raw, declare_results, declare_retry_tiers
+from common.broker import declare_raw, declare_results, declare_tiers
 from common.db import create_pool
 from schemas.envelope import ENVELOPE_CONTENT_TYPE, RawEnvelope, encode_envelope
 from schemas.event import ResultEvent, decode_event
-from schemas.topology import Topology, raw_routing_key
+from schemas.topology import Topology, raw_routing_key, tiers_ms
 from tests.support.services import scratch_queue_name
 from workers.migrate import migrate
 from workers.router.loop import Router
@@ -84,9 +84,9 @@ async def running_router(
         raw_exchange, _ = await declare_raw(channel, topology)
         results_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         results_exchange = await declare_results(results_channel, topology)
-        await declare_retry_tiers(results_channel, topology, settings.retry_delays)
-        for delay in settings.retry_delays:
-            scratch_queue_name(topology, "", name=topology.retry_queue(delay))
+        await declare_tiers(results_channel, topology.raw, tiers_ms(settings.retry_delays))
+        for delay_ms in tiers_ms(settings.retry_delays):
+            scratch_queue_name(topology, "", name=topology.raw.tier(delay_ms))
         probe = await channel.declare_queue(scratch_queue_name(topology, "results"), durable=False)
         await probe.bind(results_exchange, routing_key="#")
         stop = asyncio.Event()

@@ -7,12 +7,8 @@ import aio_pika
 import asyncpg
 import pytest
 
-from common.settings import RETRY_DELAYS
+from common import inventory
 from schemas.topology import Topology
-from subscribers.queues import delivery_queue_names
-from workers.delivery.settings import DeliverySettings
-from workers.fulfillment.broker import fulfillment_queue_names
-from workers.fulfillment.settings import RETRY_DELAYS as ITEP_RETRY_DELAYS
 from workers.migrate import migrate
 
 AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -28,20 +24,11 @@ async def delete_topology(topo: Topology) -> None:
         # Queues first: deleting an exchange leaves queues behind. Every name a process of ours may
         # declare under this prefix with default settings, and whatever the test registered: a
         # leaked quorum queue keeps files open in the broker, and enough of them exhaust it.
-        known = [
-            topo.raw_queue,
-            topo.dead_queue,
-            *(topo.retry_queue(delay) for delay in RETRY_DELAYS.default),
-            topo.deliveries_queue,
-            topo.delivery_attempts_queue,
-            topo.delivery_dead_queue,
-            *delivery_queue_names(topo, DeliverySettings().schedule),
-            *fulfillment_queue_names(topo, ITEP_RETRY_DELAYS.default),
-            *_extra_queues(topo),
-        ]
+        # The deployment's list (common/inventory.py) names them as the roles do.
+        known = [*(queue.name for queue in inventory.queues_of(topo, {})), *_extra_queues(topo)]
         for queue in dict.fromkeys(known):
             await channel.queue_delete(queue)
-        for exchange in (topo.raw_exchange, topo.results_exchange):
+        for exchange in inventory.exchanges(topo):
             await channel.exchange_delete(exchange)
 
 

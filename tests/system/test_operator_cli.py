@@ -12,10 +12,10 @@ import aio_pika
 import pytest
 
 from common import inventory
-from common.broker import declare_raw, declare_results, declare_retry_tiers
+from common.broker import declare_raw, declare_results, declare_tiers
 from common.progress import Reporter
 from devkit import samples
-from schemas.topology import Topology
+from schemas.topology import Topology, tiers_ms
 from schemas.vendor import Vendor
 from subscribers.queues import declare_attempts, declare_deliveries
 from tests.support.paths import RESULTBUS, ROOT
@@ -167,7 +167,7 @@ async def test_inspect_rejected_finds_them_by_what_their_bodies_name(
 def _declare_everything(channel: aio_pika.abc.AbstractChannel, topology: Topology) -> Any:
     async def declare() -> aio_pika.abc.AbstractExchange:
         raw, _ = await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
+        await declare_tiers(channel, topology.raw, tiers_ms(RouterSettings().retry_delays))
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)

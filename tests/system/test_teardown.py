@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 
 from common import inventory
-from common.broker import declare_raw, declare_results, declare_retry_tiers
+from common.broker import declare_raw, declare_results, declare_tiers
 from common.settings import WorkerSettings
-from schemas.topology import Topology
+from schemas.topology import Topology, tiers_ms
 from subscribers.queues import declare_attempts, declare_deliveries
 from tests.support.paths import RESULTBUS, ROOT
 from tests.support.services import DATABASE_URL, scratch_queue_name
@@ -51,7 +51,7 @@ async def make_run_world(
     async with connection:
         channel = await connection.channel()
         raw, _ = await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
+        await declare_tiers(channel, topology.raw, tiers_ms(RouterSettings().retry_delays))
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)

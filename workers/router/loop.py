@@ -42,6 +42,7 @@ from common.consumer import (
 from common.db import DbConn
 from common.errors import TRANSIENT
 from schemas.envelope import decode_envelope
+from schemas.topology import delay_ms
 from vendors.base import Normalized, RejectedWebhook
 from workers.router import suspects
 from workers.router.normalize import normalize
@@ -358,7 +359,7 @@ class Router:
         attempts = headers[ATTEMPTS]
         delays = self._settings.retry_delays
         if attempts <= len(delays):
-            target, outcome = self._settings.topology.retry_queue(delays[attempts - 1]), "deferred"
+            target, outcome = self._settings.topology.raw.tier(delay_ms(delays[attempts - 1])), "deferred"
         else:
             target, outcome = self._settings.topology.dead_queue, "dead-lettered"
         await self._deferrals.publish(

@@ -19,7 +19,7 @@ import pytest
 from common.consumer import REASON, UNEXPECTED
 from devkit import samples
 from devkit.fake_itep import FakeItep
-from schemas.itep_order import OrderReply, itep_dead_queue, orders_queue
+from schemas.itep_order import OrderReply
 from schemas.topology import Topology
 from schemas.vendor import Vendor
 from tests.support.admin import AUTH, Admin, admin_api
@@ -191,7 +191,7 @@ async def test_an_order_message_that_cannot_be_decoded_is_answered_and_dead_lett
         for correlation, body in messages.items():
             await w.channel.default_exchange.publish(
                 aio_pika.Message(body, reply_to=replies.name, correlation_id=correlation),
-                routing_key=orders_queue(topology),
+                routing_key=topology.itep_orders.name,
             )
         answers: dict[str, OrderReply] = {}
         async with asyncio.timeout(10):
@@ -205,7 +205,7 @@ async def test_an_order_message_that_cannot_be_decoded_is_answered_and_dead_lett
                 answers[message.correlation_id] = msgspec.json.decode(message.body, type=OrderReply)
         assert answers["deep"].error == "not an order: nested too deeply to decode"
         assert answers["utf8"].error is not None and "UTF-8" in answers["utf8"].error
-        dead = await w.channel.declare_queue(itep_dead_queue(topology), passive=True)
+        dead = await w.channel.declare_queue(topology.itep_orders.dead, passive=True)
         reasons: dict[bytes, Any] = {}
         async with asyncio.timeout(10):
             while len(reasons) < len(messages):

@@ -5,8 +5,8 @@ declare on the real broker is in it."""
 import aio_pika
 
 from common import inventory
-from common.broker import declare_raw, declare_results, declare_retry_tiers
-from schemas.topology import Topology
+from common.broker import declare_raw, declare_results, declare_tiers
+from schemas.topology import Topology, tiers_ms
 from subscribers.queues import declare_attempts, declare_deliveries, delivery_queue_names
 from subscribers.schedule import DEFAULT_SCHEDULE, Schedule
 from workers.delivery.settings import DeliverySettings
@@ -55,7 +55,7 @@ async def test_what_the_roles_declare_is_what_the_inventory_finds(amqp_url: str,
     async with connection:
         channel = await connection.channel()
         await declare_raw(channel, topology)
-        await declare_retry_tiers(channel, topology, RouterSettings().retry_delays)
+        await declare_tiers(channel, topology.raw, tiers_ms(RouterSettings().retry_delays))
         results = await declare_results(channel, topology)
         await declare_deliveries(channel, topology, results)
         await declare_attempts(channel, topology, DeliverySettings().schedule)

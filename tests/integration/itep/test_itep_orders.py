@@ -23,7 +23,6 @@ from schemas.event import Status as ExamStatus
 from schemas.itep_order import (
     OrderReply,
     Status,
-    orders_queue,
 )
 from schemas.topology import Topology
 from tests.support.itep import API_KEY, DELAYS, an_order, result_events, world
@@ -97,7 +96,7 @@ async def test_an_order_through_the_command_queue_is_answered_with_its_id(
         async def send(body: bytes, correlation: str) -> OrderReply:
             await w.channel.default_exchange.publish(
                 aio_pika.Message(body, reply_to=replies.name, correlation_id=correlation),
-                routing_key=orders_queue(topology),
+                routing_key=topology.itep_orders.name,
             )
             async with asyncio.timeout(10):
                 while (message := await replies.get(fail=False)) is None:
@@ -138,12 +137,12 @@ async def test_a_timeout_after_itep_assigned_never_costs_a_second_test_id(
         changes = await w.changed(2)
         ordered = next(c for c in changes if c.change == Status.ORDERED)
         from common.broker import persistent_message
-        from schemas.itep_order import encode, fulfillment_queue
+        from schemas.itep_order import encode
 
         for _ in range(2):
             await w.channel.default_exchange.publish(
                 persistent_message(encode(ordered), message_id=ordered.id, content_type="application/json"),
-                routing_key=fulfillment_queue(topology),
+                routing_key=topology.itep_fulfillment.name,
             )
         await asyncio.sleep(1.0)
         assert fake.calls == 1 and len(fake.assigned) == 1

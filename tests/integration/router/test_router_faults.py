@@ -192,7 +192,7 @@ async def test_a_deferral_with_nowhere_to_go_is_not_lost(
     async with running_router(
         amqp_url, proxied_url, topology, db_schema, quick_retries=(), retry_delays=(0.2,)
     ) as router:
-        await router.channel.queue_delete(topology.retry_queue(0.2))
+        await router.channel.queue_delete(topology.raw.tier(200))
         proxy.cut()
         await router.publish_raw(sent)
         async with asyncio.timeout(30):
