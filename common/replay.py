@@ -11,7 +11,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from common.broker import declare_raw, persistent_message
+from common.broker import declare_raw, republished
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REPLAYED, ROUTING_KEY
 from common.db import DbConn
 from common.progress import Progress, no_progress
@@ -92,16 +92,7 @@ async def _move_dead(
         if message is None:
             break
         exchange, routing_key, headers = target(message)
-        await exchange.publish(
-            persistent_message(
-                message.body,
-                headers=headers,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                timestamp=message.timestamp,
-            ),
-            routing_key=routing_key,
-        )
+        await exchange.publish(republished(message.body, message, headers), routing_key=routing_key)
         await message.ack()
         moved += 1
         report(moved)
