@@ -144,26 +144,6 @@ async def replay_rejected(
     topology: Topology,
     *,
     since: datetime | None = None,
-    source: str | None = None,
-    ids: list[str] | None = None,
-    keys: list[str] | None = None,
-    progress: Callable[[int], Progress] | None = None,
-) -> int:
-    """Sends rejected webhooks through the router again, under their original ids: one that now
-    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason.
-    `keys`: only those whose bodies name all of them (common.rejected.search_key)."""
-    replayed = await republish_rejected(
-        conn, channel, topology, since=since, source=source, ids=ids, keys=keys, progress=progress
-    )
-    return len(replayed)
-
-
-async def republish_rejected(
-    conn: DbConn,
-    channel: AbstractChannel,
-    topology: Topology,
-    *,
-    since: datetime | None = None,
     until: datetime | None = None,
     source: str | None = None,
     ids: list[str] | None = None,
@@ -172,8 +152,10 @@ async def republish_rejected(
     limit: int | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[str]:
-    """`replay_rejected`, returning the ids of the webhooks sent again (oldest first), so that a caller
-    can follow their new outcomes."""
+    """Sends rejected webhooks through the router again, under their original ids: one that now
+    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason.
+    `keys`: only those whose bodies name all of them (common.rejected.search_key). Returns the ids of
+    the webhooks sent again (oldest first), so that a caller can follow their new outcomes."""
     exchange, _ = await declare_raw(channel, topology)
     params: list[object] = []
     condition = where(_chosen(since, until, source, ids, keys, vendors), params)
