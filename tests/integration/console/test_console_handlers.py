@@ -6,11 +6,9 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-import pytest
 from yarl import URL
 
 from admin.console import auth
@@ -20,21 +18,6 @@ from schemas.vendor import Vendor
 from tests.support.console_world import BEARER, TOKEN, ConsoleWorld, console_world, csrf_of, get, sign_in
 
 SCRIPT = "<script>window.__pwned = 1</script>"
-
-
-@pytest.fixture
-async def world(
-    amqp_url: str, database_url: str, topology: Topology, db_schema: str
-) -> AsyncIterator[ConsoleWorld]:
-    async with console_world(amqp_url, database_url, topology, db_schema) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    # unsafe: the jar keeps cookies of an IP address (127.0.0.1).
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        yield session
 
 
 async def seed(world: ConsoleWorld) -> dict[str, str]:

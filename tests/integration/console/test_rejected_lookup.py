@@ -8,35 +8,18 @@ make of the same bodies."""
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 
 from common.rejected import KEYS, NEWEST_FIRST, RejectedFilter, where
 from devkit import samples
 from schemas.envelope import RawEnvelope
-from schemas.topology import Topology
 from schemas.vendor import Vendor
-from tests.support.console_world import BEARER, ConsoleWorld, console_world, get, sign_in
+from tests.support.console_world import BEARER, ConsoleWorld, get, sign_in
 from workers.router.normalize import normalize
-
-
-@pytest.fixture
-async def world(
-    amqp_url: str, database_url: str, topology: Topology, db_schema: str
-) -> AsyncIterator[ConsoleWorld]:
-    async with console_world(amqp_url, database_url, topology, db_schema) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        yield session
 
 
 def _rejected_bodies() -> dict[str, RawEnvelope]:
