@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install services tools migrate run test check lint typecheck pytest bench demo schema teardown clean
+.PHONY: install services tools migrate run test test-unit check lint typecheck pytest bench demo schema teardown clean
 
 # The environment is rebuilt when pyproject.toml changes. pip says what it fetches and installs (a
 # quiet install looked hung for the minute or two a first one takes).
@@ -47,6 +47,10 @@ typecheck: install
 
 pytest: install services
 	$(PY) -m pytest
+
+## make test-unit: the pure tests only (tests/unit/: no broker, database or process), in seconds.
+test-unit: install
+	$(PY) -m pytest tests/unit -q
 
 # The bench's own extra (FastAPI + Celery peer, py-spy), rebuilt when pyproject.toml changes.
 $(VENV)/.installed-bench: $(VENV)/.installed

@@ -26,9 +26,10 @@ from admin import console
 from admin.app import create_app
 from bench.world import AMQP_URL, DATABASE_URL, BenchError, world
 from common import inventory
-from common.broker import declare_raw, declare_retry_tiers
+from common.broker import declare_raw, declare_tiers
 from common.db import create_pool
 from common.settings import RETRY_DELAYS, WorkerSettings
+from schemas.topology import tiers_ms
 from schemas.vendor import Vendor
 from subscribers.queues import TaskPublisher, declare_attempts_queue
 from workers.migrate import migrate
@@ -333,7 +334,7 @@ async def run(
             try:
                 channel = await connection.channel(publisher_confirms=True)
                 await declare_raw(channel, w.topology)
-                await declare_retry_tiers(channel, w.topology, RETRY_DELAYS.default)
+                await declare_tiers(channel, w.topology.raw, tiers_ms(RETRY_DELAYS.default))
                 await declare_attempts_queue(channel, w.topology)
                 app = create_app(pool, TaskPublisher(channel, w.topology), token=TOKEN, allow_private=True)
                 console.attach_broker(app, connection, w.topology, inventory.queues_of(w.topology, {}))

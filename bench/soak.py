@@ -24,6 +24,7 @@ from bench.soak_report import Queued, Verdict, judge, read_stored
 from bench.world import AMQP_URL, DATABASE_URL, Process, World, queue_counts, run_to_end, world
 from common.settings import RETRY_DELAYS
 from devkit.proxy import TcpProxy
+from schemas.topology import tiers_ms
 
 POLL = 0.5
 QUIET_POLLS = 6  # the store has not changed for this many polls with empty queues: drained
@@ -112,7 +113,7 @@ async def _faults(routers: Routers, proxy: TcpProxy, duration: float, cut_second
 
 
 async def _queued(w: World) -> Queued:
-    tiers = [w.topology.retry_queue(d) for d in RETRY_DELAYS.default]
+    tiers = [w.topology.raw.tier(ms) for ms in tiers_ms(RETRY_DELAYS.default)]
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()

@@ -15,8 +15,8 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel
 
+from common import inventory
 from common.broker import declare_results
-from common.settings import RETRY_DELAYS
 from schemas.topology import Topology
 
 AMQP_URL = os.environ.get("RESULTBUS_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -76,13 +76,9 @@ async def world() -> AsyncIterator[World]:
 
 
 def _topology_names(topology: Topology) -> set[str]:
-    """Every name the topology defines (it grows as the product does): its str properties, and the
-    retry tiers of the default schedule. Deleting a queue or exchange that does not exist is fine."""
-    names = {getattr(topology, a) for a in dir(Topology) if isinstance(getattr(Topology, a), property)}
-    retry_queue = getattr(topology, "retry_queue", None)
-    if retry_queue is not None:
-        names |= {retry_queue(d) for d in RETRY_DELAYS.default}
-    return {n for n in names if isinstance(n, str) and n.startswith(topology.prefix)}
+    """Every queue and exchange of the deployment with default settings (common/inventory.py).
+    Deleting a queue or exchange that does not exist is fine."""
+    return {q.name for q in inventory.queues_of(topology, {})} | set(inventory.exchanges(topology))
 
 
 async def _remove(w: World) -> None:

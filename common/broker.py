@@ -1,16 +1,16 @@
 """Declaring the broker topology. Idempotent: every process declares what it uses at start-up, so
 no process depends on another having started first."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
 from common.amqp import connect_robust
-from schemas.topology import Topology
+from schemas.topology import Topology, WorkQueue
 
 if TYPE_CHECKING:
     from common.service import Service
@@ -36,42 +36,55 @@ _QUORUM_AT_LEAST_ONCE = {
 }
 
 # A message redelivered this often is killing its consumer: it goes to the dead-letter queue.
-RAW_DELIVERY_LIMIT = 20
+DELIVERY_LIMIT = 20
 
 
-async def declare_raw(channel: AbstractChannel, topology: Topology) -> tuple[AbstractExchange, AbstractQueue]:
-    exchange = await channel.declare_exchange(
-        topology.raw_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    await channel.declare_queue(topology.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+async def declare_work_queue(
+    channel: AbstractChannel, work: WorkQueue, tiers_ms: Iterable[int] = ()
+) -> AbstractQueue:
+    """`work`, its dead-letter queue and the delay tiers of `tiers_ms`: every work queue of the
+    pipeline (the raw queue, the delivery and fulfillment queues) is declared here, the one way."""
+    await channel.declare_queue(work.dead, durable=True, arguments={"x-queue-type": "quorum"})
     queue = await channel.declare_queue(
-        topology.raw_queue,
+        work.name,
         durable=True,
         arguments={
             **_QUORUM_AT_LEAST_ONCE,
-            "x-delivery-limit": RAW_DELIVERY_LIMIT,
+            "x-delivery-limit": DELIVERY_LIMIT,
             "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": topology.dead_queue,
+            "x-dead-letter-routing-key": work.dead,
         },
     )
-    await queue.bind(exchange, routing_key="#")
-    return exchange, queue
+    await declare_tiers(channel, work, tiers_ms)
+    return queue
 
 
-async def declare_retry_tiers(channel: AbstractChannel, topology: Topology, delays: Sequence[float]) -> None:
-    """One queue per delay. Nothing consumes them: each message waits out the TTL and is dead-lettered
-    to the raw exchange, and so back into the raw queue."""
-    for delay in delays:
+async def declare_tiers(channel: AbstractChannel, work: WorkQueue, tiers_ms: Iterable[int]) -> None:
+    """One queue per delay. Nothing consumes them: each message waits out the TTL and is
+    dead-lettered back to `work` (see schemas/topology.py `Tiers`)."""
+    for delay_ms in tiers_ms:
+        tiers = work.tiers
+        assert tiers is not None, f"{work.name} has no delay tiers"
         await channel.declare_queue(
-            topology.retry_queue(delay),
+            tiers.name(delay_ms),
             durable=True,
             arguments={
-                **_QUORUM_AT_LEAST_ONCE,
-                "x-message-ttl": int(delay * 1000),
-                "x-dead-letter-exchange": topology.raw_exchange,
-                "x-dead-letter-routing-key": "retry",
+                **(_QUORUM_AT_LEAST_ONCE if tiers.quorum else {}),
+                "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": tiers.exchange,
+                "x-dead-letter-routing-key": tiers.routing_key,
             },
         )
+
+
+async def declare_raw(channel: AbstractChannel, topology: Topology) -> tuple[AbstractExchange, AbstractQueue]:
+    """The raw exchange and the routers' work queue on it (its tiers: `declare_tiers`)."""
+    exchange = await channel.declare_exchange(
+        topology.raw_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await declare_work_queue(channel, topology.raw)
+    await queue.bind(exchange, routing_key="#")
+    return exchange, queue
 
 
 async def declare_results(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
@@ -96,6 +109,30 @@ def persistent_message(
         content_type=content_type,
         timestamp=timestamp,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+class Described(Protocol):
+    """What a message says of itself, whether aio-pika's (an incoming message) or aiormq's (the
+    properties of a delivered one)."""
+
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def timestamp(self) -> datetime | None: ...
+
+
+def republished(body: bytes, original: Described, headers: Mapping[str, Any]) -> aio_pika.Message:
+    """A message sent on again (to a delay tier, a dead-letter queue, or back from one) with new
+    headers: its body, id, content type and time as they were."""
+    return persistent_message(
+        body,
+        headers=headers,
+        message_id=original.message_id,
+        content_type=original.content_type,
+        timestamp=original.timestamp,
     )
 
 

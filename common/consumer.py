@@ -30,7 +30,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from common import logs, tracing
-from common.broker import BROKER_ERRORS, persistent_message
+from common.broker import BROKER_ERRORS, republished
 from common.errors import TRANSIENT, Reject, Retry
 
 log = structlog.get_logger("consumer")
@@ -134,15 +134,7 @@ class DeadLetters:
         )
         headers[QUEUE] = from_queue
         await self._exchange.publish(
-            persistent_message(
-                message.body,
-                headers=headers,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                timestamp=message.timestamp,
-            ),
-            routing_key=self.queue,
-            timeout=self._timeout,
+            republished(message.body, message, headers), routing_key=self.queue, timeout=self._timeout
         )
 
 
@@ -208,7 +200,7 @@ class Consumer:
                     span.set_status(
                         tracing.Status(tracing.StatusCode.ERROR, decision.reason or decision.verdict)
                     )
-        await self._settle(message, decision)
+        await self._settle_message(message, decision)
         MESSAGES.labels(self.name, decision.verdict.value).inc()
         fields: dict[str, Any] = {
             "outcome": decision.verdict.value,
@@ -224,23 +216,26 @@ class Consumer:
         else:
             log.warning("message handled", **fields)
 
-    async def _settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
-        try:
-            if decision.verdict is Verdict.DEAD:
-                try:
-                    await self._dead.put(message, decision, self._queue.name)
-                except BROKER_ERRORS as error:
-                    log.warning("could not dead-letter, returning the message", error=repr(error))
-                    decision = Decision(Verdict.RETRY, decision.reason)
-            if decision.verdict is Verdict.RETRY:
-                await asyncio.sleep(
-                    decision.after if decision.after is not None else requeue_pause(message, self._pause)
-                )
-                await message.nack(requeue=True)
-            else:
-                await message.ack()
-        except BROKER_ERRORS as error:
-            # The channel went away: the broker has already put the message back.
-            log.warning(
-                "message not settled: its channel is gone, the broker redelivers it", error=repr(error)
+    async def _settle_message(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+        if decision.verdict is Verdict.DEAD:
+            try:
+                await self._dead.put(message, decision, self._queue.name)
+            except BROKER_ERRORS as error:
+                log.warning("could not dead-letter, returning the message", error=repr(error))
+                decision = Decision(Verdict.RETRY, decision.reason)
+        if decision.verdict is Verdict.RETRY:
+            await asyncio.sleep(
+                decision.after if decision.after is not None else requeue_pause(message, self._pause)
             )
+            await settled(message.nack(requeue=True))
+        else:
+            await settled(message.ack())
+
+
+async def settled(settling: Awaitable[object]) -> None:
+    """Awaits an ack or a return (a nack that requeues). On a channel that went away meanwhile there
+    is nothing to do: the broker has already put the message back."""
+    try:
+        await settling
+    except BROKER_ERRORS as error:
+        log.warning("message not settled: its channel is gone, the broker redelivers it", error=repr(error))

@@ -4,7 +4,7 @@ processes name them from the same environment, and their depths: the console's q
 
 The names of the delay tiers follow settings of roles that are not imported here (importing a role
 registers its metrics, see workers/__main__.py): their defaults are repeated below, and a test checks
-them against the roles' own (tests/test_inventory.py)."""
+them against the roles' own (tests/integration/common/test_inventory.py)."""
 
 import contextlib
 from collections.abc import Mapping, Sequence
@@ -19,8 +19,7 @@ from yarl import URL
 
 from common.env import SettingError, parse_duration, parse_durations
 from common.settings import RETRY_DELAYS
-from schemas.itep_order import fulfillment_queue, fulfillment_retry_queue, itep_dead_queue, orders_queue
-from schemas.topology import Topology
+from schemas.topology import Topology, tiers_ms
 
 # subscribers/schedule.py DEFAULT_SCHEDULE and the delivery park (workers/delivery/settings.py).
 DEFAULT_DELIVERY_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -50,13 +49,13 @@ def delivery_tiers_ms(env: Mapping[str, str]) -> list[int]:
     park = DEFAULT_DELIVERY_PARK
     with contextlib.suppress(ValueError):
         park = parse_duration(env.get("RESULTBUS_DELIVERY_PARK") or "") or park
-    return sorted({max(1, round(d * 1000)) for d in (*delays[1:], park) if d > 0})
+    return tiers_ms(d for d in (*delays[1:], park) if d > 0)
 
 
 def itep_tiers_ms(env: Mapping[str, str]) -> list[int]:
-    """The fulfillment delay tiers' TTLs, as workers.fulfillment.broker.tiers_ms computes them."""
+    """The fulfillment delay tiers' TTLs, as workers.fulfillment.broker names them."""
     delays = _durations(env, "RESULTBUS_ITEP_RETRY_DELAYS", DEFAULT_ITEP_RETRY_DELAYS)
-    return sorted({max(1, round(d * 1000)) for d in delays})
+    return tiers_ms(delays)
 
 
 def queues_of(topology: Topology, env: Mapping[str, str]) -> list[Queue]:
@@ -73,17 +72,17 @@ def queues(
     """Every queue of the deployment, in the order a pipeline's message meets them: the routers'
     delay tiers in seconds, the delivery workers' and fulfillment's in milliseconds."""
     return [
-        Queue("raw", topology.raw_queue, "router"),
-        *(Queue("raw retry", topology.retry_queue(d)) for d in raw_delays),
-        Queue("raw dead", topology.dead_queue),
-        Queue("delivery", topology.deliveries_queue, "delivery"),
-        Queue("delivery", topology.delivery_attempts_queue, "delivery"),
-        *(Queue("delivery retry", topology.delivery_retry_queue(ms)) for ms in delivery_tiers),
-        Queue("delivery dead", topology.delivery_dead_queue),
-        Queue("itep orders", orders_queue(topology), "fulfillment"),
-        Queue("itep fulfillment", fulfillment_queue(topology), "fulfillment"),
-        *(Queue("itep retry", fulfillment_retry_queue(topology, ms)) for ms in itep_tiers),
-        Queue("itep dead", itep_dead_queue(topology)),
+        Queue("raw", topology.raw.name, "router"),
+        *(Queue("raw retry", topology.raw.tier(ms)) for ms in tiers_ms(raw_delays)),
+        Queue("raw dead", topology.raw.dead),
+        Queue("delivery", topology.deliveries.name, "delivery"),
+        Queue("delivery", topology.delivery_attempts.name, "delivery"),
+        *(Queue("delivery retry", topology.delivery_attempts.tier(ms)) for ms in delivery_tiers),
+        Queue("delivery dead", topology.delivery_attempts.dead),
+        Queue("itep orders", topology.itep_orders.name, "fulfillment"),
+        Queue("itep fulfillment", topology.itep_fulfillment.name, "fulfillment"),
+        *(Queue("itep retry", topology.itep_fulfillment.tier(ms)) for ms in itep_tiers),
+        Queue("itep dead", topology.itep_fulfillment.dead),
     ]
 
 

@@ -11,7 +11,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from common.broker import declare_raw, persistent_message
+from common.broker import declare_raw, republished
 from common.consumer import ATTEMPTS, FIRST_FAILED_AT, LAST_FAILED_AT, QUEUE, REPLAYED, ROUTING_KEY
 from common.db import DbConn
 from common.progress import Progress, no_progress
@@ -92,16 +92,7 @@ async def _move_dead(
         if message is None:
             break
         exchange, routing_key, headers = target(message)
-        await exchange.publish(
-            persistent_message(
-                message.body,
-                headers=headers,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                timestamp=message.timestamp,
-            ),
-            routing_key=routing_key,
-        )
+        await exchange.publish(republished(message.body, message, headers), routing_key=routing_key)
         await message.ack()
         moved += 1
         report(moved)
@@ -153,26 +144,6 @@ async def replay_rejected(
     topology: Topology,
     *,
     since: datetime | None = None,
-    source: str | None = None,
-    ids: list[str] | None = None,
-    keys: list[str] | None = None,
-    progress: Callable[[int], Progress] | None = None,
-) -> int:
-    """Sends rejected webhooks through the router again, under their original ids: one that now
-    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason.
-    `keys`: only those whose bodies name all of them (common.rejected.search_key)."""
-    replayed = await republish_rejected(
-        conn, channel, topology, since=since, source=source, ids=ids, keys=keys, progress=progress
-    )
-    return len(replayed)
-
-
-async def republish_rejected(
-    conn: DbConn,
-    channel: AbstractChannel,
-    topology: Topology,
-    *,
-    since: datetime | None = None,
     until: datetime | None = None,
     source: str | None = None,
     ids: list[str] | None = None,
@@ -181,8 +152,10 @@ async def republish_rejected(
     limit: int | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[str]:
-    """`replay_rejected`, returning the ids of the webhooks sent again (oldest first), so that a caller
-    can follow their new outcomes."""
+    """Sends rejected webhooks through the router again, under their original ids: one that now
+    decodes turns from rejected to accepted; one that still fails stays rejected with the new reason.
+    `keys`: only those whose bodies name all of them (common.rejected.search_key). Returns the ids of
+    the webhooks sent again (oldest first), so that a caller can follow their new outcomes."""
     exchange, _ = await declare_raw(channel, topology)
     params: list[object] = []
     condition = where(_chosen(since, until, source, ids, keys, vendors), params)

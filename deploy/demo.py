@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devkit import samples  # sample bodies shaped after the vendors' documents
 from devkit.gradebook_demo import GradebookDemo
 from devkit.itep_demo import place_demo_order
-from devkit.receiver import Delivery, Receiver, describe
+from devkit.receiver import Delivery, Receiver, delivery_line
 
 HERE = Path(__file__).resolve().parent
 LOCAL_ADMIN_TOKEN = "local-admin-token-change-me"  # deploy/run-local.sh's default
@@ -152,7 +152,7 @@ async def main() -> int:
                     await asyncio.sleep(0.1)
                 print(f"\ndelivered to {url}, signed (Standard Webhooks):")
                 for delivery in received:
-                    print(f"  {describe(delivery)}")
+                    print(f"  {delivery_line(delivery)}")
                 graded = await grades.finish()
             finally:
                 async with http.delete(f"{admin}/v1/subscriptions/{subscription}", headers=auth):

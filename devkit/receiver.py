@@ -89,7 +89,7 @@ class Receiver:
             await self._runner.cleanup()
 
 
-def describe(delivery: Delivery) -> str:
+def delivery_line(delivery: Delivery) -> str:
     event = delivery.event
     exam = event.get("exam")
     key = exam.get("key") if isinstance(exam, dict) else None
@@ -103,7 +103,7 @@ def describe(delivery: Delivery) -> str:
 
 
 async def _main(port: int, secret: str | None) -> None:
-    receiver = Receiver(secret, lambda d: print(describe(d), flush=True))
+    receiver = Receiver(secret, lambda d: print(delivery_line(d), flush=True))
     await receiver.start(port)
     print(f"receiving on http://127.0.0.1:{port}/ (Ctrl-C stops)", flush=True)
     try:

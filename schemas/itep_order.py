@@ -13,7 +13,6 @@ import msgspec
 from msgspec import Meta
 
 from schemas.delivery import OPERATIONAL_PREFIX
-from schemas.topology import Topology
 
 ORDER_CHANGED_SCHEMA: Final = "resultbus.itep-order-changed/v1"
 ORDER_REPLY_SCHEMA: Final = "resultbus.itep-order-reply/v1"
@@ -46,24 +45,6 @@ CHANGE_CONFLICT: Final = (
 
 def order_routing_key(change: str) -> str:
     return ORDER_ROUTING_PREFIX + change
-
-
-def orders_queue(topology: Topology) -> str:
-    """Where downstream systems put orders (JSON `OrderRequest`)."""
-    return f"{topology.prefix}.itep.orders"
-
-
-def fulfillment_queue(topology: Topology) -> str:
-    """The fulfillment workers' work: `resultbus.itep.order.ordered` events, bound from the results exchange."""
-    return f"{topology.prefix}.itep.fulfillment"
-
-
-def fulfillment_retry_queue(topology: Topology, delay_ms: int) -> str:
-    return f"{topology.prefix}.itep.fulfillment.retry.{delay_ms}ms"
-
-
-def itep_dead_queue(topology: Topology) -> str:
-    return f"{topology.prefix}.itep.dead"
 
 
 Text = Annotated[str, Meta(max_length=500)]

@@ -1,11 +1,13 @@
 """Names of the exchanges, queues and routing keys that both sides of the broker agree on.
 
 Every name hangs off one prefix so that a test (or a second deployment on one broker) can have a
-world of its own.
+world of its own. The queues workers consume are `WorkQueue`s: each knows its dead-letter queue and
+its delay tiers, and common/broker.py `declare_work_queue` declares any of them the one way.
 """
 
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -13,6 +15,54 @@ import msgspec
 from schemas.vendor import Vendor
 
 DEFAULT_PREFIX: Final = "resultbus"
+
+
+def delay_ms(seconds: float) -> int:
+    """A delay as a tier's TTL: whole milliseconds, at least one."""
+    return max(1, round(seconds * 1000))
+
+
+def tiers_ms(delays: Iterable[float]) -> list[int]:
+    """The delay tiers that `delays` need: one per distinct delay, shortest first."""
+    return sorted({delay_ms(d) for d in delays})
+
+
+class Tiers(msgspec.Struct, frozen=True, kw_only=True):
+    """A work queue's delay tiers: a queue per delay that nothing consumes; a message waits out the
+    queue's TTL there, then is dead-lettered back to work. Queue TTLs rather than per-message TTLs,
+    because a message only expires at the head of its queue: one tier per delay keeps each in order."""
+
+    stem: str
+    # The router's tiers are named by seconds (`resultbus.retry.5s`), the others by milliseconds: the
+    # names are what a running broker holds, so each keeps its own.
+    in_seconds: bool = False
+    # Where an expired message goes: through `exchange` ("": the default exchange) with `routing_key`.
+    exchange: str = ""
+    routing_key: str
+    # Quorum queues that dead-letter at least once (the router's), or classic ones (the others').
+    quorum: bool = False
+
+    def name(self, delay_ms: int) -> str:
+        return f"{self.stem}.{delay_ms / 1000:g}s" if self.in_seconds else f"{self.stem}.{delay_ms}ms"
+
+
+class WorkQueue(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue that workers consume, the dead-letter queue that takes what was redelivered too often
+    (or rejected), and its delay tiers, if it has any."""
+
+    name: str
+    dead: str
+    tiers: Tiers | None = None
+
+    def tier(self, delay_ms: int) -> str:
+        """The tier a message waits `delay_ms` in before it comes back."""
+        if self.tiers is None:
+            raise ValueError(f"{self.name} has no delay tiers")
+        return self.tiers.name(delay_ms)
+
+    def names(self, tiers_ms: Iterable[int] = ()) -> list[str]:
+        """The queue, its dead-letter queue and the tiers of `tiers_ms`."""
+        return [self.name, self.dead, *(self.tier(ms) for ms in tiers_ms)]
 
 
 class Topology(msgspec.Struct, frozen=True):
@@ -36,11 +86,6 @@ class Topology(msgspec.Struct, frozen=True):
         """Raw webhooks that failed every retry, or were redelivered too often: inspect, then replay."""
         return f"{self.prefix}.dead"
 
-    def retry_queue(self, delay_seconds: float) -> str:
-        """A delay tier: messages wait out the queue's TTL, then dead-letter back to the raw queue.
-        Named by its delay, so a changed schedule declares new queues rather than clashing."""
-        return f"{self.prefix}.retry.{delay_seconds:g}s"
-
     @property
     def deliveries_queue(self) -> str:
         """The delivery workers' own queue on the results exchange (bound with `#`)."""
@@ -56,9 +101,49 @@ class Topology(msgspec.Struct, frozen=True):
         """One message per (delivery, attempt) to make now; the retry tiers dead-letter back here."""
         return f"{self.prefix}.delivery.attempts"
 
-    def delivery_retry_queue(self, delay_ms: int) -> str:
-        """A delay tier: messages wait here `delay_ms` (queue TTL), then go back to the attempts queue."""
-        return f"{self.prefix}.delivery.retry.{delay_ms}ms"
+    @property
+    def raw(self) -> WorkQueue:
+        """The routers' work (bound with `#` on the raw exchange); its tiers hand a message back
+        through the raw exchange."""
+        return WorkQueue(
+            name=self.raw_queue,
+            dead=self.dead_queue,
+            tiers=Tiers(
+                stem=f"{self.prefix}.retry",
+                in_seconds=True,
+                exchange=self.raw_exchange,
+                routing_key="retry",
+                quorum=True,
+            ),
+        )
+
+    @property
+    def deliveries(self) -> WorkQueue:
+        return WorkQueue(name=self.deliveries_queue, dead=self.delivery_dead_queue)
+
+    @property
+    def delivery_attempts(self) -> WorkQueue:
+        return WorkQueue(
+            name=self.delivery_attempts_queue,
+            dead=self.delivery_dead_queue,
+            tiers=Tiers(stem=f"{self.prefix}.delivery.retry", routing_key=self.delivery_attempts_queue),
+        )
+
+    @property
+    def itep_orders(self) -> WorkQueue:
+        """Where downstream systems put iTEP orders (JSON `OrderRequest`)."""
+        return WorkQueue(name=f"{self.prefix}.itep.orders", dead=self._itep_dead)
+
+    @property
+    def itep_fulfillment(self) -> WorkQueue:
+        """The fulfillment workers' work: `resultbus.itep.order.ordered` events, bound from the results
+        exchange."""
+        work = f"{self.prefix}.itep.fulfillment"
+        return WorkQueue(name=work, dead=self._itep_dead, tiers=Tiers(stem=f"{work}.retry", routing_key=work))
+
+    @property
+    def _itep_dead(self) -> str:
+        return f"{self.prefix}.itep.dead"
 
 
 def raw_routing_key(vendor: Vendor, source: str) -> str:

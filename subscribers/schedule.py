@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from schemas.topology import delay_ms as _ms
+
 
 class Schedule(msgspec.Struct, frozen=True):
     """`delays[n]` is the wait before attempt n+1 (delays[0]: before the first, normally 0)."""
@@ -48,10 +50,6 @@ class Schedule(msgspec.Struct, frozen=True):
         """The tier (ms) to wait at least `wait` in: the shortest not shorter, else the longest."""
         tiers = self.tiers_ms()
         return next((t for t in tiers if t >= _ms(wait)), tiers[-1])
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 DEFAULT_SCHEDULE: Sequence[float] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)

@@ -1,23 +1,20 @@
-"""Shared fixtures. Every test that touches a service gets a world of its own: a unique broker
-prefix (exchanges and queues) and a unique PostgreSQL schema, both removed afterwards."""
+"""Shared fixtures and the layers. Every test that touches a service gets a world of its own: a unique
+broker prefix (exchanges and queues) and a unique PostgreSQL schema, both removed afterwards.
 
-import os
+A test's layer is its directory, and so is its marker (`pytest -m unit`, `make test-unit`): unit/ is
+pure (no broker, no database, no process), integration/<area>/ runs on the real broker and database in
+this process, system/ through real processes, docs/ and deploy/ hold the documents and the deployment
+artefacts to what they say. The worlds and helpers the tests share are in tests/support/."""
+
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import aio_pika
 import asyncpg
 import pytest
 
-from common.settings import RETRY_DELAYS
 from schemas.topology import Topology
-from subscribers.queues import delivery_queue_names
-from workers.delivery.settings import DeliverySettings
-from workers.fulfillment.broker import fulfillment_queue_names
-from workers.fulfillment.settings import RETRY_DELAYS as ITEP_RETRY_DELAYS
-
-AMQP_URL = os.environ.get("RESULTBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-DATABASE_URL = os.environ.get("RESULTBUS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.support.services import AMQP_URL, DATABASE_URL, delete_topology
 
 
 @pytest.fixture
@@ -37,46 +34,6 @@ async def topology() -> AsyncIterator[Topology]:
     await delete_topology(topo)
 
 
-async def delete_topology(topo: Topology) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        # Queues first: deleting an exchange leaves queues behind. Every name a process of ours may
-        # declare under this prefix with default settings, and whatever the test registered: a
-        # leaked quorum queue keeps files open in the broker, and enough of them exhaust it.
-        known = [
-            topo.raw_queue,
-            topo.dead_queue,
-            *(topo.retry_queue(delay) for delay in RETRY_DELAYS.default),
-            topo.deliveries_queue,
-            topo.delivery_attempts_queue,
-            topo.delivery_dead_queue,
-            *delivery_queue_names(topo, DeliverySettings().schedule),
-            *fulfillment_queue_names(topo, ITEP_RETRY_DELAYS.default),
-            *_extra_queues(topo),
-        ]
-        for queue in dict.fromkeys(known):
-            await channel.queue_delete(queue)
-        for exchange in (topo.raw_exchange, topo.results_exchange):
-            await channel.exchange_delete(exchange)
-
-
-def _extra_queues(topo: Topology) -> list[str]:
-    # Queues that tests themselves create carry the prefix too; the broker has no prefix
-    # listing over AMQP, so tests register them in this list via `scratch_queue_name`.
-    return _CREATED.pop(topo.prefix, [])
-
-
-_CREATED: dict[str, list[str]] = {}
-
-
-def scratch_queue_name(topo: Topology, label: str, *, name: str | None = None) -> str:
-    """A queue name for the test to use (or `name`, registered as is): deleted after the test."""
-    name = name or f"{topo.prefix}.test.{label}"
-    _CREATED.setdefault(topo.prefix, []).append(name)
-    return name
-
-
 @pytest.fixture
 async def db_schema() -> AsyncIterator[str]:
     schema = f"t_{uuid.uuid4().hex[:16]}"
@@ -87,3 +44,18 @@ async def db_schema() -> AsyncIterator[str]:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+LAYERS = ("unit", "integration", "system", "docs", "deploy")
+SERVICES = {"amqp_url", "database_url", "topology", "db_schema"}
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = item.path.relative_to(HERE).parts[0]
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(LAYERS)}}}/")
+        if layer == "unit" and SERVICES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses no service; it belongs in integration/")
+        item.add_marker(layer)

@@ -9,6 +9,7 @@ import msgspec
 
 from common import decoding
 from common.errors import Reject
+from common.itep.tie import OrderTie
 from schemas.envelope import RawEnvelope
 from schemas.event import VENDOR_EVENT_PREFIX, Candidate, ExamRef, Result, ResultEvent, Status
 from schemas.topology import MAX_EVENT_TYPE, routing_words
@@ -40,6 +41,9 @@ class VendorSpec(msgspec.Struct, frozen=True, kw_only=True):
     # API's list of event types; unknown ones are kept all the same.
     documented_events: tuple[str, ...] = ()
     normalize: Callable[[RawEnvelope], list["Normalized"]]
+    # A vendor whose results may answer orders placed through resultbus (iTEP): the pure tie of its
+    # events to those orders, which the router calls with the orders it has locked. None: never.
+    orders: OrderTie | None = None
 
 
 class Normalized(msgspec.Struct, frozen=True):

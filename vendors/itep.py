@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from common.decoding import DECODE_ERRORS
+from common.itep.tie import ORDER_TIE
 from schemas.envelope import RawEnvelope
 from schemas.event import Candidate, ExamRef, Result, Section, Status
 from schemas.itep import ITEP_SECTIONS, ItepResult
@@ -229,4 +230,6 @@ SPEC = VendorSpec(
     # Set per tracking code by iTEP staff; no signature is documented.
     auth_kinds=frozenset({"basic", "header_token"}),
     normalize=normalize,
+    # Its results of orders placed through resultbus carry the order, and the orders follow them.
+    orders=ORDER_TIE,
 )

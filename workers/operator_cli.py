@@ -119,7 +119,7 @@ async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
             else:
                 conn = await connect(settings)
                 try:
-                    count = await replay_rejected(
+                    replayed = await replay_rejected(
                         conn,
                         channel,
                         settings.topology,
@@ -131,7 +131,7 @@ async def run(settings: WorkerSettings, args: argparse.Namespace) -> None:
                     )
                 finally:
                     await conn.close()
-                what = "rejected webhooks"
+                count, what = len(replayed), "rejected webhooks"
             progress.finish()
             print(f"replayed {count} {what}")
         elif args.what == "dead":

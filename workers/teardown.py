@@ -100,7 +100,7 @@ class Plan:
         finally:
             await conn.close()
 
-    def describe(self) -> list[str]:
+    def lines(self) -> list[str]:
         where = urlsplit(self.settings.database_url)
         server = f"{where.hostname or 'localhost'}:{where.port or 5432}"
         stored = ", ".join(f"{n:,} {table.replace('_', ' ')}" for table, n in self.stored.items() if n)
@@ -171,7 +171,7 @@ async def run(
         except TeardownRefused as refused:
             print(f"teardown: nothing deleted: {refused}", file=sys.stderr)
             return 1
-        for line in plan.describe():
+        for line in plan.lines():
             print(line)
         if not yes:
             if not stdin.isatty():

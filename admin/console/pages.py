@@ -178,7 +178,7 @@ class _RejectedChoice:
         )
 
     def replay_filters(self) -> dict[str, Any]:
-        """The replay's own filters (common.replay.republish_rejected and count_rejected)."""
+        """The replay's own filters (common.replay.replay_rejected and count_rejected)."""
         return {
             "source": self.source,
             "vendors": [self.vendor] if self.vendor else None,

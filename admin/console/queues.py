@@ -96,7 +96,7 @@ class Broker:
 
     async def replay_rejected(self, conn: DbConn, **filters: Any) -> list[str]:
         async with self._channel(confirms=True) as channel:
-            return await replay.republish_rejected(conn, channel, self.topology, **filters)
+            return await replay.replay_rejected(conn, channel, self.topology, **filters)
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:

@@ -4,7 +4,7 @@ Only the part of Kustomize these manifests use, with Kustomize's meaning: `resou
 directories holding a kustomization.yaml, rendered first), `namespace`, `images` (newName / newTag /
 digest) and `patches` that are JSON 6902 operations on a target named by kind and name. Anything else
 in a kustomization.yaml is refused by name rather than ignored, so this renders exactly what
-`kubectl kustomize DIR` does or fails. Used by tests/test_kubernetes.py; an operator with kubectl
+`kubectl kustomize DIR` does or fails. Used by tests/deploy/test_kubernetes.py; an operator with kubectl
 uses `kubectl apply -k DIR` instead.
 """
 

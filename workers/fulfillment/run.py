@@ -10,7 +10,6 @@ from common.consumer import Consumer, DeadLetters
 from common.db import open_pool
 from common.service import Service
 from common.settings import WorkerSettings
-from schemas.itep_order import itep_dead_queue
 from workers.fulfillment.broker import Later, declare_fulfillment, declare_orders_queue
 from workers.fulfillment.call import itep_session
 from workers.fulfillment.commands import Commands
@@ -33,7 +32,7 @@ async def start_fulfillment(service: Service, settings: Settings) -> None:
 
     publishing = await connection.channel(publisher_confirms=True)
     results = await declare_results(publishing, topology)
-    dead = DeadLetters(publishing, itep_dead_queue(topology), timeout=worker.publish_timeout)
+    dead = DeadLetters(publishing, topology.itep_orders.dead, timeout=worker.publish_timeout)
 
     commands_channel = await connection.channel()
     await commands_channel.set_qos(prefetch_count=32)

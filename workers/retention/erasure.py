@@ -28,6 +28,7 @@ from common import logs
 from common.broker import persistent_message
 from common.db import DbConn
 from common.errors import TRANSIENT
+from common.settings import PUBLISH_TIMEOUT
 from schemas.erasure import ERASURE_COMPLETED_KEY, ErasureCompleted, ExamId, encode_erasure
 from workers.retention.settings import RetentionSettings
 from workers.retention.subject import Subject, body_concerns, needles
@@ -166,10 +167,18 @@ _json = msgspec.json.Encoder()
 
 
 class Erasures:
-    def __init__(self, settings: RetentionSettings, pool: asyncpg.Pool, results: AbstractExchange) -> None:
+    def __init__(
+        self,
+        settings: RetentionSettings,
+        pool: asyncpg.Pool,
+        results: AbstractExchange,
+        *,
+        publish_timeout: float = PUBLISH_TIMEOUT.default,
+    ) -> None:
         self._settings = settings
         self._pool = pool
         self._results = results
+        self._publish_timeout = publish_timeout
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Runs queued erasures, one at a time, until `stopping`."""
@@ -300,7 +309,7 @@ class Erasures:
                         encode_erasure(event), message_id=event.id, content_type="application/json"
                     ),
                     routing_key=ERASURE_COMPLETED_KEY,
-                    timeout=5.0,
+                    timeout=self._publish_timeout,
                 )
                 await conn.execute("UPDATE erasures SET published_at = now() WHERE id = $1::uuid", row["id"])
                 published += 1

@@ -23,7 +23,7 @@ async def start_retention(service: Service, settings: tuple[WorkerSettings, Rete
     channel = await connection.channel(publisher_confirms=True)
     results = await declare_results(channel, worker.topology)
     service.run("retention", Retention(retention, pool).run)
-    service.run("erasures", Erasures(retention, pool, results).run)
+    service.run("erasures", Erasures(retention, pool, results, publish_timeout=worker.publish_timeout).run)
     log.info(
         "retention running",
         raw_days=retention.raw / 86400,

@@ -29,7 +29,7 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
 from common import tracing
-from common.broker import BROKER_ERRORS, persistent_message
+from common.broker import BROKER_ERRORS, republished
 from common.consumer import (
     ATTEMPTS,
     REPLAYED,
@@ -39,13 +39,16 @@ from common.consumer import (
     decide,
     describe,
     failure_headers,
+    settled,
 )
 from common.db import DbConn
 from common.errors import TRANSIENT
 from schemas.envelope import decode_envelope
+from schemas.topology import delay_ms
 from vendors.base import Normalized, RejectedWebhook
 from workers.router import suspects
 from workers.router.normalize import normalize
+from workers.router.quick_retries import quickly_retried
 from workers.router.settings import RouterSettings
 from workers.router.store import Outgoing, RawRow, store_batch
 
@@ -153,7 +156,7 @@ class Router:
             stopping.cancel()
             await self._stop_consuming()
             while self._inbox:
-                await _settle(self._inbox.popleft(), ack=False)
+                await settled(_returned(self._inbox.popleft()))
 
     async def _stop_consuming(self) -> None:
         if isinstance(self._consuming, AbstractRobustChannel):
@@ -208,33 +211,35 @@ class Router:
         poison = batch[0].redelivered and await self._suspect(batch[0])
         items = [_poison(batch[0], poison)] if poison else [_decode(message) for message in batch]
         spans = _spans(items) if tracing.ENABLED else None
-        for delay in (*self._settings.quick_retries, None):
-            try:
-                return Stored(batch, items, started, await self._store_items(items), None, spans)
-            except TRANSIENT as error:
-                if delay is None or stop.is_set():
-                    return Stored(batch, items, started, [], error, spans)
-                log.warning("storing failed, retrying", error=repr(error), size=len(items), delay=delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            outgoing = await quickly_retried(
+                lambda: self._store_items(items),
+                self._settings.quick_retries,
+                stop=stop,
+                failing="storing",
+                size=len(items),
+            )
+        except TRANSIENT as error:
+            return Stored(batch, items, started, [], error, spans)
+        return Stored(batch, items, started, outgoing, None, spans)
 
     async def _suspect(self, message: DeliveredMessage) -> int | None:
         """Notes, durably and before touching it, that this redelivered message is being processed;
         returns how often it was before without finishing (the router died each time) once that
         reaches the limit, else None. The mark is cleared when the message is stored."""
         key = _suspect_key(message)
-        for delay in (*self._settings.quick_retries, None):
-            try:
-                async with self._pool.acquire() as conn:
-                    started = await suspects.mark(conn, key)
-                return started - 1 if started > _POISON_LIMIT else None
-            except TRANSIENT as error:
-                if delay is None:
-                    # No mark without the database: process it as usual (it is a singleton batch).
-                    log.warning("could not mark a redelivered message", error=repr(error))
-                    return None
-                await asyncio.sleep(delay)
-        return None
+
+        async def mark() -> int:
+            async with self._pool.acquire() as conn:
+                return await suspects.mark(conn, key)
+
+        try:
+            started = await quickly_retried(mark, self._settings.quick_retries)
+        except TRANSIENT as error:
+            # No mark without the database: process it as usual (it is a singleton batch).
+            log.warning("could not mark a redelivered message", error=repr(error))
+            return None
+        return started - 1 if started > _POISON_LIMIT else None
 
     async def _store_items(self, items: list[Item]) -> list[Outgoing]:
         async with self._pool.acquire() as conn:
@@ -292,12 +297,12 @@ class Router:
             except TRANSIENT as broker_error:
                 log.error("could not defer the batch, returning it", error=repr(broker_error))
                 for message in stored.messages:
-                    await _settle(message, ack=False)
+                    await settled(_returned(message))
                 for span in stored.spans or ():
                     tracing.end(span, error=f"returned: {describe(broker_error)}")
                 return
         # Every message of the channel up to the last of this batch: all of them are done with.
-        await _settle(stored.messages[-1], ack=True)
+        await settled(_acked_up_to(stored.messages[-1]))
         seconds = time.perf_counter() - stored.started
         BATCH_SECONDS.observe(seconds)
         for outcome, count in Counter(outcomes).items():
@@ -323,16 +328,16 @@ class Router:
     async def _publish_retrying(
         self, outgoing: list[Outgoing], stop: asyncio.Event, carried: dict[str, dict[str, Any]]
     ) -> BaseException | None:
-        for delay in (*self._settings.quick_retries, None):
-            try:
-                await self._publish(outgoing, carried)
-                return None
-            except TRANSIENT as error:
-                if delay is None or stop.is_set():
-                    return error
-                log.warning("publishing failed, retrying", error=repr(error), delay=delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            await quickly_retried(
+                lambda: self._publish(outgoing, carried),
+                self._settings.quick_retries,
+                stop=stop,
+                failing="publishing",
+            )
+        except TRANSIENT as error:
+            return error
+        return None
 
     async def _publish(self, outgoing: list[Outgoing], carried: dict[str, dict[str, Any]]) -> None:
         """`carried`: the AMQP headers of each event (by id) that has a trace to continue."""
@@ -371,17 +376,11 @@ class Router:
         attempts = headers[ATTEMPTS]
         delays = self._settings.retry_delays
         if attempts <= len(delays):
-            target, outcome = self._settings.topology.retry_queue(delays[attempts - 1]), "deferred"
+            target, outcome = self._settings.topology.raw.tier(delay_ms(delays[attempts - 1])), "deferred"
         else:
             target, outcome = self._settings.topology.dead_queue, "dead-lettered"
         await self._deferrals.publish(
-            persistent_message(
-                message.body,
-                headers=headers,
-                message_id=properties.message_id,
-                content_type=properties.content_type,
-                timestamp=properties.timestamp,
-            ),
+            republished(message.body, properties, headers),
             routing_key=target,
             timeout=self._settings.publish_timeout,
         )
@@ -430,18 +429,16 @@ def _seen_before(items: list[Item]) -> set[str]:
     }
 
 
-async def _settle(message: DeliveredMessage, *, ack: bool) -> None:
-    """Acks (with every earlier message of its channel) or returns a message. On a channel that died
-    meanwhile there is nothing to do: the broker has already put the message back."""
-    tag = message.delivery_tag
-    assert tag is not None
-    try:
-        if ack:
-            await message.channel.basic_ack(tag, multiple=True)
-        else:
-            await message.channel.basic_nack(tag, requeue=True)
-    except BROKER_ERRORS as error:
-        log.warning("message not settled: its channel is gone, the broker redelivers it", error=repr(error))
+# The router settles on the AMQP channel itself (see `_consume`), through the consumer's `settled`.
+async def _acked_up_to(message: DeliveredMessage) -> None:
+    """Acks the message with every earlier one of its channel."""
+    assert message.delivery_tag is not None
+    await message.channel.basic_ack(message.delivery_tag, multiple=True)
+
+
+async def _returned(message: DeliveredMessage) -> None:
+    assert message.delivery_tag is not None
+    await message.channel.basic_nack(message.delivery_tag, requeue=True)
 
 
 def _decode(message: DeliveredMessage) -> Item:

@@ -4,9 +4,10 @@ import gc
 
 import structlog
 
-from common.broker import declare_raw, declare_results, declare_retry_tiers, open_connection
+from common.broker import declare_raw, declare_results, declare_tiers, open_connection
 from common.db import open_pool
 from common.service import Service
+from schemas.topology import tiers_ms
 from workers.router.loop import Router
 from workers.router.settings import RouterSettings
 
@@ -28,7 +29,7 @@ async def start_router(service: Service, settings: RouterSettings) -> None:
     # on_return_raises: a deferral to a delay tier that does not exist must fail, not vanish.
     publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await declare_results(publishing, settings.topology)
-    await declare_retry_tiers(publishing, settings.topology, settings.retry_delays)
+    await declare_tiers(publishing, settings.topology.raw, tiers_ms(settings.retry_delays))
     # The router finishes the batch in hand when told to stop and returns the rest; what is still
     # unacked when the connection closes goes back to the queue: nothing is lost.
     service.run("router", Router(settings, pool, consuming, publishing).run)
