@@ -7,12 +7,16 @@ this process, system/ through real processes, docs/ and deploy/ hold the documen
 artefacts to what they say. The worlds and helpers the tests share are in tests/support/."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from common import tracing
 from schemas.topology import Topology
 from tests.support.services import AMQP_URL, DATABASE_URL, delete_topology
 
@@ -44,6 +48,17 @@ async def db_schema() -> AsyncIterator[str]:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test, its spans kept by the SDK's in-memory exporter."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.shutdown()
 
 
 LAYERS = ("unit", "integration", "system", "docs", "deploy")

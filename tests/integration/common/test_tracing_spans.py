@@ -2,13 +2,9 @@
 HTTP servers: a router batch keeps each webhook's trace, a gradebook write is a span with a client
 span per call."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import aio_pika
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from common import tracing
@@ -24,16 +20,6 @@ from schemas.vendor import Vendor
 from subscribers.poster import subscriber_session
 from tests.support.gradebook_world import SECRET_ENV, oneroster_destination, sample_synap
 from tests.support.pipeline import running_router
-
-
-@pytest.fixture
-def exported() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    yield exporter
-    tracing.shutdown()
 
 
 async def test_a_batch_of_webhooks_keeps_each_ones_trace(
