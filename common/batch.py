@@ -12,6 +12,7 @@ than before: a caller returns only after its group committed, so store -> publis
 """
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -65,7 +66,11 @@ class Batch(Generic[Item, Result]):
             self._scheduled = None
         items, self._items, self._keys = self._items, [], set()
         if items:
-            task = asyncio.get_running_loop().create_task(self._run_group(items))
+            # A context of its own: the group serves many callers, not the one that flushed it (whose
+            # trace span and log context would otherwise be current in it).
+            task = asyncio.get_running_loop().create_task(
+                self._run_group(items), context=contextvars.Context()
+            )
             self._running.add(task)
             task.add_done_callback(self._group_done)
 

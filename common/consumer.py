@@ -182,24 +182,19 @@ class Consumer:
         logs.clear()
         logs.bind(consumer=self.name, message_id=message.message_id)
         started = time.perf_counter()
-        error: Exception | None = None
-        with tracing.span(
-            self.name,
-            tracing.CONSUMER,
-            parent=tracing.parent_of(message.headers),
-            attributes={"messaging.destination.name": self._queue.name},
-        ) as span:
-            try:
-                await self._handler(message)
-            except Exception as raised:  # the boundary: whatever it is, it is this message's outcome
-                error = raised
+        if tracing.ENABLED:
+            with tracing.span(
+                self.name,
+                tracing.CONSUMER,
+                parent=tracing.parent_of(message.headers),
+                attributes={"messaging.destination.name": self._queue.name},
+            ) as span:
+                error = await self._outcome(message)
+                decision = decide(error)
+                _mark(span, decision)
+        else:
+            error = await self._outcome(message)
             decision = decide(error)
-            if span is not None:
-                span.set_attribute("resultbus.outcome", decision.verdict.value)
-                if decision.verdict is not Verdict.ACK:
-                    span.set_status(
-                        tracing.Status(tracing.StatusCode.ERROR, decision.reason or decision.verdict)
-                    )
         await self._settle_message(message, decision)
         MESSAGES.labels(self.name, decision.verdict.value).inc()
         fields: dict[str, Any] = {
@@ -215,6 +210,13 @@ class Consumer:
             log.debug("message handled", **fields)
         else:
             log.warning("message handled", **fields)
+
+    async def _outcome(self, message: AbstractIncomingMessage) -> Exception | None:
+        try:
+            await self._handler(message)
+        except Exception as raised:  # the boundary: whatever it is, it is this message's outcome
+            return raised
+        return None
 
     async def _settle_message(self, message: AbstractIncomingMessage, decision: Decision) -> None:
         if decision.verdict is Verdict.DEAD:
@@ -239,3 +241,11 @@ async def settled(settling: Awaitable[object]) -> None:
         await settling
     except BROKER_ERRORS as error:
         log.warning("message not settled: its channel is gone, the broker redelivers it", error=repr(error))
+
+
+def _mark(span: tracing.Span | None, decision: Decision) -> None:
+    if span is None:
+        return
+    span.set_attribute("resultbus.outcome", decision.verdict.value)
+    if decision.verdict is not Verdict.ACK:
+        span.set_status(tracing.Status(tracing.StatusCode.ERROR, decision.reason or decision.verdict))

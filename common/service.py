@@ -175,7 +175,11 @@ def serve(
         print(f"{role}: bad setting: {error}", file=sys.stderr)
         return 2
     configure_logging(process.log_level, json=process.log_json, role=role)
-    tracing.configure(role, env)
+    try:
+        tracing.configure(role, env)
+    except SettingError as error:
+        print(f"{role}: bad setting: {error}", file=sys.stderr)
+        return 2
     run = _event_loop_runner()
     try:
         run(_serve(role, process, read, start))

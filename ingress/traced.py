@@ -17,9 +17,12 @@ _ATTRIBUTES = (
 @web.middleware
 async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost, so it sees the answer the error middleware made of whatever was raised. The span is
-    current while the handler runs: the envelope it publishes carries it to the router."""
+    current while the handler runs: the envelope it publishes carries it to the router. Probes
+    (/healthz, /readyz) are not traced: a trace every few seconds per pod says nothing."""
+    if not request.path.startswith("/hooks/"):
+        return await handler(request)
     with tracing.span(
-        f"{request.method} /hooks/{{source}}" if request.path.startswith("/hooks/") else request.method,
+        f"{request.method} /hooks/{{source}}",
         tracing.SERVER,
         parent=tracing.parent_of(request.headers),
         attributes={"http.request.method": request.method, "url.path": request.path},

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -65,7 +66,7 @@ class Poster:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         if not tracing.ENABLED:
             return await self._post(url, body, headers)
-        with tracing.span("POST", tracing.CLIENT, attributes={"server.address": URL(url).host or ""}) as span:
+        with tracing.span("POST", tracing.CLIENT, attributes={"server.address": _host(url)}) as span:
             # The subscriber may continue the trace: `traceparent` is not part of what is signed.
             outcome = await self._post(url, body, {**headers, **(tracing.headers() or {})})
             assert span is not None
@@ -150,3 +151,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _host(url: str) -> str:
+    """The host as written, for a span: never an error (a host yarl cannot decode is the attempt's
+    outcome to report, not the tracing's)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

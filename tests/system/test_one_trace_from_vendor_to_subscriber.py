@@ -203,3 +203,26 @@ async def test_one_trace_from_the_vendors_post_to_the_subscribers_answer(
     assert call.attributes["http.response.status_code"] == 200
     # The subscriber can continue it: the POST it got carries the attempt's call as its parent.
     assert received.headers["traceparent"] == f"00-{VENDOR_TRACE}-{call.span_id}-01"
+
+
+async def test_a_protocol_resultbus_does_not_export_stops_the_start_in_one_line(
+    topology: Topology, db_schema: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESULTBUS_", "OTEL_"))}
+    env.update(
+        RESULTBUS_AMQP_URL=AMQP_URL,
+        RESULTBUS_AMQP_PREFIX=topology.prefix,
+        RESULTBUS_DATABASE_URL=DATABASE_URL,
+        RESULTBUS_DATABASE_SCHEMA=db_schema,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", "router", env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(30):
+        _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "router: bad setting: OTEL_EXPORTER_OTLP_PROTOCOL='grpc': resultbus exports OTLP over http/protobuf only"
+    )

@@ -283,6 +283,15 @@ class Router:
     # --- stage two: publish, then ack -----------------------------------------------------------
 
     async def _finish(self, stored: Stored, stop: asyncio.Event) -> None:
+        try:
+            await self._finish_batch(stored, stop)
+        finally:
+            # Cancelled at the end of a drain, or a bug: the spans still say what became of them.
+            for span in stored.spans or ():
+                if span.is_recording():
+                    tracing.end(span, error="not finished: the batch goes back to the queue")
+
+    async def _finish_batch(self, stored: Stored, stop: asyncio.Event) -> None:
         error = stored.error
         if error is None:
             error = await self._publish_retrying(stored.outgoing, stop, _carried(stored))

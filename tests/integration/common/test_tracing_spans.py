@@ -17,7 +17,7 @@ from schemas.envelope import ENVELOPE_CONTENT_TYPE, encode_envelope
 from schemas.event import decode_event
 from schemas.topology import Topology, raw_routing_key
 from schemas.vendor import Vendor
-from subscribers.poster import subscriber_session
+from subscribers.poster import Poster, subscriber_session
 from tests.support.gradebook_world import SECRET_ENV, oneroster_destination, sample_synap
 from tests.support.pipeline import running_router
 
@@ -81,3 +81,17 @@ async def test_a_gradebook_write_is_a_span_with_a_call_per_request(exported: InM
     assert {s.name for s in calls} >= {"PUT /ims/oneroster/gradebook/v1p2/results/{sourcedId}"}
     assert all(s.parent is not None and s.parent.span_id == write.context.span_id for s in calls)
     assert write.parent is not None and write.parent.span_id == spans["attempts"].context.span_id
+
+
+async def test_a_host_that_cannot_be_decoded_is_the_attempts_outcome_traced_or_not(
+    exported: InMemorySpanExporter,
+) -> None:
+    for on in (True, False):
+        if not on:
+            tracing.shutdown()
+        async with subscriber_session(allow_private=True, limit=4) as session:
+            poster = Poster(session, timeout=2.0, max_response_bytes=1024, allow_private=True)
+            outcome = await poster.post("http://xn--a.example.com/hook", b"{}", {})
+        assert not outcome.ok and outcome.error, on
+    (span,) = exported.get_finished_spans()
+    assert span.name == "POST" and span.status.status_code is tracing.StatusCode.ERROR
