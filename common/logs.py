@@ -26,6 +26,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, TextIO
 
@@ -72,21 +73,21 @@ def configure_logging(
     stream = stream or sys.stderr
     if json is None:
         json = not stream.isatty()
-    renderer: structlog.typing.Processor = (
-        # msgspec writes the line several times faster than json.dumps: it matters at one line
-        # per webhook. Anything it cannot encode (an exception, say) is written as its str().
-        structlog.processors.JSONRenderer(serializer=_to_json) if json else structlog.dev.ConsoleRenderer()
-    )
-    tag: list[structlog.typing.Processor] = [_Role(role)] if role else []
-    structlog.configure(
-        processors=[
+    processors: list[structlog.typing.Processor]
+    if json:
+        processors = [_JsonLine(role)]
+    else:
+        tag: list[structlog.typing.Processor] = [_Role(role)] if role else []
+        processors = [
             *tag,
             _merge_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
-        ],
+            structlog.dev.ConsoleRenderer(),
+        ]
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=_LineWriterFactory(stream),
         cache_logger_on_first_use=True,
@@ -159,11 +160,35 @@ def _route_library_loggers(level: str) -> None:
     logging.captureWarnings(True)
 
 
+# msgspec writes the line several times faster than json.dumps: it matters at one line per webhook.
+# Anything it cannot encode (an exception, say) is written as its str().
 _encoder = msgspec.json.Encoder(enc_hook=str)
+_LEVEL_NAMES: Final = {"warn": "warning", "exception": "error"}
 
 
-def _to_json(event: object, **_: object) -> str:
-    return _encoder.encode(event).decode()
+class _JsonLine:
+    """The JSON lines' whole processor chain in one call: the bound context merged in, the role, the
+    level, the time, an exception's traceback, the rendering. The same line as the chain of
+    structlog's own processors (merge, role, add_log_level, TimeStamper(iso, utc), format_exc_info,
+    JSONRenderer) writes, at about half the cost: one line per request and per webhook."""
+
+    __slots__ = ("_role",)
+
+    def __init__(self, role: str | None) -> None:
+        self._role = role
+
+    def __call__(self, logger: object, method_name: str, event: structlog.typing.EventDict) -> str:
+        if self._role is not None:
+            event.setdefault("role", self._role)
+        bound_values = _CONTEXT.get()
+        if bound_values:
+            event = {**bound_values, **event}
+        event["level"] = _LEVEL_NAMES.get(method_name, method_name)
+        # msgspec writes an aware UTC datetime as isoformat() does, with "Z" for "+00:00".
+        event["timestamp"] = datetime.now(UTC)
+        if "exc_info" in event:
+            event = structlog.processors.format_exc_info(logger, method_name, event)
+        return _encoder.encode(event).decode()
 
 
 class _Role:
