@@ -5,6 +5,7 @@ typed errors, aiohttp's own (an unknown path, a wrong method on /healthz), or a 
 with its traceback).
 """
 
+import logging
 import time
 from typing import Final
 
@@ -17,6 +18,7 @@ from ingress.errors import BrokerUnavailable, IngressError
 from ingress.metrics import REQUESTS
 
 log = structlog.get_logger("ingress")
+_lines = logs.HotLogger("ingress")  # the line per request
 
 # Set by a handler on the request to say how it ended (`enqueued`, `verification_ping`, …).
 OUTCOME: Final = web.RequestKey("resultbus.outcome", str)
@@ -96,20 +98,21 @@ def _summary(
         REQUESTS.answered(request.get(SOURCE, "-"), status)
         REQUESTS.took(time.perf_counter() - started)
     if quiet:
-        emit = log.debug
+        level = logging.DEBUG
     elif status >= 500:
-        emit = log.error
+        level = logging.ERROR
     elif status >= 400:
-        emit = log.warning
+        level = logging.WARNING
     else:
-        emit = log.info
-    emit(
-        "request",
-        method=request.method,
-        path=request.path,
-        remote=request.remote,
-        status=status,
-        outcome=outcome,
-        duration_ms=_elapsed_ms(started),
-        **({"detail": detail} if detail else {}),
-    )
+        level = logging.INFO
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "remote": request.remote,
+        "status": status,
+        "outcome": outcome,
+        "duration_ms": _elapsed_ms(started),
+    }
+    if detail:
+        fields["detail"] = detail
+    _lines.log(level, "request", fields)
