@@ -23,6 +23,7 @@ import contextlib
 import logging
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -274,7 +275,7 @@ _PIPE_BUF = 4096  # a write of up to this many bytes to a pipe is never interlea
 class _LineWriter:
     """structlog's logger: whole lines, gathered for one turn of the event loop (see above)."""
 
-    __slots__ = ("_pending", "_scheduled_on", "_stream")
+    __slots__ = ("_pending", "_scheduled_in", "_scheduled_on", "_stream")
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -282,9 +283,16 @@ class _LineWriter:
         # The loop a flush is scheduled on: a loop that closes first (a test's) drops its callback,
         # and the next loop to log schedules one of its own.
         self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._scheduled_in = 0  # the thread of that loop
 
     def msg(self, message: str) -> None:
         line = message + "\n"
+        scheduled = self._scheduled_on
+        if scheduled is not None and self._scheduled_in == threading.get_ident() and scheduled.is_running():
+            # This thread's running loop has the flush already: not asked again, as asking costs a
+            # system call per line (asyncio checks the process id each time).
+            self._pending.append(line)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not in the loop's thread: at once, after what a stopped loop left
@@ -294,7 +302,7 @@ class _LineWriter:
             return
         self._pending.append(line)
         if self._scheduled_on is not loop:
-            self._scheduled_on = loop
+            self._scheduled_on, self._scheduled_in = loop, threading.get_ident()
             loop.call_soon(self.flush)
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
