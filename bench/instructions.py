@@ -8,7 +8,9 @@ and writes, the same for both servers) nor what the machine's contention adds, s
 bench's rates; it never replaces them.
 
 The server runs under callgrind (about 50 times slower), is warmed up with 300 requests, then its
-counters are reset and REQUESTS more (default 1,000, 64 connections) counted.
+counters are reset and REQUESTS more (default 1,000, 64 connections) counted. Under callgrind the
+server is the slowest part, so at 64 connections each turn of its event loop serves many requests;
+`--concurrency 1` counts a request per turn, what a lightly loaded server pays.
 """
 
 import argparse
@@ -58,7 +60,7 @@ def _total(path: Path) -> int:
     return int(match[1])
 
 
-async def count(which: str, requests: int) -> float:
+async def count(which: str, requests: int, concurrency: int = 64) -> float:
     """Instructions per request of `which` (ingress or baseline)."""
     with sources_file() as sources, tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -81,7 +83,7 @@ async def count(which: str, requests: int) -> float:
                 url = f"http://127.0.0.1:{port}/hooks/{INSPERA_SOURCE}"
                 await load(url, WARMUP, 64, 0, 900.0)
                 await _control(process.proc.pid, "warm")  # from here on, only the counted requests
-                result = await load(url, requests, 64, 0, 1800.0)
+                result = await load(url, requests, concurrency, 0, 1800.0)
                 await _control(process.proc.pid, "counted")
                 process.check_alive()
             finally:
@@ -100,10 +102,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("which", choices=["ingress", "baseline", "both"], help="the server to count")
     parser.add_argument("requests", nargs="?", type=int, default=1_000, help="requests counted")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="connections (default 64, as the row; 1 counts what each loop turn costs per request)",
+    )
     args = parser.parse_args(argv)
     figures = {}
     for which in ("baseline", "ingress") if args.which == "both" else (args.which,):
-        figures[which] = asyncio.run(count(which, args.requests))
+        figures[which] = asyncio.run(count(which, args.requests, args.concurrency))
         print(f"{which}: {figures[which]:,.0f} instructions per request", flush=True)
     if len(figures) == 2:
         print(f"ratio ingress / baseline: {figures['ingress'] / figures['baseline']:.3f}")
