@@ -11,6 +11,7 @@ non-zero when its bar fails: every webhook answered 200 stored, none twice, the 
 import argparse
 import asyncio
 import contextlib
+import statistics
 import sys
 from pathlib import Path
 
@@ -219,17 +220,27 @@ def _router_table(results: list[router.RouterResult]) -> list[str]:
 
 
 def _ingress_table(r: ingress.IngressResult, concurrency: int) -> list[str]:
-    def row(label: str, load: Load) -> str:
-        return f"{label:>9} {load.rate:>10,.0f} {load.p50_ms:>8.2f} {load.p99_ms:>8.2f} {load.ok:>7,} {load.failed:>6,}"
+    def row(label: str, load: Load, p99_ms: float, cpu_us: list[float]) -> str:
+        median = statistics.median(cpu_us)
+        return (
+            f"{label:>9} {load.rate:>10,.0f} {load.p50_ms:>8.2f} {p99_ms:>8.2f} {load.ok:>7,} {load.failed:>6,}"
+            f" {median:>8,.0f}  ({', '.join(f'{c:,.0f}' for c in cpu_us)})"
+        )
+
+    def spread(rounds: list[Load]) -> str:
+        return f"{min(x.rate for x in rounds):,.0f}-{max(x.rate for x in rounds):,.0f}"
 
     return [
         "",
         f"ingress: signed Inspera webhooks, {concurrency} connections, load generator in its own process",
-        f"{'':>9} {'webhooks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'200s':>7} {'other':>6}",
-        row("baseline", r.baseline),
-        row("ingress", r.ingress),
+        f"{'':>9} {'webhooks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'200s':>7} {'other':>6} {'CPU µs/req':>8}  (rounds)",
+        row("baseline", r.baseline, r.baseline_p99_ms, r.baseline_cpu_us),
+        row("ingress", r.ingress, r.ingress_p99_ms, r.ingress_cpu_us),
         f"rate ratio {r.rate_ratio:.2f}: {_verdict(r.passes_rate)} (>= {ingress.RATE_FLOOR:.2f});"
-        f" p99 ratio {r.p99_ratio:.2f}: {_verdict(r.passes_p99)} (<= {ingress.P99_CEILING:.2f})",
+        f" p99 ratio {r.p99_ratio:.2f}: {_verdict(r.passes_p99)} (<= {ingress.P99_CEILING:.2f});"
+        f" CPU per request ratio {r.cpu_ratio:.2f}",
+        f"(medians of {len(r.ingress_rounds)} alternating rounds; rates: baseline {spread(r.baseline_rounds)},"
+        f" ingress {spread(r.ingress_rounds)}; CPU: the server process's user + system time per request)",
     ]
 
 

@@ -9,7 +9,7 @@ the ratio is what to read.
 import asyncio
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aio_pika
 import msgspec
@@ -26,10 +26,16 @@ P99_CEILING = 1.2  # times the baseline's p99
 
 @dataclass(frozen=True)
 class IngressResult:
-    """Every round of each; the figures are their medians (rate and p99 each on its own)."""
+    """Every round of each; the figures are their medians (rate, p99 and CPU each on its own).
+
+    `*_cpu_us`: the server's own CPU (user + system, /proc) per answered request in each round,
+    warm-up included: what the rate ratio cannot show on a machine whose cores are shared.
+    """
 
     ingress_rounds: list[Load]
     baseline_rounds: list[Load]
+    ingress_cpu_us: list[float] = field(default_factory=list)
+    baseline_cpu_us: list[float] = field(default_factory=list)
 
     @property
     def ingress(self) -> Load:
@@ -46,6 +52,18 @@ class IngressResult:
     @property
     def baseline_p99_ms(self) -> float:
         return statistics.median(r.p99_ms for r in self.baseline_rounds)
+
+    @property
+    def ingress_cpu_median_us(self) -> float:
+        return statistics.median(self.ingress_cpu_us)
+
+    @property
+    def baseline_cpu_median_us(self) -> float:
+        return statistics.median(self.baseline_cpu_us)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.ingress_cpu_median_us / self.baseline_cpu_median_us
 
     @property
     def rate_ratio(self) -> float:
@@ -90,8 +108,9 @@ async def load(url: str, count: int, concurrency: int, warmup: int, timeout: flo
 
 async def measure(
     label: str, args: list[str], w: World, env: dict[str, str], port: int, **sizes: int
-) -> Load:
-    """Starts the server, loads it, and checks every 200 left a message on the raw queue."""
+) -> tuple[Load, float]:
+    """Starts the server, loads it, and checks every 200 left a message on the raw queue; the load
+    and the server's CPU per answered request (µs)."""
     process = await Process.start(label, args, env)
     try:
         await wait_ok(process, f"http://127.0.0.1:{port}/readyz")
@@ -100,7 +119,7 @@ async def measure(
         cpu = process.cpu_seconds() - cpu
         process.check_alive()
         # The server's own CPU per answered request (warm-up included), beside its rate.
-        print(f"{label}: {cpu / (result.ok + sizes['warmup']) * 1e6:,.0f} us of CPU per request", flush=True)
+        cpu_us = cpu / (result.ok + sizes["warmup"]) * 1e6
     finally:
         await process.stop()
     connection = await aio_pika.connect(AMQP_URL)
@@ -108,13 +127,14 @@ async def measure(
         queued, _ = await queue_counts(await connection.channel(), w.topology.raw_queue)
     if result.ok == 0 or queued < result.ok:
         raise BenchError(f"{label}: {result.ok} answered 200 but {queued} on the queue ({result.statuses})")
-    return result
+    return result, cpu_us
 
 
 async def run(count: int, concurrency: int, warmup: int, rounds: int) -> IngressResult:
     """Baseline then ingress, `rounds` times alternating."""
     sizes = {"count": count, "concurrency": concurrency, "warmup": warmup}
     measured: dict[str, list[Load]] = {"baseline": [], "ingress": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "ingress": []}
     with sources_file() as sources:
         for _ in range(rounds):
             for label in ("baseline", "ingress"):
@@ -127,11 +147,13 @@ async def run(count: int, concurrency: int, warmup: int, rounds: int) -> Ingress
                         RESULTBUS_BENCH_INSPERA_SECRET=INSPERA_SECRET,
                     )
                     args = ["bench.baseline_ingress", str(port)] if label == "baseline" else ["ingress"]
-                    result = await measure(label, args, w, env, port, **sizes)
+                    result, cpu_us = await measure(label, args, w, env, port, **sizes)
                 print(
                     f"{label}: {result.rate:,.0f} webhooks/s, p50 {result.p50_ms:.2f} ms,"
-                    f" p99 {result.p99_ms:.2f} ms, {result.statuses}",
+                    f" p99 {result.p99_ms:.2f} ms, {cpu_us:,.0f} us of server CPU per request,"
+                    f" {result.statuses}",
                     flush=True,
                 )
                 measured[label].append(result)
-    return IngressResult(measured["ingress"], measured["baseline"])
+                cpu[label].append(cpu_us)
+    return IngressResult(measured["ingress"], measured["baseline"], cpu["ingress"], cpu["baseline"])

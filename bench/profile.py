@@ -1,7 +1,8 @@
-"""`python -m bench.profile ingress|router|delivery [SECONDS]`: py-spy samples of one process under
-the bench's load, summarised as the functions holding the most samples (own time and inclusive).
+"""`python -m bench.profile ingress|baseline|router|delivery [SECONDS]`: py-spy samples of one process
+under the bench's load, summarised as the functions holding the most samples (own time and inclusive).
 
-ingress: the loadgen at 64 connections against an ingress (router beside it);
+ingress: the loadgen at 64 connections against an ingress, as in the bench's ingress row;
+baseline: the same load against that row's baseline (bench/baseline_ingress.py), to compare with;
 router: a pre-filled raw queue of 20,000 mixed webhooks drained by one router;
 delivery: 2,000 events to 10 live subscribers.
 The raw py-spy output is kept in bench/results/profile-<which>.txt (collapsed stacks).
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import delivery, router, stack
+from bench import delivery, router
 from bench.ingress import load
+from bench.net import free_port, wait_ok
+from bench.payloads import INSPERA_SECRET, INSPERA_SOURCE
+from bench.stack import sources_file
 from bench.world import ROOT, Process, world
 
 RESULTS = ROOT / "bench" / "results"
@@ -31,11 +35,33 @@ async def _spy(process: Process, seconds: float, output: Path) -> asyncio.subpro
     )  # fmt: skip
 
 
+async def _server(args: list[str], seconds: float, output: Path) -> None:
+    """One server of the bench's ingress row, sampled while the load generator runs against it."""
+    with sources_file() as sources:
+        async with world() as w:
+            port = free_port()
+            env = w.env(
+                RESULTBUS_SOURCES=str(sources),
+                RESULTBUS_INGRESS_HOST="127.0.0.1",
+                RESULTBUS_INGRESS_PORT=str(port),
+                RESULTBUS_BENCH_INSPERA_SECRET=INSPERA_SECRET,
+            )
+            server = await Process.start(args[0], [a.replace("PORT", str(port)) for a in args], env)
+            try:
+                await wait_ok(server, f"http://127.0.0.1:{port}/readyz")
+                spy = await _spy(server, seconds, output)
+                await load(f"http://127.0.0.1:{port}/hooks/{INSPERA_SOURCE}", 40_000, 64, 500, 120.0)
+                await spy.wait()
+            finally:
+                await server.stop()
+
+
 async def ingress(seconds: float, output: Path) -> None:
-    async with world() as w, stack.resultbus(w, ["router"]) as s:
-        spy = await _spy(s.processes[0], seconds, output)
-        await load(s.url, 40_000, 64, 500, 120.0)
-        await spy.wait()
+    await _server(["ingress"], seconds, output)
+
+
+async def baseline(seconds: float, output: Path) -> None:
+    await _server(["bench.baseline_ingress", "PORT"], seconds, output)
 
 
 async def router_profile(seconds: float, output: Path) -> None:
@@ -95,14 +121,21 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("which", choices=["ingress", "router", "delivery"], help="the process to sample")
+    parser.add_argument(
+        "which", choices=["ingress", "baseline", "router", "delivery"], help="the process to sample"
+    )
     parser.add_argument(
         "seconds", nargs="?", type=float, default=10.0, help="how long py-spy samples (default 10)"
     )
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     output = RESULTS / f"profile-{args.which}.txt"
-    run = {"ingress": ingress, "router": router_profile, "delivery": delivery_profile}[args.which]
+    run = {
+        "ingress": ingress,
+        "baseline": baseline,
+        "router": router_profile,
+        "delivery": delivery_profile,
+    }[args.which]
     asyncio.run(run(args.seconds, output))
     print("\n".join(summary(output)))
 

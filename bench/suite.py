@@ -79,6 +79,8 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
         rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
         rounds["ingress_p99_ms"] = [x.p99_ms for x in r.ingress_rounds]
         rounds["ingress_baseline_p99_ms"] = [x.p99_ms for x in r.baseline_rounds]
+        rounds["ingress_cpu_us"] = r.ingress_cpu_us
+        rounds["ingress_baseline_cpu_us"] = r.baseline_cpu_us
         rows.append(
             Row(
                 key="ingress_rate",
@@ -90,6 +92,8 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
                 ratio=r.rate_ratio,
                 target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
                 passes=r.passes_rate,
+                note=f"server CPU per request: ingress {r.ingress_cpu_median_us:,.0f} µs, baseline"
+                f" {r.baseline_cpu_median_us:,.0f} µs ({r.cpu_ratio:.2f} x)",
             )
         )
         rows.append(

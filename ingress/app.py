@@ -7,7 +7,6 @@ an envelope and answers 200 only once the broker confirmed it.
 """
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -25,6 +24,7 @@ from ingress.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from ingress.ids import new_webhook_id
 from ingress.middleware import OUTCOME, QUIET, SOURCE, error_response, make_middleware
 from ingress.settings import IngressSettings
 from ingress.sources import Source
@@ -90,7 +90,7 @@ def create_app(
             raise UnknownSource(f"no source {segment[:64]!r}")
         source = route.source
         request[SOURCE] = source.id
-        webhook_id = str(uuid.uuid4())
+        webhook_id = new_webhook_id()
         bind(webhook_id=webhook_id, source=source.id, vendor=source.vendor.value)
         remote = request.remote
         if not source.allows(remote):

@@ -5,18 +5,20 @@ typed errors, aiohttp's own (an unknown path, a wrong method on /healthz), or a 
 with its traceback).
 """
 
+import logging
 import time
 from typing import Final
 
-import prometheus_client
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from common import logs
 from ingress.errors import BrokerUnavailable, IngressError
+from ingress.metrics import REQUESTS
 
 log = structlog.get_logger("ingress")
+_lines = logs.HotLogger("ingress")  # the line per request
 
 # Set by a handler on the request to say how it ended (`enqueued`, `verification_ping`, …).
 OUTCOME: Final = web.RequestKey("resultbus.outcome", str)
@@ -25,19 +27,6 @@ QUIET: Final = web.RequestKey("resultbus.quiet", bool)
 # Set by the hook handler once the source is known: a label only for configured sources, so a
 # scanner trying random paths cannot grow the metrics without bound.
 SOURCE: Final = web.RequestKey("resultbus.source", str)
-
-REQUESTS = prometheus_client.Counter(
-    "resultbus_ingress_requests", "Webhook calls answered, by source and status.", ["source", "status"]
-)
-REQUEST_SECONDS = prometheus_client.Histogram(
-    "resultbus_ingress_request_seconds",
-    "Time to answer a webhook call, broker confirm included.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
-
-
-# Bounded: sources are configured, statuses are few.
-_COUNTERS: dict[tuple[str, int], prometheus_client.Counter] = {}
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -91,16 +80,8 @@ def _elapsed_ms(started: float) -> float:
 def report_malformed(remote: str | None, status: int, reason: str) -> None:
     """A request aiohttp's parser refused (common/listener.py answered it): counted and logged like
     any request the sender got wrong, in one line without what it sent."""
-    _count("-", status)
+    REQUESTS.answered("-", status)
     log.warning("request", remote=remote, status=status, outcome="malformed_http", detail=reason)
-
-
-def _count(source: str, status: int) -> None:
-    key = (source, status)
-    counter = _COUNTERS.get(key)
-    if counter is None:  # the labelled child, looked up once per (source, status)
-        counter = _COUNTERS[key] = REQUESTS.labels(source, str(status))
-    counter.inc()
 
 
 def _summary(
@@ -113,23 +94,25 @@ def _summary(
     quiet: bool = False,
 ) -> None:
     if not quiet:
-        _count(request.get(SOURCE, "-"), status)
-        REQUEST_SECONDS.observe(time.perf_counter() - started)
+        # Bounded: sources are configured, statuses are few.
+        REQUESTS.answered(request.get(SOURCE, "-"), status)
+        REQUESTS.took(time.perf_counter() - started)
     if quiet:
-        emit = log.debug
+        level = logging.DEBUG
     elif status >= 500:
-        emit = log.error
+        level = logging.ERROR
     elif status >= 400:
-        emit = log.warning
+        level = logging.WARNING
     else:
-        emit = log.info
-    emit(
-        "request",
-        method=request.method,
-        path=request.path,
-        remote=request.remote,
-        status=status,
-        outcome=outcome,
-        duration_ms=_elapsed_ms(started),
-        **({"detail": detail} if detail else {}),
-    )
+        level = logging.INFO
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "remote": request.remote,
+        "status": status,
+        "outcome": outcome,
+        "duration_ms": _elapsed_ms(started),
+    }
+    if detail:
+        fields["detail"] = detail
+    _lines.log(level, "request", fields)
