@@ -10,10 +10,12 @@ import asyncio
 import statistics
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aio_pika
 import msgspec
 
+from bench import otlp
 from bench.loadgen import Load
 from bench.net import free_port, wait_ok
 from bench.payloads import INSPERA_SECRET, INSPERA_SOURCE
@@ -22,6 +24,8 @@ from bench.world import AMQP_URL, ROOT, BenchError, Process, World, queue_counts
 
 RATE_FLOOR = 0.95  # of the baseline's rate
 P99_CEILING = 1.2  # times the baseline's p99
+TRACED_FLOOR = 0.75  # our own budget: tracing every call costs at most a quarter of the rate
+SAMPLED_FLOOR = 0.90  # and one call in ten (OTEL_TRACES_SAMPLER=traceidratio) at most a tenth
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,25 @@ class IngressResult:
     baseline_rounds: list[Load]
     ingress_cpu_us: list[float] = field(default_factory=list)
     baseline_cpu_us: list[float] = field(default_factory=list)
+    # With tracing on (every call sampled, exported to a loopback collector), when measured.
+    traced_rounds: list[Load] = field(default_factory=list)
+    traced_cpu_us: list[float] = field(default_factory=list)
+    traced_exports: int = 0
+    sampled_rounds: list[Load] = field(default_factory=list)  # one call in ten traced
+    sampled_cpu_us: list[float] = field(default_factory=list)
+
+    @property
+    def sampled_ratio(self) -> float:
+        return _median_rate(self.sampled_rounds).rate / self.ingress.rate
+
+    @property
+    def traced(self) -> Load:
+        return _median_rate(self.traced_rounds)
+
+    @property
+    def traced_ratio(self) -> float:
+        """Tracing on against off, same run."""
+        return self.traced.rate / self.ingress.rate
 
     @property
     def ingress(self) -> Load:
@@ -130,30 +153,60 @@ async def measure(
     return result, cpu_us
 
 
-async def run(count: int, concurrency: int, warmup: int, rounds: int) -> IngressResult:
-    """Baseline then ingress, `rounds` times alternating."""
+async def run(
+    count: int, concurrency: int, warmup: int, rounds: int, *, traced: bool = False
+) -> IngressResult:
+    """Baseline then ingress (then the ingress with tracing on, if `traced`), `rounds` times
+    alternating."""
     sizes = {"count": count, "concurrency": concurrency, "warmup": warmup}
-    measured: dict[str, list[Load]] = {"baseline": [], "ingress": []}
-    cpu: dict[str, list[float]] = {"baseline": [], "ingress": []}
+    labels = ("baseline", "ingress", "traced", "sampled") if traced else ("baseline", "ingress")
+    measured: dict[str, list[Load]] = {label: [] for label in labels}
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
     with sources_file() as sources:
-        for _ in range(rounds):
-            for label in ("baseline", "ingress"):
-                async with world() as w:
-                    port = free_port()
-                    env = w.env(
-                        RESULTBUS_SOURCES=str(sources),
-                        RESULTBUS_INGRESS_HOST="127.0.0.1",
-                        RESULTBUS_INGRESS_PORT=str(port),
-                        RESULTBUS_BENCH_INSPERA_SECRET=INSPERA_SECRET,
-                    )
-                    args = ["bench.baseline_ingress", str(port)] if label == "baseline" else ["ingress"]
-                    result, cpu_us = await measure(label, args, w, env, port, **sizes)
-                print(
-                    f"{label}: {result.rate:,.0f} webhooks/s, p50 {result.p50_ms:.2f} ms,"
-                    f" p99 {result.p99_ms:.2f} ms, {cpu_us:,.0f} us of server CPU per request,"
-                    f" {result.statuses}",
-                    flush=True,
-                )
-                measured[label].append(result)
-                cpu[label].append(cpu_us)
-    return IngressResult(measured["ingress"], measured["baseline"], cpu["ingress"], cpu["baseline"])
+        async with otlp.collector() as spans:
+            for _ in range(rounds):
+                for label in labels:
+                    await _round(label, sources, spans, sizes, measured, cpu)
+    return IngressResult(
+        measured["ingress"],
+        measured["baseline"],
+        cpu["ingress"],
+        cpu["baseline"],
+        measured.get("traced", []),
+        cpu.get("traced", []),
+        spans.exports,
+        measured.get("sampled", []),
+        cpu.get("sampled", []),
+    )
+
+
+async def _round(
+    label: str,
+    sources: Path,
+    spans: otlp.Collector,
+    sizes: dict[str, int],
+    measured: dict[str, list[Load]],
+    cpu: dict[str, list[float]],
+) -> None:
+    async with world() as w:
+        port = free_port()
+        env = w.env(
+            RESULTBUS_SOURCES=str(sources),
+            RESULTBUS_INGRESS_HOST="127.0.0.1",
+            RESULTBUS_INGRESS_PORT=str(port),
+            RESULTBUS_BENCH_INSPERA_SECRET=INSPERA_SECRET,
+        )
+        if label in ("traced", "sampled"):
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = spans.endpoint
+        if label == "sampled":
+            env.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1")
+        args = ["bench.baseline_ingress", str(port)] if label == "baseline" else ["ingress"]
+        result, cpu_us = await measure(label, args, w, env, port, **sizes)
+    print(
+        f"{label}: {result.rate:,.0f} webhooks/s, p50 {result.p50_ms:.2f} ms,"
+        f" p99 {result.p99_ms:.2f} ms, {cpu_us:,.0f} us of server CPU per request,"
+        f" {result.statuses}",
+        flush=True,
+    )
+    measured[label].append(result)
+    cpu[label].append(cpu_us)

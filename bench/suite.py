@@ -7,6 +7,7 @@ figures to read; run it a few times (`python -m bench compare A.json B.json`) be
 change.
 """
 
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
 
     async def ingress_part() -> None:
         r = await ingress.run(
-            sizes.ingress_requests, sizes.concurrency, sizes.ingress_warmup, sizes.ingress_rounds
+            sizes.ingress_requests, sizes.concurrency, sizes.ingress_warmup, sizes.ingress_rounds, traced=True
         )
         rounds["ingress_rate"] = [x.rate for x in r.ingress_rounds]
         rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
@@ -108,6 +109,41 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
                 target=f"<= {ingress.P99_CEILING:.1f} x baseline",
                 passes=r.passes_p99,
                 higher_is_better=False,
+            )
+        )
+        rounds["ingress_traced_rate"] = [x.rate for x in r.traced_rounds]
+        rounds["ingress_traced_cpu_us"] = r.traced_cpu_us
+        traced_cpu = statistics.median(r.traced_cpu_us)
+        rows.append(
+            Row(
+                key="ingress_traced",
+                what="ingress with tracing on (every call, OTLP/HTTP to a loopback collector)",
+                figure=r.traced.rate,
+                unit="req/s",
+                baseline=r.ingress.rate,
+                baseline_what="the ingress, tracing off",
+                ratio=r.traced_ratio,
+                target=f">= {ingress.TRACED_FLOOR:.2f} x tracing off",
+                passes=r.traced_ratio >= ingress.TRACED_FLOOR and r.traced_exports > 0,
+                note=f"tracing costs {traced_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request"
+                f" ({traced_cpu:,.0f} vs {r.ingress_cpu_median_us:,.0f}); {r.traced_exports} exports received",
+            )
+        )
+        rounds["ingress_sampled_rate"] = [x.rate for x in r.sampled_rounds]
+        rounds["ingress_sampled_cpu_us"] = r.sampled_cpu_us
+        sampled_cpu = statistics.median(r.sampled_cpu_us)
+        rows.append(
+            Row(
+                key="ingress_sampled",
+                what="ingress with tracing on, 1 call in 10 sampled (traceidratio 0.1)",
+                figure=r.ingress.rate * r.sampled_ratio,
+                unit="req/s",
+                baseline=r.ingress.rate,
+                baseline_what="the ingress, tracing off",
+                ratio=r.sampled_ratio,
+                target=f">= {ingress.SAMPLED_FLOOR:.2f} x tracing off",
+                passes=r.sampled_ratio >= ingress.SAMPLED_FLOOR,
+                note=f"{sampled_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request more",
             )
         )
 
