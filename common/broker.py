@@ -62,8 +62,8 @@ async def declare_work_queue(
 async def declare_tiers(channel: AbstractChannel, work: WorkQueue, tiers_ms: Iterable[int]) -> None:
     """One queue per delay. Nothing consumes them: each message waits out the TTL and is
     dead-lettered back to `work` (see schemas/topology.py `Tiers`)."""
+    tiers = work.tiers
     for delay_ms in tiers_ms:
-        tiers = work.tiers
         assert tiers is not None, f"{work.name} has no delay tiers"
         await channel.declare_queue(
             tiers.name(delay_ms),

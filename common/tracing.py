@@ -21,7 +21,7 @@ Off, the hot paths test `ENABLED` and nothing else.
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -151,20 +151,13 @@ def _text(value: Any) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
 
 
-def inject(headers: MutableMapping[str, Any], span: Span | None = None) -> MutableMapping[str, Any]:
-    """Writes the context of `span` (else the current one) into `headers`, and returns them."""
-    ctx = trace.set_span_in_context(span) if span is not None else None
-    _propagator.inject(headers, context=ctx)
-    return headers
-
-
 def headers(span: Span | None = None) -> dict[str, Any] | None:
     """AMQP headers carrying the context of `span` (else the current one); None when off or when
     there is nothing to carry."""
     if not ENABLED:
         return None
     carried: dict[str, Any] = {}
-    inject(carried, span)
+    _propagator.inject(carried, context=trace.set_span_in_context(span) if span is not None else None)
     return carried or None
 
 
@@ -190,6 +183,16 @@ def end(
     span.end()
 
 
+def answered(span: Span | None, status: int | None, error: str | None = None) -> None:
+    """An HTTP call's answer on its span: the status code, and `error` as the span's failure."""
+    if span is None:
+        return
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, error[:200]))
+
+
 @contextlib.contextmanager
 def span(
     name: str,
@@ -207,19 +210,16 @@ def span(
         yield current
 
 
-def detached() -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
     """A block with no current span: what it publishes starts no child of the work around it (a
     delivery released by another exam event's attempt starts a trace of its own, rather than
     appear in the trace of the event that released it)."""
     if not ENABLED:
-        return contextlib.nullcontext()
-    return _attached(otel_context.Context())
-
-
-@contextlib.contextmanager
-def _attached(ctx: otel_context.Context) -> Iterator[object]:
-    token = otel_context.attach(ctx)
+        yield
+        return
+    token = otel_context.attach(otel_context.Context())
     try:
-        yield ctx
+        yield
     finally:
         otel_context.detach(token)

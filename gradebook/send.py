@@ -95,11 +95,7 @@ class Sender:
         kind = destination.__struct_config__.tag
         with tracing.span(f"gradebook write ({kind})", tracing.INTERNAL) as span:
             outcome = await self._send(destination, write)
-            assert span is not None
-            if outcome.status is not None:
-                span.set_attribute("http.response.status_code", outcome.status)
-            if outcome.error is not None:
-                span.set_status(tracing.Status(tracing.StatusCode.ERROR, outcome.error[:200]))
+            tracing.answered(span, outcome.status, outcome.error)
             return outcome
 
     async def _send(self, destination: Destination, write: Write) -> Outcome:
@@ -232,8 +228,7 @@ class Sender:
             self._check_literal_address(url)
             with tracing.span(f"{method} {_template(url)}", tracing.CLIENT) as span:
                 answer = await self._request(method, url, body, headers)
-                if span is not None:
-                    span.set_attribute("http.response.status_code", answer.status)
+                tracing.answered(span, answer.status)
                 return answer
         except TimeoutError:
             raise _Failed(None, f"{method} {urlsplit(url).path}: timeout") from None

@@ -92,7 +92,7 @@ class Publisher:
             content_type=ENVELOPE_CONTENT_TYPE,
             delivery_mode=_PERSISTENT,
             message_id=message_id,
-            headers=tracing.headers() if tracing.ENABLED else None,
+            headers=tracing.headers(),
         )
         try:
             # Straight on the AMQP channel: aio-pika's Message wrapper is a sizeable share of a

@@ -33,7 +33,5 @@ async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
         for key, attribute in _ATTRIBUTES:
             if (value := bound.get(key)) is not None:
                 span.set_attribute(attribute, str(value))
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 500:
-            span.set_status(tracing.Status(tracing.StatusCode.ERROR, f"HTTP {response.status}"))
+        tracing.answered(span, response.status, f"HTTP {response.status}" if response.status >= 500 else None)
         return response

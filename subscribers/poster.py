@@ -69,13 +69,9 @@ class Poster:
         with tracing.span("POST", tracing.CLIENT, attributes={"server.address": _host(url)}) as span:
             # The subscriber may continue the trace: `traceparent` is not part of what is signed.
             outcome = await self._post(url, body, {**headers, **(tracing.headers() or {})})
-            assert span is not None
-            if outcome.status is not None:
-                span.set_attribute("http.response.status_code", outcome.status)
-            if not outcome.ok:
-                span.set_status(
-                    tracing.Status(tracing.StatusCode.ERROR, outcome.error or f"HTTP {outcome.status}")
-                )
+            tracing.answered(
+                span, outcome.status, None if outcome.ok else outcome.error or f"HTTP {outcome.status}"
+            )
             return outcome
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:

@@ -64,7 +64,7 @@ class TaskPublisher:
                 encode_task(task),
                 message_id=task.delivery_id,
                 content_type="application/msgpack",
-                headers=tracing.headers() if tracing.ENABLED else None,
+                headers=tracing.headers(),
             ),
             routing_key=queue,
             timeout=self._timeout,
