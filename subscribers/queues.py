@@ -4,11 +4,14 @@ which publishes replays)."""
 
 import asyncio
 from collections.abc import Sequence
+from typing import cast
 
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aiormq import spec
 
 from common import tracing
-from common.broker import declare_work_queue, persistent_message
+from common.broker import declare_work_queue
 from schemas.delivery import Attempt, encode_task
 from schemas.topology import Topology
 from subscribers.schedule import Schedule
@@ -41,7 +44,7 @@ class TaskPublisher:
     """Publishes tasks on the default exchange (confirmed) to the attempts queue or a delay tier."""
 
     def __init__(self, channel: AbstractChannel, topology: Topology, *, timeout: float = 5.0) -> None:
-        self._exchange = channel.default_exchange
+        self._channel = channel
         self._topology = topology
         self._timeout = timeout
 
@@ -59,13 +62,20 @@ class TaskPublisher:
         await self._publish(task, self._topology.delivery_attempts.tier(tier_ms))
 
     async def _publish(self, task: Attempt, queue: str) -> None:
-        await self._exchange.publish(
-            persistent_message(
-                encode_task(task),
+        # Straight on the AMQP channel with `wait=False`, as the router publishes: aio-pika's publish
+        # holds the channel's lock until the writer has sent the frame, so that publishes of one
+        # channel go one per turn of the event loop, and a busy worker's fan-out waited on that, not
+        # on the broker. The broker's confirm is still awaited (a nack raises DeliveryError).
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        await channel.basic_publish(
+            encode_task(task),
+            routing_key=queue,
+            properties=spec.Basic.Properties(
                 message_id=task.delivery_id,
                 content_type="application/msgpack",
+                delivery_mode=2,  # persistent
                 headers=tracing.headers(),
             ),
-            routing_key=queue,
             timeout=self._timeout,
+            wait=False,
         )
