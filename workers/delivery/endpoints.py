@@ -1,10 +1,13 @@
 """The endpoints this worker is posting to: at most `limit` attempts in flight to each, and how each
 is doing (health.py).
 
-A task whose endpoint is at its limit waits here for a slot, briefly and behind at most a few others
-per slot; only then is it parked in the broker. Parking every such task at once made a burst circle
-through the park tier; waiting here is bounded, so a slow endpoint holds at most
-limit * (1 + WAITERS_PER_SLOT) of the worker's prefetch, for at most `patience` each.
+A task whose endpoint is at its limit waits here for a slot, behind at most a few others per slot,
+for as long as the endpoint keeps answering: a park costs the task a trip through the broker and the
+park tier's wait (a second by default), so a healthy endpoint that is merely busy (a burst, or this
+worker's own event loop running late) is waited for, not parked. A task is parked once too many wait
+already, or when no attempt there has ended for `patience` (the endpoint is slow or hanging, and its
+slots will not free soon). So a slow endpoint holds at most limit * (1 + WAITERS_PER_SLOT) of the
+worker's prefetch, for at most about `patience` each.
 """
 
 import asyncio
@@ -31,12 +34,11 @@ class Endpoints:
 
     async def turn(self, endpoint: str, patience: float) -> Admission:
         """The endpoint's admission once it is below its limit (GO), or failing or hanging (SKIP);
-        PARK if it is still at its limit after `patience`, too many tasks already wait for it, or
-        every attempt in flight there has run longer than `patience` (slots that free that slowly are
-        not worth waiting for)."""
+        PARK if too many tasks already wait for it, every attempt in flight there has run longer than
+        `patience`, or none ended for `patience` while this task waited (slots that free that slowly
+        are not worth waiting for)."""
         health = self.health(endpoint)
         waiting = self._waiting.setdefault(endpoint, collections.deque())
-        deadline = time.monotonic() + patience
         try:
             while (admission := health.admit(now := time.monotonic())) is Admission.PARK:
                 if len(waiting) >= self._limit * WAITERS_PER_SLOT or health.stuck_for(now) > patience:
@@ -44,10 +46,10 @@ class Endpoints:
                 woken = asyncio.get_running_loop().create_future()
                 waiting.append(woken)
                 try:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        await woken
-                except TimeoutError:
-                    return Admission.PARK
+                    while not woken.done():  # its place kept while the endpoint answers others
+                        await asyncio.wait((woken,), timeout=patience)
+                        if not woken.done() and time.monotonic() - health.last_finished_at > patience:
+                            return Admission.PARK  # nothing ended there while it waited
                 finally:
                     if not woken.done():
                         woken.cancel()

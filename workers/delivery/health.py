@@ -27,6 +27,7 @@ class EndpointHealth(msgspec.Struct):
     in_flight: list[float] = []  # start times of the attempts running now
     failures: int = 0  # consecutive failed attempts (no answer, or a 5xx)
     last_failure_at: float = 0.0
+    last_finished_at: float = 0.0  # when an attempt there last ended, however it ended
 
     def admit(self, now: float) -> Admission:
         failing = self.failures > 0 and now - self.last_failure_at < self.probe_every
@@ -56,6 +57,7 @@ class EndpointHealth(msgspec.Struct):
 
     def finished(self, started: float, now: float, *, answered_below_500: bool) -> None:
         self.in_flight.remove(started)
+        self.last_finished_at = now
         if answered_below_500:
             self.failures = 0
         else:
