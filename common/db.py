@@ -20,8 +20,11 @@ log = structlog.get_logger()
 DbConn = asyncpg.Connection | PoolConnectionProxy
 
 
-def _server_settings(settings: WorkerSettings) -> dict[str, str]:
-    return {"search_path": settings.database_schema} if settings.database_schema else {}
+def _server_settings(settings: WorkerSettings, *, generic_plans: bool = False) -> dict[str, str]:
+    server = {"search_path": settings.database_schema} if settings.database_schema else {}
+    if generic_plans:
+        server["plan_cache_mode"] = "force_generic_plan"
+    return server
 
 
 async def connect(settings: WorkerSettings) -> asyncpg.Connection:
@@ -33,16 +36,22 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    settings: WorkerSettings, *, size: int = 4, reset_sessions: bool = True
+    settings: WorkerSettings, *, size: int = 4, reset_sessions: bool = True, generic_plans: bool = False
 ) -> asyncpg.Pool:
     """`reset_sessions=False` for pools whose users never LISTEN, SET, open cursors or take session
     advisory locks: asyncpg's reset query on every release is then a round trip that resets nothing
-    (the delivery worker acquires twice per attempt; profiled at 11% of its time)."""
+    (the delivery worker acquires twice per attempt; profiled at 11% of its time).
+
+    `generic_plans=True` for pools that run the same few statements over and over, each finding its
+    rows by key or by arrays of keys (the delivery worker's): PostgreSQL otherwise plans such a
+    statement, and every statement inside the PL/pgSQL and SQL functions it calls, anew at each
+    execution (their arrays make its generic plan look no cheaper), which was half of its CPU per
+    delivery. Not for the console's queries, whose best plan depends on the filter's values."""
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=1,
         max_size=size,
-        server_settings=_server_settings(settings),
+        server_settings=_server_settings(settings, generic_plans=generic_plans),
         reset=None if reset_sessions else _keep_session,
     )
     assert pool is not None
@@ -50,11 +59,16 @@ async def create_pool(
 
 
 async def open_pool(
-    service: "Service", settings: WorkerSettings, *, size: int = 4, reset_sessions: bool = True
+    service: "Service",
+    settings: WorkerSettings,
+    *,
+    size: int = 4,
+    reset_sessions: bool = True,
+    generic_plans: bool = False,
 ) -> asyncpg.Pool:
     """A pool for the life of `service`, closed at shutdown; the process is unready while the database
     does not answer (a ping every few seconds, so that /readyz costs no query)."""
-    pool = await create_pool(settings, size=size, reset_sessions=reset_sessions)
+    pool = await create_pool(settings, size=size, reset_sessions=reset_sessions, generic_plans=generic_plans)
     service.on_close(pool.close)
     reachable = asyncio.Event()
     reachable.set()
