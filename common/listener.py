@@ -320,12 +320,16 @@ class GuardedSite(web.BaseSite):
         name: str,
         limits: ConnectionLimits,
         on_malformed: OnMalformed,
+        reuse_port: bool = False,
         **handler_options: Any,
     ) -> None:
-        """`handler_options` are aiohttp's RequestHandler options (max_line_size, max_headers, ...)."""
+        """`handler_options` are aiohttp's RequestHandler options (max_line_size, max_headers, ...).
+        `reuse_port`: several processes listen on the port (SO_REUSEPORT), the kernel spreads the
+        connections among them."""
         super().__init__(runner)
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
         self.connections = Connections(name, limits, on_malformed)
         self._options = {**handler_options, "keepalive_timeout": limits.keepalive_timeout}
         # Access lines are the middleware's: aiohttp's own would be one more line per request.
@@ -344,7 +348,9 @@ class GuardedSite(web.BaseSite):
         def handler() -> GuardedRequestHandler:
             return GuardedRequestHandler(manager, self.connections, loop=loop, **self._options)
 
-        self._server = await loop.create_server(handler, self._host, self._port, backlog=self._backlog)
+        self._server = await loop.create_server(
+            handler, self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port or None
+        )
         _ensure_descriptors(self.connections.name, self.connections.limits.max_connections + _RESERVED_FDS)
 
 
