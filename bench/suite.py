@@ -36,6 +36,8 @@ class Sizes:
     subscriber_rate: float = 50.0
     subscriber_webhooks: int = 500  # 10 s at 50/s
     concurrency: int = 64
+    # The ingress's processes on its own rows (issue 23's fallback), against the same baselines.
+    ingress_processes: int = 2
     timeout: float = 300.0
 
 
@@ -74,7 +76,12 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
 
     async def ingress_part() -> None:
         r = await ingress.run(
-            sizes.ingress_requests, sizes.concurrency, sizes.ingress_warmup, sizes.ingress_rounds, traced=True
+            sizes.ingress_requests,
+            sizes.concurrency,
+            sizes.ingress_warmup,
+            sizes.ingress_rounds,
+            traced=True,
+            processes=sizes.ingress_processes,
         )
         rounds["ingress_rate"] = [x.rate for x in r.ingress_rounds]
         rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
@@ -144,6 +151,62 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
                 target=f">= {ingress.SAMPLED_FLOOR:.2f} x tracing off",
                 passes=r.sampled_ratio >= ingress.SAMPLED_FLOOR,
                 note=f"{sampled_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request more",
+            )
+        )
+        if r.processes > 1:
+            multi_rows(r)
+
+    def multi_rows(r: ingress.IngressResult) -> None:
+        """Issue 23's fallback: the ingress with several processes sharing its port, against the
+        one-process baseline of the same run (the issue's comparison), and the baseline likewise."""
+        n = r.processes
+        rounds[f"ingress_{n}_processes_rate"] = [x.rate for x in r.multi_rounds]
+        rounds[f"ingress_{n}_processes_p99_ms"] = [x.p99_ms for x in r.multi_rounds]
+        rounds[f"ingress_{n}_processes_cpu_us"] = r.multi_cpu_us
+        rounds[f"ingress_baseline_{n}_processes_rate"] = [x.rate for x in r.multi_baseline_rounds]
+        multi_cpu = statistics.median(r.multi_cpu_us)
+        rows.append(
+            Row(
+                key=f"ingress_{n}_processes",
+                what=f"ingress, {n} processes on the port, {sizes.concurrency} conn",
+                figure=r.multi.rate,
+                unit="req/s",
+                baseline=r.baseline.rate,
+                baseline_what="bare aiohttp + confirmed publish, one process",
+                ratio=r.multi_rate_ratio,
+                target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
+                passes=r.multi_rate_ratio >= ingress.RATE_FLOOR,
+                note=f"server CPU per request {multi_cpu:,.0f} µs (all {n} processes and the supervisor)",
+            )
+        )
+        rows.append(
+            Row(
+                key=f"ingress_{n}_processes_p99",
+                what=f"ingress p99, {n} processes, same runs",
+                figure=r.multi_p99_ms,
+                unit="ms",
+                baseline=r.baseline_p99_ms,
+                baseline_what="bare aiohttp + confirmed publish, one process",
+                ratio=r.multi_p99_ratio,
+                target=f"<= {ingress.P99_CEILING:.1f} x baseline",
+                passes=r.multi_p99_ratio <= ingress.P99_CEILING,
+                higher_is_better=False,
+            )
+        )
+        baseline_cpu = statistics.median(r.multi_baseline_cpu_us)
+        rows.append(
+            Row(
+                key=f"ingress_{n}_processes_like_for_like",
+                what=f"ingress, {n} processes, against the baseline with {n}",
+                figure=r.multi.rate,
+                unit="req/s",
+                baseline=r.multi_baseline.rate,
+                baseline_what=f"bare aiohttp + confirmed publish, {n} processes on the port",
+                ratio=r.multi_like_ratio,
+                target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
+                passes=r.multi_like_ratio >= ingress.RATE_FLOOR,
+                note=f"server CPU per request: ingress {multi_cpu:,.0f} µs, baseline {baseline_cpu:,.0f} µs"
+                f" ({multi_cpu / baseline_cpu:.2f} x)",
             )
         )
 
