@@ -206,6 +206,17 @@ class GuardedRequestHandler(RequestHandler):
         if self._phase == _HEADERS and self._headers_complete(data):
             # Before aiohttp sees the bytes: it may answer the request before returning.
             self._enter(_REQUEST)
+        if self._phase == _REQUEST and (self._close or self._force_close) and not self._closing():
+            # Shutdown marks every connection closing, after which aiohttp drops what arrives: the
+            # rest of a body still on its way too, and its request, which shutdown waits for, would
+            # end in a 408 instead of its 200. Its bytes are read; the connection closes after it.
+            close, force = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = self._close or close, self._force_close or force
+            return
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -293,6 +304,9 @@ class GuardedRequestHandler(RequestHandler):
         self._connections.header_timeout(self._received, remote)
         self._connections.forget(self)
         self.force_close()
+
+    def _closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:

@@ -25,7 +25,7 @@ _CFS_PERIOD: Final = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 
 def parse_processes(raw: str) -> int:
     value = raw.strip().lower()
-    if value == "auto":
+    if value in ("auto", ""):  # empty as unset: a compose file's `${VAR:-}`
         return AUTO
     try:
         count = int(value)
