@@ -21,12 +21,18 @@ from tests.support.ports import free_port
 from tests.support.real_ingress import SYNAP, RealIngress
 
 BODY = b'{"event": "attempt.completed", "id": "a-1"}'
+HEAD = (
+    f"POST /hooks/synap-main HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    f"Content-Length: {len(BODY)}\r\n\r\n"
+).encode()
 
 
 @contextlib.asynccontextmanager
-async def two_processes(amqp_url: str, topology: Topology, tmp_path: Path) -> AsyncIterator[RealIngress]:
+async def two_processes(
+    amqp_url: str, topology: Topology, tmp_path: Path, processes: int = 2
+) -> AsyncIterator[RealIngress]:
     """The supervisor, once both processes are ready (its /readyz); stopped at the end if the test
-    did not stop it."""
+    did not stop it. (`processes=1`: the one process, no supervisor.)"""
     (tmp_path / "sources.toml").write_text(SYNAP)
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
@@ -37,7 +43,7 @@ async def two_processes(amqp_url: str, topology: Topology, tmp_path: Path) -> As
         RESULTBUS_INGRESS_PORT=str(port),
         RESULTBUS_METRICS_PORT=str(metrics_port),
         RESULTBUS_LOG_JSON="1",
-        RESULTBUS_INGRESS_PROCESSES="2",
+        RESULTBUS_INGRESS_PROCESSES=str(processes),
     )
     stderr = tmp_path / "ingress.stderr"
     with stderr.open("wb") as sink:
@@ -51,9 +57,10 @@ async def two_processes(amqp_url: str, topology: Topology, tmp_path: Path) -> As
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"http://127.0.0.1:{metrics_port}/readyz") as response:
                         if response.status == 200:
-                            assert await response.json() == {
-                                "status": "ready", "role": "ingress", "processes": 2, "ready": 2
-                            }  # fmt: skip
+                            if processes > 1:
+                                assert await response.json() == {
+                                    "status": "ready", "role": "ingress", "processes": 2, "ready": 2
+                                }  # fmt: skip
                             break
                 assert process.returncode is None, stderr.read_text()
                 await asyncio.sleep(0.1)
@@ -122,10 +129,6 @@ async def test_both_processes_answer_each_counted_and_logged_and_sigterm_drains_
         # A request in flight in each process: connections opened until both hold one, each with
         # its body half sent.
         held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        head = (
-            f"POST /hooks/synap-main HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(BODY)}\r\n\r\n"
-        ).encode()
         async with asyncio.timeout(20):
             while not all(
                 [
@@ -134,7 +137,7 @@ async def test_both_processes_answer_each_counted_and_logged_and_sigterm_drains_
                 ]
             ):
                 reader, writer = await ingress.connect()
-                writer.write(head + BODY[:10])
+                writer.write(HEAD + BODY[:10])
                 await writer.drain()
                 held.append((reader, writer))
                 await asyncio.sleep(0.1)
@@ -192,3 +195,25 @@ async def test_a_supervisor_killed_outright_takes_its_processes_with_it(
                 await asyncio.sleep(0.1)
         # Each stopped as on SIGTERM (the pipe from the supervisor read end-of-file), in its order.
         assert sum(line.get("event") == "stopped" for line in ingress.lines()) == 2
+
+
+async def test_one_process_too_reads_a_body_still_arriving_at_sigterm_and_answers_200(
+    amqp_url: str, topology: Topology, tmp_path: Path
+) -> None:
+    # Guards common/listener.py `data_received`: aiohttp drops what arrives once shutdown marks the
+    # connection closing, so the rest of the body never came and the request ended in a 408.
+    async with two_processes(amqp_url, topology, tmp_path, processes=1) as ingress:
+        reader, writer = await ingress.connect()
+        writer.write(HEAD + BODY[:10])
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the headers read: the request is in its handler
+        ingress.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        writer.write(BODY[10:])
+        await writer.drain()
+        status = (await asyncio.wait_for(reader.readline(), 5)).split(b" ")[1]
+        writer.close()
+        assert status == b"200"
+        async with asyncio.timeout(30):
+            assert await ingress.process.wait() == 0
+    assert await queued(amqp_url, topology) == 1
