@@ -36,6 +36,8 @@ class Sizes:
     subscriber_rate: float = 50.0
     subscriber_webhooks: int = 500  # 10 s at 50/s
     concurrency: int = 64
+    # The ingress's processes on its own rows (issue 23's fallback), against the same baselines.
+    ingress_processes: int = 2
     timeout: float = 300.0
 
 
@@ -61,6 +63,142 @@ class Results(msgspec.Struct, kw_only=True):
     rounds: dict[str, list[float]]
 
 
+def ingress_rows(r: ingress.IngressResult, sizes: Sizes) -> tuple[list[Row], dict[str, list[float]]]:
+    """The ingress's rows of the table, and their rounds, from its measurements."""
+    rows: list[Row] = []
+    rounds: dict[str, list[float]] = {}
+    rounds["ingress_rate"] = [x.rate for x in r.ingress_rounds]
+    rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
+    rounds["ingress_p99_ms"] = [x.p99_ms for x in r.ingress_rounds]
+    rounds["ingress_baseline_p99_ms"] = [x.p99_ms for x in r.baseline_rounds]
+    rounds["ingress_cpu_us"] = r.ingress_cpu_us
+    rounds["ingress_baseline_cpu_us"] = r.baseline_cpu_us
+    rows.append(
+        Row(
+            key="ingress_rate",
+            what=f"ingress, 200 after confirm, {sizes.concurrency} conn",
+            figure=r.ingress.rate,
+            unit="req/s",
+            baseline=r.baseline.rate,
+            baseline_what="bare aiohttp + confirmed publish",
+            ratio=r.rate_ratio,
+            target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
+            passes=r.passes_rate,
+            note=f"server CPU per request: ingress {r.ingress_cpu_median_us:,.0f} µs, baseline"
+            f" {r.baseline_cpu_median_us:,.0f} µs ({r.cpu_ratio:.2f} x)",
+        )
+    )
+    rows.append(
+        Row(
+            key="ingress_p99",
+            what="ingress p99, same runs",
+            figure=r.ingress_p99_ms,
+            unit="ms",
+            baseline=r.baseline_p99_ms,
+            baseline_what="bare aiohttp + confirmed publish",
+            ratio=r.p99_ratio,
+            target=f"<= {ingress.P99_CEILING:.1f} x baseline",
+            passes=r.passes_p99,
+            higher_is_better=False,
+        )
+    )
+    rounds["ingress_traced_rate"] = [x.rate for x in r.traced_rounds]
+    rounds["ingress_traced_cpu_us"] = r.traced_cpu_us
+    traced_cpu = statistics.median(r.traced_cpu_us)
+    rows.append(
+        Row(
+            key="ingress_traced",
+            what="ingress with tracing on (every call, OTLP/HTTP to a loopback collector)",
+            figure=r.traced.rate,
+            unit="req/s",
+            baseline=r.ingress.rate,
+            baseline_what="the ingress, tracing off",
+            ratio=r.traced_ratio,
+            target=f">= {ingress.TRACED_FLOOR:.2f} x tracing off",
+            passes=r.traced_ratio >= ingress.TRACED_FLOOR and r.traced_exports > 0,
+            note=f"tracing costs {traced_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request"
+            f" ({traced_cpu:,.0f} vs {r.ingress_cpu_median_us:,.0f}); {r.traced_exports} exports received",
+        )
+    )
+    rounds["ingress_sampled_rate"] = [x.rate for x in r.sampled_rounds]
+    rounds["ingress_sampled_cpu_us"] = r.sampled_cpu_us
+    sampled_cpu = statistics.median(r.sampled_cpu_us)
+    rows.append(
+        Row(
+            key="ingress_sampled",
+            what="ingress with tracing on, 1 call in 10 sampled (traceidratio 0.1)",
+            figure=r.ingress.rate * r.sampled_ratio,
+            unit="req/s",
+            baseline=r.ingress.rate,
+            baseline_what="the ingress, tracing off",
+            ratio=r.sampled_ratio,
+            target=f">= {ingress.SAMPLED_FLOOR:.2f} x tracing off",
+            passes=r.sampled_ratio >= ingress.SAMPLED_FLOOR,
+            note=f"{sampled_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request more",
+        )
+    )
+    if r.processes > 1:
+        multi_rows(r, sizes, rows, rounds)
+    return rows, rounds
+
+
+def multi_rows(
+    r: ingress.IngressResult, sizes: Sizes, rows: list[Row], rounds: dict[str, list[float]]
+) -> None:
+    """Issue 23's fallback: the ingress with several processes sharing its port, against the
+    one-process baseline of the same run (the issue's comparison), and the baseline likewise."""
+    n = r.processes
+    rounds[f"ingress_{n}_processes_rate"] = [x.rate for x in r.multi_rounds]
+    rounds[f"ingress_{n}_processes_p99_ms"] = [x.p99_ms for x in r.multi_rounds]
+    rounds[f"ingress_{n}_processes_cpu_us"] = r.multi_cpu_us
+    rounds[f"ingress_baseline_{n}_processes_rate"] = [x.rate for x in r.multi_baseline_rounds]
+    multi_cpu = statistics.median(r.multi_cpu_us)
+    rows.append(
+        Row(
+            key=f"ingress_{n}_processes",
+            what=f"ingress, {n} processes on the port, {sizes.concurrency} conn",
+            figure=r.multi.rate,
+            unit="req/s",
+            baseline=r.baseline.rate,
+            baseline_what="bare aiohttp + confirmed publish, one process",
+            ratio=r.multi_rate_ratio,
+            target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
+            passes=r.multi_rate_ratio >= ingress.RATE_FLOOR,
+            note=f"server CPU per request {multi_cpu:,.0f} µs (all {n} processes and the supervisor)",
+        )
+    )
+    rows.append(
+        Row(
+            key=f"ingress_{n}_processes_p99",
+            what=f"ingress p99, {n} processes, same runs",
+            figure=r.multi_p99_ms,
+            unit="ms",
+            baseline=r.baseline_p99_ms,
+            baseline_what="bare aiohttp + confirmed publish, one process",
+            ratio=r.multi_p99_ratio,
+            target=f"<= {ingress.P99_CEILING:.1f} x baseline",
+            passes=r.multi_p99_ratio <= ingress.P99_CEILING,
+            higher_is_better=False,
+        )
+    )
+    baseline_cpu = statistics.median(r.multi_baseline_cpu_us)
+    rows.append(
+        Row(
+            key=f"ingress_{n}_processes_like_for_like",
+            what=f"ingress, {n} processes, against the baseline with {n}",
+            figure=r.multi.rate,
+            unit="req/s",
+            baseline=r.multi_baseline.rate,
+            baseline_what=f"bare aiohttp + confirmed publish, {n} processes on the port",
+            ratio=r.multi_like_ratio,
+            target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
+            passes=r.multi_like_ratio >= ingress.RATE_FLOOR,
+            note=f"server CPU per request: ingress {multi_cpu:,.0f} µs, baseline {baseline_cpu:,.0f} µs"
+            f" ({multi_cpu / baseline_cpu:.2f} x)",
+        )
+    )
+
+
 async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
     started, wall = time.perf_counter(), datetime.now(UTC)
     rows: list[Row] = []
@@ -74,78 +212,16 @@ async def run(sizes: Sizes, progress: Callable[[str], None] = print) -> Results:
 
     async def ingress_part() -> None:
         r = await ingress.run(
-            sizes.ingress_requests, sizes.concurrency, sizes.ingress_warmup, sizes.ingress_rounds, traced=True
+            sizes.ingress_requests,
+            sizes.concurrency,
+            sizes.ingress_warmup,
+            sizes.ingress_rounds,
+            traced=True,
+            processes=sizes.ingress_processes,
         )
-        rounds["ingress_rate"] = [x.rate for x in r.ingress_rounds]
-        rounds["ingress_baseline_rate"] = [x.rate for x in r.baseline_rounds]
-        rounds["ingress_p99_ms"] = [x.p99_ms for x in r.ingress_rounds]
-        rounds["ingress_baseline_p99_ms"] = [x.p99_ms for x in r.baseline_rounds]
-        rounds["ingress_cpu_us"] = r.ingress_cpu_us
-        rounds["ingress_baseline_cpu_us"] = r.baseline_cpu_us
-        rows.append(
-            Row(
-                key="ingress_rate",
-                what=f"ingress, 200 after confirm, {sizes.concurrency} conn",
-                figure=r.ingress.rate,
-                unit="req/s",
-                baseline=r.baseline.rate,
-                baseline_what="bare aiohttp + confirmed publish",
-                ratio=r.rate_ratio,
-                target=f">= {ingress.RATE_FLOOR:.2f} x baseline",
-                passes=r.passes_rate,
-                note=f"server CPU per request: ingress {r.ingress_cpu_median_us:,.0f} µs, baseline"
-                f" {r.baseline_cpu_median_us:,.0f} µs ({r.cpu_ratio:.2f} x)",
-            )
-        )
-        rows.append(
-            Row(
-                key="ingress_p99",
-                what="ingress p99, same runs",
-                figure=r.ingress_p99_ms,
-                unit="ms",
-                baseline=r.baseline_p99_ms,
-                baseline_what="bare aiohttp + confirmed publish",
-                ratio=r.p99_ratio,
-                target=f"<= {ingress.P99_CEILING:.1f} x baseline",
-                passes=r.passes_p99,
-                higher_is_better=False,
-            )
-        )
-        rounds["ingress_traced_rate"] = [x.rate for x in r.traced_rounds]
-        rounds["ingress_traced_cpu_us"] = r.traced_cpu_us
-        traced_cpu = statistics.median(r.traced_cpu_us)
-        rows.append(
-            Row(
-                key="ingress_traced",
-                what="ingress with tracing on (every call, OTLP/HTTP to a loopback collector)",
-                figure=r.traced.rate,
-                unit="req/s",
-                baseline=r.ingress.rate,
-                baseline_what="the ingress, tracing off",
-                ratio=r.traced_ratio,
-                target=f">= {ingress.TRACED_FLOOR:.2f} x tracing off",
-                passes=r.traced_ratio >= ingress.TRACED_FLOOR and r.traced_exports > 0,
-                note=f"tracing costs {traced_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request"
-                f" ({traced_cpu:,.0f} vs {r.ingress_cpu_median_us:,.0f}); {r.traced_exports} exports received",
-            )
-        )
-        rounds["ingress_sampled_rate"] = [x.rate for x in r.sampled_rounds]
-        rounds["ingress_sampled_cpu_us"] = r.sampled_cpu_us
-        sampled_cpu = statistics.median(r.sampled_cpu_us)
-        rows.append(
-            Row(
-                key="ingress_sampled",
-                what="ingress with tracing on, 1 call in 10 sampled (traceidratio 0.1)",
-                figure=r.ingress.rate * r.sampled_ratio,
-                unit="req/s",
-                baseline=r.ingress.rate,
-                baseline_what="the ingress, tracing off",
-                ratio=r.sampled_ratio,
-                target=f">= {ingress.SAMPLED_FLOOR:.2f} x tracing off",
-                passes=r.sampled_ratio >= ingress.SAMPLED_FLOOR,
-                note=f"{sampled_cpu - r.ingress_cpu_median_us:,.0f} µs of server CPU per request more",
-            )
-        )
+        added_rows, added_rounds = ingress_rows(r, sizes)
+        rows.extend(added_rows)
+        rounds.update(added_rounds)
 
     async def pipeline_part() -> None:
         r = await pipeline.run(

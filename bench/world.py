@@ -61,6 +61,9 @@ class World:
             # The level users run (the default): every process writes its line per request,
             # webhook or attempt, and that is part of what is measured.
             "RESULTBUS_LOG_LEVEL": "INFO",
+            # One ingress process, as every figure was measured before several could share the port
+            # (bench/ingress.py measures several on their own rows).
+            "RESULTBUS_INGRESS_PROCESSES": "1",
             **more,
         }
 

@@ -206,6 +206,17 @@ class GuardedRequestHandler(RequestHandler):
         if self._phase == _HEADERS and self._headers_complete(data):
             # Before aiohttp sees the bytes: it may answer the request before returning.
             self._enter(_REQUEST)
+        if self._phase == _REQUEST and (self._close or self._force_close) and not self._closing():
+            # Shutdown marks every connection closing, after which aiohttp drops what arrives: the
+            # rest of a body still on its way too, and its request, which shutdown waits for, would
+            # end in a 408 instead of its 200. Its bytes are read; the connection closes after it.
+            close, force = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = self._close or close, self._force_close or force
+            return
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -294,6 +305,9 @@ class GuardedRequestHandler(RequestHandler):
         self._connections.forget(self)
         self.force_close()
 
+    def _closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
@@ -320,12 +334,16 @@ class GuardedSite(web.BaseSite):
         name: str,
         limits: ConnectionLimits,
         on_malformed: OnMalformed,
+        reuse_port: bool = False,
         **handler_options: Any,
     ) -> None:
-        """`handler_options` are aiohttp's RequestHandler options (max_line_size, max_headers, ...)."""
+        """`handler_options` are aiohttp's RequestHandler options (max_line_size, max_headers, ...).
+        `reuse_port`: several processes listen on the port (SO_REUSEPORT), the kernel spreads the
+        connections among them."""
         super().__init__(runner)
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
         self.connections = Connections(name, limits, on_malformed)
         self._options = {**handler_options, "keepalive_timeout": limits.keepalive_timeout}
         # Access lines are the middleware's: aiohttp's own would be one more line per request.
@@ -344,7 +362,9 @@ class GuardedSite(web.BaseSite):
         def handler() -> GuardedRequestHandler:
             return GuardedRequestHandler(manager, self.connections, loop=loop, **self._options)
 
-        self._server = await loop.create_server(handler, self._host, self._port, backlog=self._backlog)
+        self._server = await loop.create_server(
+            handler, self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port or None
+        )
         _ensure_descriptors(self.connections.name, self.connections.limits.max_connections + _RESERVED_FDS)
 
 

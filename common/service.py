@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -117,15 +118,19 @@ async def running(
     settings: S,
     start: Callable[["Service", S], Awaitable[None]],
     process: ProcessSettings | None = None,
+    health_socket: socket.socket | None = None,
 ) -> AsyncIterator[Service]:
     """A role running in this event loop: started on entry; on exit shut down in order and closed.
-    What `serve` runs, and what tests and benchmarks run in-process."""
+    What `serve` runs, and what tests and benchmarks run in-process. `health_socket`: a listening
+    socket handed over by a supervisor, served instead of RESULTBUS_METRICS_PORT."""
     process = process or ProcessSettings()
     async with contextlib.AsyncExitStack() as stack:
         service = Service(role, process, stack)
         READY.labels(role).set_function(lambda: 1.0 if service.ready else 0.0)
         UP_SINCE.labels(role).set_to_current_time()
-        await stack.enter_async_context(health_server(service, process.metrics_host, process.metrics_port))
+        await stack.enter_async_context(
+            health_server(service, process.metrics_host, process.metrics_port, health_socket)
+        )
         try:
             await start(service, settings)
             service._started = True
@@ -158,17 +163,12 @@ def serve(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     prog: str | None = None,
+    health_socket: socket.socket | None = None,
 ) -> int:
     """The whole life of one process; returns its exit code. `settings` declares what `read_settings`
     reads (beside every process's own), for `--help`."""
     env = process_env() if env is None else env
-    parser = argparse.ArgumentParser(
-        prog=prog or f"python -m {role}",
-        description=description,
-        epilog=settings_help([PROCESS, *settings]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args(argv)
+    parse_command_line(role, description, settings, argv, prog)
     try:
         process, read = ProcessSettings.from_env(env), read_settings(env)
     except SettingError as error:
@@ -182,7 +182,7 @@ def serve(
         return 2
     run = _event_loop_runner()
     try:
-        run(_serve(role, process, read, start))
+        run(_serve(role, process, read, start, health_socket))
     except HealthPortError as error:
         print(f"{role}: {error}", file=sys.stderr)
         return 2
@@ -195,6 +195,19 @@ def serve(
     finally:
         tracing.shutdown()  # what is still batched is exported before the process ends
     return 0
+
+
+def parse_command_line(
+    role: str, description: str, settings: Sequence[Group], argv: Sequence[str] | None, prog: str | None
+) -> None:
+    """A role takes no arguments: `--help` lists its settings and exits, anything else is refused."""
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python -m {role}",
+        description=description,
+        epilog=settings_help([PROCESS, *settings]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
 
 
 class StartupError(Exception):
@@ -212,7 +225,11 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 
 async def _serve(
-    role: str, process: ProcessSettings, settings: S, start: Callable[[Service, S], Awaitable[None]]
+    role: str,
+    process: ProcessSettings,
+    settings: S,
+    start: Callable[[Service, S], Awaitable[None]],
+    health_socket: socket.socket | None = None,
 ) -> None:
     # Signals first, before any resource is opened: a SIGTERM while start-up waits on an unreachable
     # broker stops the start (what is open is closed) instead of being ignored until it gives up.
@@ -224,7 +241,7 @@ async def _serve(
     started = asyncio.Event()
 
     async def life() -> list[str]:
-        async with running(role, settings, start, process) as service:
+        async with running(role, settings, start, process, health_socket) as service:
             started.set()
             log.info("started", startup_ms=round((time.monotonic() - began) * 1000, 1))
             return await service.watch(signalled)
@@ -254,10 +271,13 @@ async def _serve(
 
 
 @contextlib.asynccontextmanager
-async def health_server(service: Service, host: str, port: int | None) -> AsyncIterator[None]:
+async def health_server(
+    service: Service, host: str, port: int | None, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
     """/metrics, /healthz (the process and its tasks live) and /readyz (ready for work), away from any
-    vendor-facing listener; nothing when `port` is None."""
-    if port is None:
+    vendor-facing listener, on `sock` if given (already listening), else on `port`; nothing when
+    neither is."""
+    if port is None and sock is None:
         yield
         return
 
@@ -280,7 +300,7 @@ async def health_server(service: Service, host: str, port: int | None) -> AsyncI
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await (web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)).start()
     except OSError as error:
         await runner.cleanup()
         # asyncio's message already repeats the address ("error while attempting to bind on address

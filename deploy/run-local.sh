@@ -34,7 +34,8 @@ export RESULTBUS_ADMIN_TOKEN=${RESULTBUS_ADMIN_TOKEN:-local-admin-token-change-m
 
 # RESULTBUS_METRICS_PORT is a base here: each process serves /metrics, /healthz and /readyz on a port
 # of its own, base+0 ingress, +1 router, +2 delivery, +3 checker, +4 admin, +5 fulfillment,
-# +6 retention (a second copy of a role from +7 on).
+# +6 retention (a second copy of a role from +7 on). The ingress runs RESULTBUS_INGRESS_PROCESSES
+# processes on its port (default: one per CPU), its base+0 answering for all of them.
 metrics_base=${RESULTBUS_METRICS_PORT:-}
 unset RESULTBUS_METRICS_PORT
 if [[ -n "$metrics_base" && ! "$metrics_base" =~ ^[0-9]+$ ]]; then
@@ -93,7 +94,7 @@ start admin "$PY" -m admin
 
 echo "run-local: admin API on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081} (Bearer \$RESULTBUS_ADMIN_TOKEN)"
 echo "run-local: operator console on http://${RESULTBUS_ADMIN_HOST:-127.0.0.1}:${RESULTBUS_ADMIN_PORT:-8081}/console/ (sign in with the token: $RESULTBUS_ADMIN_TOKEN)"
-echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>; try 'make demo'"
+echo "run-local: ingress on http://${RESULTBUS_INGRESS_HOST:-127.0.0.1}:${RESULTBUS_INGRESS_PORT:-8080}/hooks/<source>, ${RESULTBUS_INGRESS_PROCESSES:-auto} processes (RESULTBUS_INGRESS_PROCESSES; auto: one per CPU); try 'make demo'"
 [[ -n "$metrics_base" ]] && echo "run-local: metrics ${ports[*]}"
 # Any process exiting stops the rest: a half-running pipeline is worse than a stopped one.
 wait -n "${pids[@]}" || true

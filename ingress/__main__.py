@@ -2,6 +2,10 @@
 
 Shutdown order: readiness goes false first, then the listener stops accepting, in-flight requests
 finish (each still waits for its broker confirm), and the broker connection closes last.
+
+With RESULTBUS_INGRESS_PROCESSES above 1 (by default one per usable CPU: ingress/processes.py) this
+process supervises that many ingress processes sharing the port (ingress/supervisor.py); each of
+them is the process described here.
 """
 
 import asyncio
@@ -11,12 +15,13 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
-from common.env import SettingError
+from common.env import SettingError, process_env
 from common.listener import GuardedSite
-from common.service import Service, StartupError, serve
+from common.service import Service, StartupError, parse_command_line, serve
 from ingress.app import create_app, mark_draining
 from ingress.errors import BrokerUnavailable
 from ingress.middleware import report_malformed
+from ingress.processes import PROCESSES, resolve
 from ingress.publisher import Publisher
 from ingress.settings import SETTINGS, IngressSettings
 from ingress.sources import Source, SourceConfigError, load_sources
@@ -34,7 +39,8 @@ def read_settings(env: Mapping[str, str]) -> Loaded:
         raise SettingError(f"RESULTBUS_SOURCES: file {settings.sources_path}: {error}") from None
 
 
-async def start_ingress(service: Service, loaded: Loaded) -> None:
+async def start_ingress(service: Service, loaded: Loaded, *, index: int | None = None) -> None:
+    """`index`: this process's number among several sharing the port (None: the only one)."""
     settings, sources = loaded
     publisher = Publisher(settings.amqp_url, settings.topology, confirm_timeout=settings.confirm_timeout)
     try:
@@ -60,6 +66,7 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
         max_line_size=8190,
         max_field_size=8190,
         max_headers=64,
+        reuse_port=index is not None,
     )
     await site.start()
 
@@ -70,6 +77,7 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
     service.run("http", listen)
     log.info(
         "ingress listening",
+        **({} if index is None else {"process": index}),
         host=settings.host,
         port=settings.port,
         sources=sorted(sources),
@@ -81,14 +89,30 @@ async def start_ingress(service: Service, loaded: Loaded) -> None:
     )
 
 
+DESCRIPTION = (
+    "The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz. "
+    "The sources file (RESULTBUS_SOURCES) names the environment variables that hold each source's "
+    "secrets: see README.md, Sources. RESULTBUS_INGRESS_PROCESSES processes share the port: "
+    "see docs/operations.md, Ingress processes."
+)
+
+
 def main(
     argv: list[str] | None = None, env: Mapping[str, str] | None = None, *, prog: str | None = None
 ) -> int:
+    env = process_env() if env is None else env
+    parse_command_line("ingress", DESCRIPTION, [SETTINGS], argv, prog)
+    try:
+        processes = resolve(PROCESSES.read(env))
+    except SettingError:
+        processes = 1  # the single process's start says so, with every other setting's checks
+    if processes > 1:
+        from ingress.supervisor import supervise
+
+        return supervise(processes, env)
     return serve(
         "ingress",
-        description="The vendor-facing webhook server: POST /hooks/<source>, GET /healthz, GET /readyz. "
-        "The sources file (RESULTBUS_SOURCES) names the environment variables that hold each source's "
-        "secrets: see README.md, Sources.",
+        description=DESCRIPTION,
         settings=[SETTINGS],
         read_settings=read_settings,
         start=start_ingress,

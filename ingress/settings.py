@@ -7,6 +7,7 @@ from common.amqp import redact_urls
 from common.env import Group, duration, integer, port, text
 from common.listener import ConnectionLimits
 from common.settings import AMQP_PREFIX, AMQP_URL
+from ingress.processes import PROCESSES
 from schemas.topology import Topology
 
 SOURCES = text("RESULTBUS_SOURCES", "deploy/sources.example.toml", help="the sources file (TOML)")
@@ -55,6 +56,7 @@ SETTINGS = Group(
         HEADER_TIMEOUT,
         KEEPALIVE_TIMEOUT,
         MAX_CONNECTIONS,
+        PROCESSES,
     ),
 )
 
@@ -72,6 +74,8 @@ class IngressSettings:
     connect_timeout: float
     read_timeout: float = READ_TIMEOUT.default
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # Processes sharing the port (ingress/processes.py); AUTO until resolved at start-up.
+    processes: int = PROCESSES.default
 
     @property
     def amqp_url_redacted(self) -> str:
@@ -94,4 +98,5 @@ class IngressSettings:
                 keepalive_timeout=KEEPALIVE_TIMEOUT.read(env),
                 max_connections=MAX_CONNECTIONS.read(env),
             ),
+            processes=PROCESSES.read(env),
         )

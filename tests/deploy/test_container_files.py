@@ -148,3 +148,14 @@ def test_make_test_installs_the_validators_it_checks_with() -> None:
     assert recipe == "bash deploy/install-tools.sh"
     readme = (ROOT / "README.md").read_text()
     assert "deploy/install-tools.sh" in readme and "skipped" in readme
+
+
+def test_the_compose_ingress_runs_one_process_per_cpu_unless_told() -> None:
+    from ingress.processes import AUTO, PROCESSES
+
+    value = compose()["services"]["ingress"]["environment"]["RESULTBUS_INGRESS_PROCESSES"]
+    name, default = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", value).groups()  # type: ignore[union-attr]
+    assert name == "RESULTBUS_INGRESS_PROCESSES"  # the host's value when set, else auto
+    assert PROCESSES.read({name: default}) == AUTO
+    # The rest of the common environment is still the ingress's (the merge kept it).
+    assert compose()["services"]["ingress"]["environment"]["RESULTBUS_METRICS_PORT"] == "9100"

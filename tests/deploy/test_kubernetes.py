@@ -233,9 +233,28 @@ def test_probes_use_ports_the_container_declares(overlay: list[Doc]) -> None:
             for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
                 assert c[probe]["httpGet"]["path"] == path, name
                 assert c[probe]["httpGet"]["port"] in ports, name
-            expected = {"resultbus-ingress": 8080, "resultbus-admin": 8081}.get(name, 9100)
+            # The ingress's on its supervisor's port, which answers for all its processes.
+            expected = {"resultbus-admin": 8081}.get(name, 9100)
             assert ports[c["readinessProbe"]["httpGet"]["port"]] == expected, name
             assert ports["metrics"] == 9100
+
+
+def test_the_ingress_runs_one_process_per_cpu_of_its_limit(overlay: list[Doc]) -> None:
+    pod = by_kind(overlay, "Deployment")["resultbus-ingress"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    [processes] = [e for e in container["env"] if e["name"] == "RESULTBUS_INGRESS_PROCESSES"]
+    # The downward API gives the limit in whole CPUs, rounded up (divisor 1): 2 for '2', 1 for 500m.
+    assert processes["valueFrom"]["resourceFieldRef"] == {
+        "containerName": container["name"], "resource": "limits.cpu", "divisor": "1"
+    }  # fmt: skip
+    limit = container["resources"]["limits"]["cpu"]
+    assert limit == "2"  # two processes: what `make bench` measures (ingress_2_processes)
+    settings = by_kind(overlay, "ConfigMap")["resultbus-settings"]["data"]
+    assert "RESULTBUS_INGRESS_PROCESSES" not in settings  # env beats envFrom, but say it once
+    annotations = by_kind(overlay, "Deployment")["resultbus-ingress"]["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations["prometheus.io/port"] == "9100"  # the supervisor's: every process's series
 
 
 def test_every_reference_resolves(overlay: list[Doc]) -> None:

@@ -36,6 +36,7 @@ PAGE_ROLES = {
     "subscribers.md": ["delivery", "admin"],
     "itep-orders.md": ["fulfillment"],
     "data.md": ["retention"],
+    "operations.md": ["ingress"],
 }
 
 

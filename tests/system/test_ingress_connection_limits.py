@@ -123,6 +123,8 @@ async def test_beyond_the_connection_limit_the_longest_idle_makes_way_or_the_new
         RESULTBUS_KEEPALIVE_TIMEOUT="60s",
         RESULTBUS_READ_TIMEOUT="60s",
         RESULTBUS_MAX_CONNECTIONS="4",
+        # The limit is per process, and the kernel spreads connections among several: one here.
+        RESULTBUS_INGRESS_PROCESSES="1",
     ) as ingress:
         # Four connections still sending their headers: the oldest makes way for a fifth.
         slow = [await ingress.connect() for _ in range(4)]

@@ -13,6 +13,7 @@ import sys
 import aiohttp
 import pytest
 
+from ingress.processes import AUTO, resolve
 from schemas.topology import Topology
 from subscribers.queues import delivery_queue_names
 from tests.support.paths import ROOT
@@ -99,11 +100,20 @@ async def test_each_process_serves_its_own_metrics(topology: Topology, db_schema
     assert runner.returncode == 0, err.decode()[-2000:]
     assert f"http://127.0.0.1:{base + 2}/metrics" in out.decode()
     for role, text in metrics.items():
-        assert f'resultbus_ready{{role="{role}"}} 1.0' in text, role
+        if role != "ingress":  # below
+            assert f'resultbus_ready{{role="{role}"}} 1.0' in text, role
     assert "resultbus_delivery_attempts" in metrics["delivery"]
     assert "resultbus_delivery_deliveries_total" in metrics["delivery"]
     assert "resultbus_checker_checks" in metrics["checker"]
     assert "resultbus_router_webhooks" in metrics["router"]
+    # The ingress runs one process per usable CPU, each one's series on the one port.
+    processes = resolve(AUTO)
+    if processes == 1:  # a machine of one CPU: the one process, as before
+        assert 'resultbus_ready{role="ingress"} 1.0' in metrics["ingress"]
+    else:
+        for index in range(processes):
+            assert f'resultbus_ready{{process="{index}",role="ingress"}} 1.0' in metrics["ingress"]
+        assert f"resultbus_ingress_processes {float(processes)}" in metrics["ingress"]
     for role in ("router", "delivery", "ingress", "admin"):
         assert "resultbus_checker_" not in metrics[role], role
     for role in ("delivery", "checker", "ingress", "admin"):
