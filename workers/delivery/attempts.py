@@ -138,8 +138,11 @@ class Attempts:
         self._claims: Batch[tuple[str, int, bool], store.Claim | None] = Batch(
             self._claim_group, key=lambda item: item[0]
         )
-        self._settlements: Batch[Settling, Done] = Batch(
-            self._settle_group, key=lambda item: item.delivery_id
+        # Two lanes of settlements, each exam always in the same one: a settlement takes its exams'
+        # locks, and two groups running together that share an exam (the deliveries of one event
+        # end together) would wait for each other's commit.
+        self._settlements: tuple[Batch[Settling, Done], ...] = tuple(
+            Batch(self._settle_group, key=lambda item: item.delivery_id, parallel=1) for _ in range(2)
         )
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -308,7 +311,8 @@ class Attempts:
         self, task: Attempt, exam: str | None, settlement: store.Settlement, *, disable: str | None = None
     ) -> Done:
         """Records how the delivery ends its turn and publishes the tasks of what that released."""
-        settled = await self._settlements.submit(
+        lane = self._settlements[hash(exam) % len(self._settlements)]
+        settled = await lane.submit(
             Settling(task.delivery_id, task.subscription_id, exam, settlement, disable)
         )
         if settled.status == "superseded":

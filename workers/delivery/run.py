@@ -30,11 +30,11 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    pool = await open_pool(service, worker, size=6, reset_sessions=False, generic_plans=True)
+    pool = await open_pool(service, worker, size=6, reset_sessions=False, custom_plans=True)
     # A pool of its own for the fan-out: a burst of events in hand (its prefetch) would otherwise take
     # every connection, and the attempts' claims and records (what a subscriber is waiting on) queue
     # behind the creation of deliveries that cannot go before them anyway.
-    fanout_pool = await open_pool(service, worker, size=3, reset_sessions=False, generic_plans=True)
+    fanout_pool = await open_pool(service, worker, size=3, reset_sessions=False, custom_plans=True)
     connection = await open_connection(service, worker.amqp_url)
     worker_key = await hold_worker_lock(service, worker)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)

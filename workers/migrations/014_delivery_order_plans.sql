@@ -1,7 +1,8 @@
--- The helpers of the exam order (013) as PL/pgSQL: PostgreSQL plans a statement of an SQL-language
--- function afresh at every call, and these run once per exam of every fan-out and settlement (the
--- release) or once per matched subscription (the blocked check). PL/pgSQL keeps each plan for the
--- session. Same signatures, same rules; see 013 for what each decides.
+-- The helpers of the exam order (013) as PL/pgSQL: PostgreSQL parses, analyses and plans the body of
+-- an SQL-language function that it cannot inline anew for every statement that calls it, and these
+-- run once per exam of every fan-out and settlement (the release) or once per matched subscription
+-- (the blocked check). PL/pgSQL parses each once per session. Same signatures, same rules; see 013
+-- for what each decides.
 
 CREATE OR REPLACE FUNCTION delivery_order_lock(exams text[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -35,3 +36,14 @@ BEGIN
       AND NOT delivery_blocked(x.subscription_id, x.vendor, x.exam_key, x.exam_seq, s.delivery_order)
     RETURNING x.id, x.subscription_id, x.event_id, x.attempts;
 END $$;
+
+-- Planned at every call with the values it is called with. A plan kept for the session is made once,
+-- from the table as it was then: a worker that started on a young table (a new deployment, a test,
+-- a bench) kept finding an exam's deliveries through every delivery of the subscription
+-- (`deliveries_by_subscription`: the cheapest-looking index of a near-empty table) until the next
+-- ANALYZE, each fan-out slower than the one before.
+ALTER FUNCTION deliveries_create(uuid, text, text, text, text, boolean) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION deliveries_settle(uuid[], text[], timestamptz[], integer[], double precision[], text[], text[],
+                                 timestamptz[], boolean[], text[], uuid[], text[])
+    SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION deliveries_requeue(uuid[]) SET plan_cache_mode = force_custom_plan;
