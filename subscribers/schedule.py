@@ -1,10 +1,13 @@
 """The retry schedule and the delay tiers that hold retries in RabbitMQ.
 
 Each distinct delay of the schedule is a queue whose TTL is that delay and whose dead-letter target
-is the attempts queue. A retry goes to the longest tier not longer than what it must wait, with a
-`not_before` time: if it comes back early (a Retry-After longer than the tier, or jitter), it is
-parked again for the rest. Queue TTLs rather than per-message TTLs, because a message only expires
-at the head of its queue: one tier per delay keeps every queue in expiry order.
+is the attempts queue. A task that must wait goes, with a `not_before` time, to the shortest tier
+at least as long when that makes it no later than the jitter allows (`tier_to_wait`), else to the
+longest tier not longer; a task that comes back early goes again for the rest. The first rule is what
+makes a jittered retry one trip: a retry of 5 s jittered to 4.6 s went to the 1 s tier, and came back
+four times, and one of 300 s jittered to 280 s made 56 trips through the 5 s tier. Queue TTLs rather
+than per-message TTLs, because a message only expires at the head of its queue: one tier per delay
+keeps every queue in expiry order.
 """
 
 import random
@@ -45,6 +48,15 @@ class Schedule(msgspec.Struct, frozen=True):
         tiers = self.tiers_ms()
         fitting = [t for t in tiers if t <= _ms(wait)]
         return fitting[-1] if fitting else tiers[0]
+
+    def tier_to_wait(self, wait: float) -> int:
+        """The tier (ms) for a task due in `wait` seconds: the shortest at least as long, if it is late
+        by no more than `jitter` of its own length (the spread a jittered retry has anyway), so that
+        the task is due when it comes back; else the longest not longer (`tier_for`)."""
+        over = self.tier_over(wait)
+        if _ms(wait) <= over and over * (1 - self.jitter) <= _ms(wait):
+            return over
+        return self.tier_for(wait)
 
     def tier_over(self, wait: float) -> int:
         """The tier (ms) to wait at least `wait` in: the shortest not shorter, else the longest."""

@@ -153,7 +153,7 @@ class Attempts:
             raise Reject(f"unreadable delivery task: {describe(error)}") from error
         logs.bind(delivery_id=task.delivery_id, subscription_id=task.subscription_id)
         if (wait := task.not_before - time.time()) > 0.05:
-            await self._tasks.later(task, self._schedule.tier_for(wait))
+            await self._tasks.later(task, self._schedule.tier_to_wait(wait))
             return
         known = self._endpoint_of.get(task.subscription_id)
         if known is not None and await self._endpoints.turn(known, _SLOT_WAIT) is Admission.PARK:
@@ -231,7 +231,7 @@ class Attempts:
         if wait is not None:  # over the limit: back to the broker until the window has room
             await self._unclaim(task.delivery_id)
             throttled = msgspec.structs.replace(task, not_before=time.time() + wait)
-            await self._tasks.later(throttled, self._schedule.tier_for(wait))
+            await self._tasks.later(throttled, self._schedule.tier_to_wait(wait))
             return
         outcome = await self._send(target, work, endpoint)
         await self._record(task, state, target, outcome, self._decide(task, target, outcome))
@@ -377,7 +377,7 @@ class Attempts:
         retry = msgspec.structs.replace(
             task, attempt=attempts + 1, step=task.step + 1, not_before=time.time() + delay
         )
-        await self._tasks.later(retry, self._schedule.tier_for(delay))
+        await self._tasks.later(retry, self._schedule.tier_to_wait(delay))
 
     async def _publish_failed(
         self,

@@ -39,6 +39,26 @@ def test_next_delay_jitter_retry_after_and_exhaustion() -> None:
     )
 
 
+def test_a_jittered_retry_makes_one_trip_through_its_tier() -> None:
+    schedule = DeliverySettings.from_env({}).schedule
+    rng = random.Random(7)
+    for step in range(schedule.attempts - 1):
+        for _ in range(200):
+            delay = schedule.next_delay(step, None, rng)
+            assert delay is not None
+            tier = schedule.tier_to_wait(delay)
+            # Due when it comes back, and late by no more than the jitter's spread.
+            assert delay * 1000 <= tier <= delay * 1000 / (1 - schedule.jitter) + 1
+    assert schedule.tier_to_wait(4.6) == 5_000 and schedule.tier_to_wait(280) == 300_000
+
+
+def test_a_wait_far_from_any_tier_still_goes_to_the_longest_not_longer() -> None:
+    schedule = Schedule((0, 5, 300), jitter=0.1)
+    assert schedule.tier_to_wait(4.4) == 1_000  # 5 s would be 14 % late: back early, then again
+    assert schedule.tier_to_wait(60) == 5_000 and schedule.tier_to_wait(0.3) == 1_000
+    assert Schedule((0, 5), jitter=0.0).tier_to_wait(4.6) == 1_000  # no jitter: never late
+
+
 def test_retry_after_forms() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_retry_after("120") == 120
