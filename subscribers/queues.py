@@ -63,9 +63,9 @@ class TaskPublisher:
 
     async def _publish(self, task: Attempt, queue: str) -> None:
         # Straight on the AMQP channel with `wait=False`, as the router publishes: aio-pika's publish
-        # holds the channel's lock until the writer has sent the frame, so that publishes of one
-        # channel go one per turn of the event loop, and a busy worker's fan-out waited on that, not
-        # on the broker. The broker's confirm is still awaited (a nack raises DeliveryError).
+        # holds the channel's lock until the writer has sent the frame (one publish per turn of the
+        # event loop on a channel), and builds a Message the broker never sees. The broker's confirm
+        # is still awaited (a nack raises DeliveryError).
         channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         await channel.basic_publish(
             encode_task(task),
