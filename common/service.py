@@ -297,6 +297,16 @@ async def health_server(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    async with health_listener(app, host, port, sock):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def health_listener(
+    app: web.Application, host: str, port: int | None, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
+    """`app` served on `sock` (already listening) or on host:port, for as long as the block runs;
+    HealthPortError, naming RESULTBUS_METRICS_PORT, when the port cannot be listened on."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from common.env import SettingError
 from common.logs import configure_logging
+from common.service import HealthPortError, health_listener
 from common.settings import ProcessSettings
 from ingress.merged_metrics import merge
 
@@ -71,13 +72,9 @@ def supervise(count: int, env: Mapping[str, str]) -> int:
     configure_logging(process.log_level, json=process.log_json, role="ingress")
     try:
         return asyncio.run(_supervise(count, process, env))
-    except _HealthPortError as error:
+    except HealthPortError as error:
         print(f"ingress: {error}", file=sys.stderr)
         return 2
-
-
-class _HealthPortError(Exception):
-    pass
 
 
 async def _supervise(count: int, process: ProcessSettings, env: Mapping[str, str]) -> int:
@@ -235,18 +232,5 @@ async def _health(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, process.metrics_host, process.metrics_port).start()
-    except OSError as error:
-        await runner.cleanup()
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise _HealthPortError(
-            f"RESULTBUS_METRICS_PORT={process.metrics_port}: cannot listen on"
-            f" {process.metrics_host}:{process.metrics_port}: {reason}"
-        ) from None
-    try:
+    async with health_listener(app, process.metrics_host, process.metrics_port):
         yield
-    finally:
-        await runner.cleanup()
