@@ -80,8 +80,16 @@ class RealIngress:
 
 @contextlib.asynccontextmanager
 async def real_ingress(
-    amqp_url: str, topology: Topology, tmp_path: Path, *, sources: str = SYNAP, **env: str
+    amqp_url: str,
+    topology: Topology,
+    tmp_path: Path,
+    *,
+    sources: str = SYNAP,
+    stays_up: bool = True,
+    **env: str,
 ) -> AsyncIterator[RealIngress]:
+    """Yields once the ingress is ready (its metrics port's /readyz: with several processes, the
+    supervisor's, ready when all are). `stays_up=False` for a test that stops or kills it itself."""
     (tmp_path / "sources.toml").write_text(sources)
     port, metrics_port = free_port(), free_port()
     process_env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
@@ -104,17 +112,18 @@ async def real_ingress(
         async with aiohttp.ClientSession() as http, asyncio.timeout(30):
             while True:
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    async with http.get(f"http://127.0.0.1:{metrics_port}/readyz") as response:
                         if response.status == 200:
                             break
                 assert process.returncode is None, stderr.read_text()
                 await asyncio.sleep(0.1)
         yield ingress
-        assert process.returncode is None, "the ingress exited"
+        if stays_up:
+            assert process.returncode is None, "the ingress exited"
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(30):
                 await process.wait()
 
 

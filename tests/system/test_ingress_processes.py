@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import aio_pika
 import aiohttp
 
 from schemas.topology import Topology
-from tests.support.paths import ROOT
-from tests.support.ports import free_port
-from tests.support.real_ingress import SYNAP, RealIngress
+from tests.support.real_ingress import RealIngress, real_ingress
 
 BODY = b'{"event": "attempt.completed", "id": "a-1"}'
 HEAD = (
@@ -33,43 +30,18 @@ async def two_processes(
 ) -> AsyncIterator[RealIngress]:
     """The supervisor, once both processes are ready (its /readyz); stopped at the end if the test
     did not stop it. (`processes=1`: the one process, no supervisor.)"""
-    (tmp_path / "sources.toml").write_text(SYNAP)
-    port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESULTBUS_")}
-    env.update(
-        RESULTBUS_AMQP_URL=amqp_url,
-        RESULTBUS_AMQP_PREFIX=topology.prefix,
-        RESULTBUS_SOURCES=str(tmp_path / "sources.toml"),
-        RESULTBUS_INGRESS_PORT=str(port),
-        RESULTBUS_METRICS_PORT=str(metrics_port),
-        RESULTBUS_LOG_JSON="1",
-        RESULTBUS_INGRESS_PROCESSES=str(processes),
-    )
-    stderr = tmp_path / "ingress.stderr"
-    with stderr.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingress", env=env, cwd=ROOT, stderr=sink, stdout=sink
-        )
-    ingress = RealIngress(port, metrics_port, stderr, process)
-    try:
-        async with aiohttp.ClientSession() as http, asyncio.timeout(30):
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{metrics_port}/readyz") as response:
-                        if response.status == 200:
-                            if processes > 1:
-                                assert await response.json() == {
-                                    "status": "ready", "role": "ingress", "processes": 2, "ready": 2
-                                }  # fmt: skip
-                            break
-                assert process.returncode is None, stderr.read_text()
-                await asyncio.sleep(0.1)
+    async with real_ingress(
+        amqp_url, topology, tmp_path, stays_up=False, RESULTBUS_INGRESS_PROCESSES=str(processes)
+    ) as ingress:
+        if processes > 1:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{ingress.metrics_port}/readyz") as response,
+            ):
+                assert await response.json() == {
+                    "status": "ready", "role": "ingress", "processes": 2, "ready": 2
+                }  # fmt: skip
         yield ingress
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                await process.wait()
 
 
 async def queued(amqp_url: str, topology: Topology) -> int:
