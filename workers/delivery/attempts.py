@@ -59,7 +59,7 @@ from workers.delivery.settings import DeliverySettings
 log = structlog.get_logger("delivery")
 
 _OPERATIONAL_IDS = uuid.UUID("3b8f0c52-7d4e-5a61-9c2b-8e1f4a6d0b37")
-_SLOT_WAIT = 0.5  # how long a task waits here for its endpoint before it is parked in the broker
+_SLOT_WAIT = 0.5  # a busy endpoint where no attempt ended for this long: its waiting tasks are parked
 
 
 class Settling(msgspec.Struct, frozen=True):
