@@ -24,6 +24,9 @@ def _server_settings(settings: WorkerSettings, *, custom_plans: bool = False) ->
     server = {"search_path": settings.database_schema} if settings.database_schema else {}
     if custom_plans:
         server["plan_cache_mode"] = "force_custom_plan"
+        # What these sessions read is in memory (or on SSD): at the default 4.0 a claim of 80 deliveries
+        # by their keys looked dearer than a scan of a young `deliveries` of 10,000 rows.
+        server["random_page_cost"] = "1.1"
     return server
 
 
