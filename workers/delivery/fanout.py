@@ -1,13 +1,18 @@
 """Fan-out: one normalized event from the results exchange becomes one delivery per matching active
 subscription, stored in its place in the exam's order (store.py), and a task on the attempts queue for
 each that may go now; the event is acked once those tasks are confirmed. A fan-out that stops before
-then gets its event back, and publishes the tasks of the deliveries it had stored."""
+then gets its event back, and publishes the tasks of the deliveries it had stored. The events in hand
+are stored together, one statement for a group (batch.py), never two of one exam in a group."""
+
+import uuid
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from common import logs
+from common.batch import Batch
 from common.consumer import describe
 from common.errors import Reject
 from schemas.delivery import is_operational
@@ -37,20 +42,29 @@ class FanOut:
     def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher) -> None:
         self._pool = pool
         self._tasks = tasks
+        self._groups: Batch[store.Fanning, list[store.Ready]] = Batch(
+            self._create_group, key=lambda e: (e.vendor, e.exam) if e.exam is not None else e.event_id
+        )
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         if is_operational(message.routing_key or ""):
             return  # our own news, never delivered to subscribers
         try:
             head = _head.decode(message.body)
+            # Checked here, what PostgreSQL would refuse: it must not fail the statement of a group.
+            uuid.UUID(head.id)
+            exam = None if head.exam is None else head.exam.key
+            if any("\x00" in text for text in (head.vendor, head.source, head.type, exam or "")):
+                raise ValueError("a NUL character in a text field")
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
         logs.bind(event_id=head.id, vendor=head.vendor, source=head.source, type=head.type)
-        exam = None if head.exam is None else head.exam.key
-        async with self._pool.acquire() as conn:
-            ready = await store.create_deliveries(
-                conn, head.vendor, head.source, head.type, head.id, exam, recovering=recovering(message)
-            )
+        event = store.Fanning(head.id, head.vendor, head.source, head.type, exam, recovering(message))
+        ready = await self._groups.submit(event)
         await self._tasks.now_all([next_task(r) for r in ready])
         metrics.DELIVERIES.inc(len(ready))
         logs.bind(deliveries=len(ready))
+
+    async def _create_group(self, events: Sequence[store.Fanning]) -> list[list[store.Ready]]:
+        async with self._pool.acquire() as conn:
+            return await store.create_deliveries(conn, events)

@@ -8,8 +8,9 @@ event of the exam still to be fanned out. Otherwise it is created `waiting`, wit
 settles the delivery before it (or fans out the event before it) releases it: the worker then
 publishes its task. For `'latest'`, a newer event supersedes what of the exam is not being attempted,
 instead of waiting behind it. Those two decisions, creation and settlement, are made under a lock per
-exam by the functions of migration 013 (`deliveries_create`, `deliveries_settle`): one round trip
-each, every statement after the lock reading what was committed before it.
+exam by the functions of migrations 013 and 016 (`deliveries_create`, `deliveries_settle`): one
+round trip for many events or deliveries at once, every statement after the lock reading what was
+committed before it.
 
 An attempt starts with a claim (`claimed_at`): a second copy of its task finds the claim and does
 nothing; a copy that the broker delivered again (the worker holding it stopped) takes it over. Claims
@@ -67,7 +68,9 @@ _UNCLAIM = """
 UPDATE deliveries SET claimed_at = NULL, claimed_by = NULL WHERE id = $1::uuid AND status IN ('pending', 'held')
 """
 
-_CREATE = "SELECT * FROM deliveries_create($1::uuid, $2, $3, $4, $5, $6)"
+_CREATE = (
+    "SELECT * FROM deliveries_create($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])"
+)
 
 _SETTLE = """
 SELECT * FROM deliveries_settle($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[],
@@ -84,6 +87,18 @@ FROM deliveries d JOIN deliveries x
  AND x.exam_seq > d.exam_seq
 WHERE d.id = $1::uuid AND x.status = 'pending' AND x.attempts = 0 AND x.claimed_at IS NULL
 """
+
+
+class Fanning(msgspec.Struct, frozen=True):
+    """An event to fan out: what matching and ordering need of it, and whether an earlier fan-out of
+    it may have stopped before handing out its tasks."""
+
+    event_id: str
+    vendor: str
+    source: str
+    type: str
+    exam: str | None  # its exam key, if it names one
+    recovering: bool = False
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,20 +177,23 @@ class Settlements(msgspec.Struct, frozen=True):
     released: list[Ready]
 
 
-async def create_deliveries(
-    conn: DbConn,
-    vendor: str,
-    source: str,
-    event_type: str,
-    event_id: str,
-    exam: str | None,
-    *,
-    recovering: bool,
-) -> list[Ready]:
-    """Stores the event's deliveries in their place in the order of its `exam` (its key, if the event
-    names one); returns those that may go now (see `deliveries_create`)."""
-    rows = await conn.fetch(_CREATE, event_id, vendor, source, event_type, exam, recovering)
-    return [_ready(r) for r in rows]
+async def create_deliveries(conn: DbConn, events: Sequence[Fanning]) -> list[list[Ready]]:
+    """Stores each event's deliveries in their place in the order of its exam (if it names one) and
+    returns, per event, those that may go now (see `deliveries_create`). No two events of one call
+    may be of one exam (vendor and exam key), or be the same event."""
+    rows = await conn.fetch(
+        _CREATE,
+        [e.event_id for e in events],
+        [e.vendor for e in events],
+        [e.source for e in events],
+        [e.type for e in events],
+        [e.exam for e in events],
+        [e.recovering for e in events],
+    )
+    ready: dict[str, list[Ready]] = {}
+    for row in rows:
+        ready.setdefault(str(row["for_event"]), []).append(_ready(row))
+    return [ready.get(str(uuid.UUID(e.event_id)), []) for e in events]
 
 
 async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: int) -> list[Claim | None]:

@@ -247,3 +247,40 @@ async def channel_of(amqp_url: str, queue_name: str) -> list[tuple[str | None, b
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
             got.append((message.message_id, message.body))
         return got
+
+
+async def test_an_event_the_database_would_refuse_fails_alone_not_the_events_fanned_out_with_it(
+    amqp_url: str, topology: Topology, db_schema: str
+) -> None:
+    # The events in hand are stored in one statement (fanout.py): one that PostgreSQL would refuse
+    # (an id that is no UUID, a NUL in a text) is rejected before it joins them.
+    async with cut_world(amqp_url, topology, db_schema) as cw, subscriber() as sub:
+        w, channel = cw.world, cw.channel
+        await w.subscribe(sub.url("/hook"))
+        good = [make_event() for _ in range(6)]
+        bodies = [await w.store(event) for event in good]
+        refused = {
+            "no-uuid": msgspec.json.encode(
+                {"id": "not-a-uuid", "vendor": "itep", "source": "s", "type": "completed"}
+            ),
+            "nul": msgspec.json.encode(
+                {
+                    "id": str(uuid.uuid4()),
+                    "vendor": "itep",
+                    "source": "s",
+                    "type": "completed",
+                    "exam": {"key": "A\u0000B"},
+                }
+            ),
+        }
+        messages = [aio_pika.Message(b, message_id=e.id) for e, b in zip(good, bodies, strict=True)]
+        messages[3:3] = [aio_pika.Message(body, message_id=name) for name, body in refused.items()]
+        await asyncio.gather(
+            *(channel.default_exchange.publish(m, topology.deliveries_queue) for m in messages)
+        )
+        await sub.wait("/hook", len(good))
+        dead = {m.message_id: m for m in await dead_letters(channel, topology, 2)}
+        assert set(dead) == set(refused)
+        assert "UUID" in header(dead["no-uuid"], REASON)
+        assert "NUL" in header(dead["nul"], REASON)
+        assert all(header(m, REASON).startswith("undeliverable event: ") for m in dead.values())

@@ -61,15 +61,11 @@ async def stored(pool: asyncpg.Pool, event: ResultEvent) -> None:
 async def fan_out(pool: asyncpg.Pool, event: ResultEvent, *, recovering: bool = False) -> list[store.Ready]:
     assert event.exam is not None
     async with pool.acquire() as conn:
-        return await store.create_deliveries(
-            conn,
-            event.vendor.value,
-            event.source,
-            event.type,
-            event.id,
-            event.exam.key,
-            recovering=recovering,
+        fanning = store.Fanning(
+            event.id, event.vendor.value, event.source, event.type, event.exam.key, recovering
         )
+        [ready] = await store.create_deliveries(conn, [fanning])
+        return ready
 
 
 async def statuses(pool: asyncpg.Pool, subscription_id: str) -> dict[str, str]:
