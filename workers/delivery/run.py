@@ -15,6 +15,7 @@ from gradebook.delivering import resume_held
 from gradebook.send import Sender
 from subscribers.poster import Poster, subscriber_session
 from subscribers.queues import TaskPublisher, declare_attempts, declare_deliveries
+from workers.delivery import store
 from workers.delivery.attempts import Attempts
 from workers.delivery.destinations import Destinations
 from workers.delivery.fanout import FanOut
@@ -30,11 +31,13 @@ async def start_delivery(service: Service, settings: tuple[WorkerSettings, Deliv
     """Two consumers on one broker connection and one HTTP client session: fan-out and attempts."""
     worker, delivery = settings
     topology = worker.topology
-    pool = await open_pool(service, worker, size=6, reset_sessions=False, custom_plans=True)
+    pool = await open_pool(service, worker, size=6, reset_sessions=False, custom_plans=True, warm=store.warm)
     # A pool of its own for the fan-out: a burst of events in hand (its prefetch) would otherwise take
     # every connection, and the attempts' claims and records (what a subscriber is waiting on) queue
     # behind the creation of deliveries that cannot go before them anyway.
-    fanout_pool = await open_pool(service, worker, size=3, reset_sessions=False, custom_plans=True)
+    fanout_pool = await open_pool(
+        service, worker, size=3, reset_sessions=False, custom_plans=True, warm=store.warm
+    )
     connection = await open_connection(service, worker.amqp_url)
     worker_key = await hold_worker_lock(service, worker)
     session = subscriber_session(allow_private=delivery.allow_private, limit=delivery.in_flight)

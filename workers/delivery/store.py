@@ -177,6 +177,14 @@ class Settlements(msgspec.Struct, frozen=True):
     released: list[Ready]
 
 
+async def warm(conn: asyncpg.Connection) -> None:
+    """Readies a new connection for the first attempts (db.py `warm`): the claim prepared, and the
+    functions of the fan-out and the settlement compiled, each called with nothing to do."""
+    await conn.fetch(_CLAIM, [], [], [], 0)
+    await conn.fetch(_CREATE, [], [], [], [], [], [])
+    await conn.fetch(_SETTLE, *([[]] * 12))
+
+
 async def create_deliveries(conn: DbConn, events: Sequence[Fanning]) -> list[list[Ready]]:
     """Stores each event's deliveries in their place in the order of its exam (if it names one) and
     returns, per event, those that may go now (see `deliveries_create`). No two events of one call

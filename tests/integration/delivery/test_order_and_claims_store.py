@@ -1,5 +1,5 @@
 """The rules of the delivery order and claims, against the real database (workers/delivery/store.py and
-the functions of migration 013), each the answer to a way a delivery could be lost, stuck, sent out of
+the functions of migrations 013 and 016), each the answer to a way a delivery could be lost, stuck, sent out of
 order or sent twice: found by a review of the delivery redesign and kept here so that it stays found."""
 
 import uuid
@@ -232,3 +232,43 @@ async def test_an_erasure_cancels_what_of_the_exam_waits_behind_what_it_erases(p
     async with pool.acquire() as conn:
         await conn.fetch(_ERASE_DELIVERIES, [events[0].id])
     assert set((await statuses(pool, subscription)).values()) == {"cancelled"}
+
+
+async def test_a_group_of_fan_outs_decides_each_event_as_it_would_alone(pool: asyncpg.Pool) -> None:
+    # The fan-out stores the events in hand in one call (migration 016), never two of one exam.
+    subscription = await subscribe(pool, event_types=["completed"])
+    exams = {
+        key: (make_event(type_="finished", exam=key), make_event(type_="completed", exam=key)) for key in "AB"
+    }
+    for finished, completed in exams.values():
+        await stored(pool, finished)
+        await stored(pool, completed)
+
+    def fanning(event: ResultEvent) -> store.Fanning:
+        assert event.exam is not None
+        return store.Fanning(event.id, event.vendor.value, event.source, event.type, event.exam.key)
+
+    async with pool.acquire() as conn:
+        # Each Completed waits for its exam's Finished to be fanned out.
+        assert await store.create_deliveries(conn, [fanning(c) for _, c in exams.values()]) == [[], []]
+        # Each Finished (no delivery of its own) releases its exam's Completed, and only that.
+        released = await store.create_deliveries(conn, [fanning(f) for f, _ in exams.values()])
+    assert [[r.event_id for r in ready] for ready in released] == [[c.id] for _, c in exams.values()]
+    rows = await pool.fetch(
+        "SELECT event_id::text, status FROM deliveries WHERE subscription_id = $1", uuid.UUID(subscription)
+    )
+    assert sorted((r["event_id"], r["status"]) for r in rows) == sorted(
+        (c.id, "pending") for _, c in exams.values()
+    )
+
+
+async def test_warming_a_connection_changes_nothing(pool: asyncpg.Pool) -> None:
+    await subscribe(pool)
+    event = make_event(exam="W1")
+    await stored(pool, event)
+    await fan_out(pool, event)
+    counts = "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM delivery_attempts), (SELECT count(*) FROM events WHERE fanned_out_at IS NULL)"
+    before = await pool.fetchrow(counts)
+    async with pool.acquire() as conn:
+        await store.warm(conn)
+    assert await pool.fetchrow(counts) == before
