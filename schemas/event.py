@@ -164,6 +164,27 @@ _encoder = msgspec.json.Encoder(order="deterministic")
 _decoder = msgspec.json.Decoder(ResultEvent)
 
 
+class ExamKey(msgspec.Struct, frozen=True):
+    key: str
+
+
+class EventHead(msgspec.Struct, frozen=True):
+    """The fields of a ResultEvent that the fan-out's matching and ordering need, decoded alone."""
+
+    id: str
+    vendor: str
+    source: str
+    type: str
+    exam: ExamKey | None = None
+
+
+_head_decoder = msgspec.json.Decoder(EventHead)
+
+
+def decode_head(data: bytes) -> EventHead:
+    return _head_decoder.decode(data)
+
+
 def encode_event(event: ResultEvent) -> bytes:
     return _encoder.encode(event)
 

@@ -16,55 +16,39 @@ from common.batch import Batch
 from common.consumer import describe
 from common.errors import Reject
 from schemas.delivery import is_operational
+from schemas.event import EventHead, decode_head
 from subscribers.queues import TaskPublisher
 from workers.delivery import metrics, store
 from workers.delivery.attempts import next_task, recovering
-
-
-class ExamHead(msgspec.Struct, frozen=True):
-    key: str
-
-
-class EventHead(msgspec.Struct, frozen=True):
-    """The fields of a ResultEvent that matching and ordering need."""
-
-    id: str
-    vendor: str
-    source: str
-    type: str
-    exam: ExamHead | None = None
-
-
-_head = msgspec.json.Decoder(EventHead)
 
 
 class FanOut:
     def __init__(self, pool: asyncpg.Pool, tasks: TaskPublisher) -> None:
         self._pool = pool
         self._tasks = tasks
-        self._groups: Batch[store.Fanning, list[store.Ready]] = Batch(
-            self._create_group, key=lambda e: (e.vendor, e.exam) if e.exam is not None else e.event_id
+        self._groups: Batch[tuple[EventHead, bool], list[store.Ready]] = Batch(
+            self._create_group,
+            key=lambda item: (item[0].vendor, item[0].exam.key if item[0].exam else item[0].id),
         )
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         if is_operational(message.routing_key or ""):
             return  # our own news, never delivered to subscribers
         try:
-            head = _head.decode(message.body)
+            head = decode_head(message.body)
             # Checked here, what PostgreSQL would refuse: it must not fail the statement of a group.
             uuid.UUID(head.id)
-            exam = None if head.exam is None else head.exam.key
-            if any("\x00" in text for text in (head.vendor, head.source, head.type, exam or "")):
+            exam = head.exam.key if head.exam is not None else ""
+            if "\x00" in head.vendor + head.source + head.type + exam:
                 raise ValueError("a NUL character in a text field")
         except (msgspec.MsgspecError, ValueError) as error:  # ValueError: invalid UTF-8 in a string
             raise Reject(f"undeliverable event: {describe(error)}") from error
         logs.bind(event_id=head.id, vendor=head.vendor, source=head.source, type=head.type)
-        event = store.Fanning(head.id, head.vendor, head.source, head.type, exam, recovering(message))
-        ready = await self._groups.submit(event)
+        ready = await self._groups.submit((head, recovering(message)))
         await self._tasks.now_all([next_task(r) for r in ready])
         metrics.DELIVERIES.inc(len(ready))
         logs.bind(deliveries=len(ready))
 
-    async def _create_group(self, events: Sequence[store.Fanning]) -> list[list[store.Ready]]:
+    async def _create_group(self, events: Sequence[tuple[EventHead, bool]]) -> list[list[store.Ready]]:
         async with self._pool.acquire() as conn:
             return await store.create_deliveries(conn, events)

@@ -20,11 +20,13 @@ need no lock: one row each, decided by the row lock.
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 
 from common.db import DbConn
+from schemas.event import EventHead
 
 # The claims of many tasks at once, and what each needs: the delivery's state, its target and the
 # event's stored body (only when claimed). Each row names its delivery; none: the delivery is gone.
@@ -89,18 +91,6 @@ WHERE d.id = $1::uuid AND x.status = 'pending' AND x.attempts = 0 AND x.claimed_
 """
 
 
-class Fanning(msgspec.Struct, frozen=True):
-    """An event to fan out: what matching and ordering need of it, and whether an earlier fan-out of
-    it may have stopped before handing out its tasks."""
-
-    event_id: str
-    vendor: str
-    source: str
-    type: str
-    exam: str | None  # its exam key, if it names one
-    recovering: bool = False
-
-
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """Where and how to send one delivery, as the subscription stands now."""
 
@@ -151,16 +141,17 @@ class Ready(msgspec.Struct, frozen=True):
 
 class Settlement(msgspec.Struct, frozen=True, kw_only=True):
     """How a claimed delivery ends its turn: `status` its new status (pending: to be tried again at
-    `next_attempt_at`), and `made` whether an attempt was made (and is logged with the fields)."""
+    `next_attempt_at`), and `made` whether an attempt was made (and is logged with the fields). The
+    fields in the order `deliveries_settle` takes them."""
 
     status: str
-    made: bool
     attempted_at: datetime
     status_code: int | None = None
     latency_ms: float = 0.0
     error: str | None = None
     outcome: str = ""  # succeeded | retry | failed | gone
     next_attempt_at: datetime | None = None
+    made: bool
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -185,23 +176,17 @@ async def warm(conn: asyncpg.Connection) -> None:
     await conn.fetch(_SETTLE, *([[]] * 12))
 
 
-async def create_deliveries(conn: DbConn, events: Sequence[Fanning]) -> list[list[Ready]]:
-    """Stores each event's deliveries in their place in the order of its exam (if it names one) and
-    returns, per event, those that may go now (see `deliveries_create`). No two events of one call
-    may be of one exam (vendor and exam key), or be the same event."""
-    rows = await conn.fetch(
-        _CREATE,
-        [e.event_id for e in events],
-        [e.vendor for e in events],
-        [e.source for e in events],
-        [e.type for e in events],
-        [e.exam for e in events],
-        [e.recovering for e in events],
-    )
+async def create_deliveries(conn: DbConn, events: Sequence[tuple[EventHead, bool]]) -> list[list[Ready]]:
+    """Stores the deliveries of each (event, whether an earlier fan-out of it may have stopped before
+    handing out its tasks) in their place in the order of its exam, if it names one, and returns, per
+    event, those that may go now (see `deliveries_create`). No two events of one call may be of one
+    exam (vendor and exam key), or be the same event."""
+    fanned = [(e.id, e.vendor, e.source, e.type, e.exam and e.exam.key, again) for e, again in events]
+    rows = await conn.fetch(_CREATE, *_columns(fanned, 6))
     ready: dict[str, list[Ready]] = {}
     for row in rows:
         ready.setdefault(str(row["for_event"]), []).append(_ready(row))
-    return [ready.get(str(uuid.UUID(e.event_id)), []) for e in events]
+    return [ready.get(str(uuid.UUID(e.id)), []) for e, _ in events]
 
 
 async def claim(conn: DbConn, tasks: Sequence[tuple[str, int, bool]], worker: int) -> list[Claim | None]:
@@ -230,21 +215,8 @@ async def settle(
     """Records how each (delivery id, settlement) ends, disables the (subscription id, reason) pairs,
     and releases what may go now, in one transaction under the locks of `exams` (the sorted
     'vendor/exam key' of every ordered delivery among them)."""
-    rows = await conn.fetch(
-        _SETTLE,
-        [d for d, _ in settlements],
-        [s.status for _, s in settlements],
-        [s.attempted_at for _, s in settlements],
-        [s.status_code for _, s in settlements],
-        [s.latency_ms for _, s in settlements],
-        [s.error for _, s in settlements],
-        [s.outcome for _, s in settlements],
-        [s.next_attempt_at for _, s in settlements],
-        [s.made for _, s in settlements],
-        list(exams),
-        [d for d, _ in disable],
-        [r for _, r in disable],
-    )
+    settling = [(d, *msgspec.structs.astuple(s)) for d, s in settlements]
+    rows = await conn.fetch(_SETTLE, *_columns(settling, 9), list(exams), *_columns(disable, 2))
     found: dict[str, Settled] = {}
     disabled: set[str] = set()
     released: list[Ready] = []
@@ -262,6 +234,11 @@ async def settle(
 
 async def released_after(conn: DbConn, delivery_id: str) -> list[Ready]:
     return [_ready(r) for r in await conn.fetch(_RELEASED_AFTER, delivery_id)]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as the arrays a statement unnests, one per column."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _ready(row: asyncpg.Record, exam: str | None = None) -> Ready:

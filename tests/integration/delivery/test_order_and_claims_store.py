@@ -14,7 +14,7 @@ from admin import store as admin_store
 from admin import wire
 from common.settings import WorkerSettings
 from gradebook import crosswalk_db
-from schemas.event import ResultEvent
+from schemas.event import EventHead, ExamKey, ResultEvent
 from subscribers.endpoint import normalize_endpoint
 from subscribers.signing import generate_secret
 from tests.support.delivery import make_event
@@ -61,10 +61,8 @@ async def stored(pool: asyncpg.Pool, event: ResultEvent) -> None:
 async def fan_out(pool: asyncpg.Pool, event: ResultEvent, *, recovering: bool = False) -> list[store.Ready]:
     assert event.exam is not None
     async with pool.acquire() as conn:
-        fanning = store.Fanning(
-            event.id, event.vendor.value, event.source, event.type, event.exam.key, recovering
-        )
-        [ready] = await store.create_deliveries(conn, [fanning])
+        fanning = EventHead(event.id, event.vendor.value, event.source, event.type, ExamKey(event.exam.key))
+        [ready] = await store.create_deliveries(conn, [(fanning, recovering)])
         return ready
 
 
@@ -244,15 +242,18 @@ async def test_a_group_of_fan_outs_decides_each_event_as_it_would_alone(pool: as
         await stored(pool, finished)
         await stored(pool, completed)
 
-    def fanning(event: ResultEvent) -> store.Fanning:
+    def fanning(event: ResultEvent) -> EventHead:
         assert event.exam is not None
-        return store.Fanning(event.id, event.vendor.value, event.source, event.type, event.exam.key)
+        return EventHead(event.id, event.vendor.value, event.source, event.type, ExamKey(event.exam.key))
 
     async with pool.acquire() as conn:
         # Each Completed waits for its exam's Finished to be fanned out.
-        assert await store.create_deliveries(conn, [fanning(c) for _, c in exams.values()]) == [[], []]
+        assert await store.create_deliveries(conn, [(fanning(c), False) for _, c in exams.values()]) == [
+            [],
+            [],
+        ]
         # Each Finished (no delivery of its own) releases its exam's Completed, and only that.
-        released = await store.create_deliveries(conn, [fanning(f) for f, _ in exams.values()])
+        released = await store.create_deliveries(conn, [(fanning(f), False) for f, _ in exams.values()])
     assert [[r.event_id for r in ready] for ready in released] == [[c.id] for _, c in exams.values()]
     rows = await pool.fetch(
         "SELECT event_id::text, status FROM deliveries WHERE subscription_id = $1", uuid.UUID(subscription)
