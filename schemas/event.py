@@ -4,6 +4,7 @@ Consumers rely on this shape. Adding an optional field is a minor change; anythi
 SCHEMA_VERSION and the `schema` string, so that a consumer can tell which shape it holds.
 """
 
+import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Final
@@ -164,17 +165,22 @@ _encoder = msgspec.json.Encoder(order="deterministic")
 _decoder = msgspec.json.Decoder(ResultEvent)
 
 
+# What PostgreSQL's text takes: anything but NUL.
+_Text = Annotated[str, msgspec.Meta(pattern="^[^\x00]*$")]
+
+
 class ExamKey(msgspec.Struct, frozen=True):
-    key: str
+    key: _Text
 
 
 class EventHead(msgspec.Struct, frozen=True):
-    """The fields of a ResultEvent that the fan-out's matching and ordering need, decoded alone."""
+    """The fields of a ResultEvent that the fan-out's matching and ordering need, decoded alone and
+    refused when PostgreSQL would refuse them (the fan-out stores many events in one statement)."""
 
-    id: str
-    vendor: str
-    source: str
-    type: str
+    id: uuid.UUID
+    vendor: _Text
+    source: _Text
+    type: _Text
     exam: ExamKey | None = None
 
 
