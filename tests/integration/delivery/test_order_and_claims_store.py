@@ -58,11 +58,15 @@ async def stored(pool: asyncpg.Pool, event: ResultEvent) -> None:
         await store_batch(conn, [raw], [Normalized(event.id, event)], republish={event.id})
 
 
-async def fan_out(pool: asyncpg.Pool, event: ResultEvent, *, recovering: bool = False) -> list[store.Ready]:
+def fanning(event: ResultEvent) -> EventHead:
+    """The head the fan-out decodes from the event's body."""
     assert event.exam is not None
+    return EventHead(event.id, event.vendor.value, event.source, event.type, ExamKey(event.exam.key))
+
+
+async def fan_out(pool: asyncpg.Pool, event: ResultEvent, *, recovering: bool = False) -> list[store.Ready]:
     async with pool.acquire() as conn:
-        fanning = EventHead(event.id, event.vendor.value, event.source, event.type, ExamKey(event.exam.key))
-        [ready] = await store.create_deliveries(conn, [(fanning, recovering)])
+        [ready] = await store.create_deliveries(conn, [(fanning(event), recovering)])
         return ready
 
 
@@ -241,10 +245,6 @@ async def test_a_group_of_fan_outs_decides_each_event_as_it_would_alone(pool: as
     for finished, completed in exams.values():
         await stored(pool, finished)
         await stored(pool, completed)
-
-    def fanning(event: ResultEvent) -> EventHead:
-        assert event.exam is not None
-        return EventHead(event.id, event.vendor.value, event.source, event.type, ExamKey(event.exam.key))
 
     async with pool.acquire() as conn:
         # Each Completed waits for its exam's Finished to be fanned out.
